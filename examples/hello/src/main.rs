@@ -1,0 +1,18 @@
+//! `hello`: run with `cargo run -p hello` (or `-- --config examples/hello/hello.toml`).
+
+use hello::{Greeter, HelloConfig, routes};
+use truss::{App, AppError, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), AppError> {
+    // Defaults < the file named by --config or TRUSS_CONFIG < TRUSS_* environment variables.
+    let config = Config::<HelloConfig>::load()?;
+
+    App::builder("hello")
+        .version(env!("CARGO_PKG_VERSION"))
+        .config(&config)
+        .http(routes(&config.app))
+        .grpc(Greeter::new(&config.app).into_service())
+        .run()
+        .await
+}

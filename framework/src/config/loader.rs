@@ -1,0 +1,386 @@
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Json, Toml, Yaml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::de::DeserializeOwned;
+
+use super::error::{ConfigError, Problem};
+use super::sections::{AdminConfig, GrpcConfig, HttpConfig, LogConfig, ShutdownConfig};
+use super::{Config, Validate};
+
+const ENV_SOURCE: &str = "environment";
+const SECTIONS: &[&str] = &["http", "grpc", "admin", "shutdown", "log", "app"];
+
+/// Builds a [`Config`] from defaults, a file and environment variables.
+///
+/// By default it reads the process's arguments and environment; tests and tools can hand it
+/// their own with [`args`](Self::args) and [`env_vars`](Self::env_vars), so no global state
+/// is touched.
+#[derive(Debug, Clone)]
+pub struct ConfigLoader {
+    env_prefix: String,
+    args: Option<Vec<OsString>>,
+    env: Option<Vec<(String, String)>>,
+    file: Option<PathBuf>,
+}
+
+impl Default for ConfigLoader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How the config file was named, for error messages.
+enum FileOrigin {
+    Explicit,
+    Flag,
+    Env(String),
+}
+
+impl FileOrigin {
+    fn describe(&self) -> String {
+        match self {
+            FileOrigin::Explicit => "the app builder".to_owned(),
+            FileOrigin::Flag => "--config".to_owned(),
+            FileOrigin::Env(var) => format!("environment variable {var}"),
+        }
+    }
+}
+
+impl ConfigLoader {
+    /// A loader with prefix `TRUSS_` reading the process's arguments and environment.
+    pub fn new() -> Self {
+        Self {
+            env_prefix: "TRUSS_".to_owned(),
+            args: None,
+            env: None,
+            file: None,
+        }
+    }
+
+    /// Sets the environment variable prefix (default `TRUSS_`); a trailing `_` is added when
+    /// missing. The file path variable is the prefix followed by `CONFIG`.
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let mut prefix = prefix.into().to_ascii_uppercase();
+        if !prefix.ends_with('_') {
+            prefix.push('_');
+        }
+        self.env_prefix = prefix;
+        self
+    }
+
+    /// Uses these command-line arguments (the first is the program name) instead of the
+    /// process's.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Uses these environment variables instead of the process's.
+    pub fn env_vars<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Reads this file, whatever `--config` and the environment say.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match &self.env {
+            Some(vars) => vars.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    fn file_from_args(&self) -> Result<Option<PathBuf>, ConfigError> {
+        let args: Vec<OsString> = match &self.args {
+            Some(args) => args.clone(),
+            None => std::env::args_os().collect(),
+        };
+        let mut iter = args.into_iter().skip(1);
+        while let Some(arg) = iter.next() {
+            let Some(text) = arg.to_str() else { continue };
+            if text == "--config" || text == "-c" {
+                return match iter.next() {
+                    Some(path) => Ok(Some(PathBuf::from(path))),
+                    None => Err(ConfigError::one(
+                        "",
+                        "--config",
+                        "expected a file path after --config",
+                    )),
+                };
+            }
+            if let Some(path) = text.strip_prefix("--config=") {
+                return Ok(Some(PathBuf::from(path)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads and validates the whole configuration.
+    pub fn load<T: DeserializeOwned + Validate>(&self) -> Result<Config<T>, ConfigError> {
+        let env = self.env();
+        let file_var = format!("{}CONFIG", self.env_prefix);
+        let file = match &self.file {
+            Some(path) => Some((path.clone(), FileOrigin::Explicit)),
+            None => match self.file_from_args()? {
+                Some(path) => Some((path, FileOrigin::Flag)),
+                None => env
+                    .iter()
+                    .find(|(k, _)| *k == file_var)
+                    .map(|(_, v)| (PathBuf::from(v), FileOrigin::Env(file_var.clone()))),
+            },
+        };
+
+        let mut figment = Figment::new();
+        if let Some((path, origin)) = &file {
+            figment = merge_file(figment, path, origin)?;
+        }
+        figment = figment.merge(EnvProvider {
+            prefix: self.env_prefix.clone(),
+            file_var,
+            vars: env,
+        });
+        extract(&figment, &self.env_prefix)
+    }
+}
+
+fn merge_file(figment: Figment, path: &Path, origin: &FileOrigin) -> Result<Figment, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::one(
+            "",
+            origin.describe(),
+            format!(
+                "config file {} does not exist or is not a file",
+                path.display()
+            ),
+        ));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    Ok(match ext.as_deref() {
+        Some("toml") => figment.merge(Toml::file_exact(path)),
+        Some("yaml" | "yml") => figment.merge(Yaml::file_exact(path)),
+        Some("json") => figment.merge(Json::file_exact(path)),
+        _ => {
+            return Err(ConfigError::one(
+                "",
+                format!("file {}", path.display()),
+                "unknown config format: the file name must end in .toml, .yaml, .yml or .json",
+            ));
+        }
+    })
+}
+
+/// Decodes every section, collecting all problems rather than stopping at the first.
+fn extract<T: DeserializeOwned + Validate>(
+    figment: &Figment,
+    prefix: &str,
+) -> Result<Config<T>, ConfigError> {
+    let describe = |e: figment::Error| problems(e, prefix);
+    let top: Dict = figment
+        .extract()
+        .map_err(|e| ConfigError::new(describe(e)))?;
+
+    let mut found = Vec::new();
+    for key in top.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            found.push(Problem {
+                key: key.clone(),
+                source: source_of(figment, key, prefix),
+                message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            });
+        }
+    }
+
+    fn section<S: DeserializeOwned + Default>(
+        figment: &Figment,
+        top: &Dict,
+        key: &str,
+        found: &mut Vec<Problem>,
+        prefix: &str,
+    ) -> S {
+        if !top.contains_key(key) {
+            return S::default();
+        }
+        figment.extract_inner(key).unwrap_or_else(|e| {
+            found.extend(problems(e, prefix));
+            S::default()
+        })
+    }
+
+    let http: HttpConfig = section(figment, &top, "http", &mut found, prefix);
+    let grpc: GrpcConfig = section(figment, &top, "grpc", &mut found, prefix);
+    let admin: AdminConfig = section(figment, &top, "admin", &mut found, prefix);
+    let shutdown: ShutdownConfig = section(figment, &top, "shutdown", &mut found, prefix);
+    let log: LogConfig = section(figment, &top, "log", &mut found, prefix);
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
+        found.push(Problem {
+            key: "log.level".to_owned(),
+            source: source_of(figment, "log.level", prefix),
+            message: format!("invalid log filter {:?}: {e}", log.level),
+        });
+    }
+    let app: Option<T> = if top.contains_key("app") {
+        figment
+            .extract_inner("app")
+            .map_err(|e| found.extend(problems(e, prefix)))
+            .ok()
+    } else {
+        T::deserialize(&Value::from(Dict::new()))
+            .map_err(|e| found.extend(problems(e.with_path("app"), prefix)))
+            .ok()
+    };
+
+    if let Some(app) = &app {
+        if let Err(invalid) = app.validate() {
+            let key = if invalid.field.is_empty() {
+                "app".to_owned()
+            } else {
+                format!("app.{}", invalid.field)
+            };
+            found.push(Problem {
+                source: source_of(figment, &key, prefix),
+                key,
+                message: invalid.message,
+            });
+        }
+    }
+
+    match app {
+        Some(app) if found.is_empty() => Ok(Config {
+            http,
+            grpc,
+            admin,
+            shutdown,
+            log,
+            app,
+        }),
+        _ => Err(ConfigError::new(found)),
+    }
+}
+
+/// Turns a figment error chain into problems that name key and source.
+fn problems(error: figment::Error, prefix: &str) -> Vec<Problem> {
+    error
+        .into_iter()
+        .map(|e| {
+            // figment records the path innermost first.
+            let key = e.path.iter().rev().cloned().collect::<Vec<_>>().join(".");
+            let message = match &e.kind {
+                figment::error::Kind::UnknownField(_, expected) => {
+                    format!("unknown key; expected one of: {}", expected.join(", "))
+                }
+                kind => kind.to_string(),
+            };
+            let source = match &e.metadata {
+                Some(md) => describe_source(md, &key, prefix),
+                None => "built-in defaults".to_owned(),
+            };
+            Problem {
+                key,
+                source,
+                message,
+            }
+        })
+        .collect()
+}
+
+fn source_of(figment: &Figment, key: &str, prefix: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(md) => describe_source(md, key, prefix),
+        None => "built-in defaults".to_owned(),
+    }
+}
+
+fn describe_source(md: &Metadata, key: &str, prefix: &str) -> String {
+    match &md.source {
+        Some(Source::File(path)) => format!("file {}", path.display()),
+        _ if md.name == ENV_SOURCE => {
+            let var = key.replace('.', "__").to_ascii_uppercase();
+            format!("environment variable {prefix}{var}")
+        }
+        _ => md.name.to_string(),
+    }
+}
+
+/// Environment variables under a prefix, `__` separating levels. Values are read the way
+/// figment reads them (`8080` is a number, `true` a bool, anything else a string).
+struct EnvProvider {
+    prefix: String,
+    file_var: String,
+    vars: Vec<(String, String)>,
+}
+
+impl Provider for EnvProvider {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (name, raw) in &self.vars {
+            if *name == self.file_var {
+                continue;
+            }
+            let Some(rest) = name.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.iter().any(String::is_empty) {
+                continue;
+            }
+            let value = match raw.parse::<Value>() {
+                Ok(v) => v,
+                Err(never) => match never {},
+            };
+            insert(&mut root, &path, value);
+        }
+        let mut map = BTreeMap::new();
+        map.insert(Profile::Default, root);
+        Ok(map)
+    }
+}
+
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let child = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if child.as_dict().is_none() {
+                *child = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = child {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}

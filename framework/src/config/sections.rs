@@ -1,0 +1,162 @@
+//! The framework's typed config sections. Every field has a documented default, every section
+//! rejects unknown keys.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration;
+
+/// `[http]`: the public HTTP listener (HTTP/1.1 and h2c on one port).
+///
+/// ```toml
+/// [http]
+/// addr = "0.0.0.0:8080"          # default
+/// header_read_timeout = "10s"     # default; slow-loris guard for HTTP/1.1
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to bind. Port 0 picks a free port; the bound address is logged at start.
+    pub addr: SocketAddr,
+    /// How long a client may take to send the request head on HTTP/1.1. Default `10s`.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[grpc]`: the gRPC listener (HTTP/2 only).
+///
+/// ```toml
+/// [grpc]
+/// addr = "0.0.0.0:9090"   # default
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address to bind. Port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Maximum concurrent HTTP/2 streams per connection. Default 1024.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            max_concurrent_streams: 1024,
+        }
+    }
+}
+
+/// `[admin]`: the admin listener serving `/healthz` and `/readyz`. It bypasses every
+/// admission and resilience layer, and binds to loopback by default so it is not exposed.
+///
+/// ```toml
+/// [admin]
+/// addr = "127.0.0.1:9091"   # default
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to bind. Default `127.0.0.1:9091`.
+    pub addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9091)),
+        }
+    }
+}
+
+/// `[shutdown]`: the graceful shutdown sequence.
+///
+/// On SIGTERM, SIGINT or [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown):
+/// readiness goes false → before-stop hooks (each bounded by `hook_timeout`) → `drain_delay`
+/// → listeners stop accepting → in-flight requests get up to `grace` to finish → remaining
+/// connections are closed by force → after-stop hooks → `run` returns. The whole sequence is
+/// bounded by `2 × hook_timeout × hooks + drain_delay + grace`.
+///
+/// ```toml
+/// [shutdown]
+/// drain_delay = "1s"    # default: time for load balancers to notice /readyz went false
+/// grace = "10s"         # default: how long in-flight requests may take to finish
+/// hook_timeout = "5s"   # default: the most one lifecycle hook may take
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Pause between readiness going false (and deregistration) and closing the listeners.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
+    /// How long in-flight requests may run after the listeners close before connections are
+    /// closed by force.
+    #[serde(with = "duration")]
+    pub grace: Duration,
+    /// Upper bound for each before-stop and after-stop hook.
+    #[serde(with = "duration")]
+    pub hook_timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(1),
+            grace: Duration::from_secs(10),
+            hook_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: the `tracing` subscriber the app installs.
+///
+/// ```toml
+/// [log]
+/// level = "info"    # default; RUST_LOG, when set, wins
+/// format = "text"   # or "json"
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// An `EnvFilter` directive such as `info` or `info,truss=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The team section for an app that has none: it accepts an empty or absent `[app]` and
+/// rejects any key in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoAppConfig {}

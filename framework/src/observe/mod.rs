@@ -1,0 +1,4 @@
+//! Observability: health and readiness, logging.
+
+pub mod health;
+pub mod log;

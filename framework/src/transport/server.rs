@@ -1,0 +1,152 @@
+//! One accept loop per listener. On stop it closes the listener (new connections are refused),
+//! asks every connection to finish gracefully (HTTP/1.1 closes after the response in flight,
+//! idle keep-alive connections close at once; HTTP/2 sends GOAWAY and lets open streams
+//! finish), and after `grace`, or when shutdown is forced, aborts whatever is left.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower_service::Service;
+
+use crate::shutdown::ShutdownHandle;
+
+/// Which protocols a listener speaks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Protocol {
+    /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+    Auto { header_read_timeout: Duration },
+    /// HTTP/2 only (gRPC).
+    Http2 { max_concurrent_streams: u32 },
+}
+
+pub(crate) struct Server {
+    pub(crate) name: &'static str,
+    pub(crate) listener: TcpListener,
+    pub(crate) router: Router,
+    pub(crate) protocol: Protocol,
+}
+
+fn builder(protocol: Protocol) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    match protocol {
+        Protocol::Auto {
+            header_read_timeout,
+        } => {
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            builder.http2().timer(TokioTimer::new());
+        }
+        Protocol::Http2 {
+            max_concurrent_streams,
+        } => {
+            builder = builder.http2_only();
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(max_concurrent_streams);
+        }
+    }
+    builder
+}
+
+impl Server {
+    /// Serves until `stop` turns true, then drains for up to `grace` (or until `force`).
+    pub(crate) async fn serve(
+        self,
+        mut stop: watch::Receiver<bool>,
+        grace: Duration,
+        force: ShutdownHandle,
+    ) {
+        let Server {
+            name,
+            listener,
+            router,
+            protocol,
+        } = self;
+        let builder = Arc::new(builder(protocol));
+        let conn_stop = stop.clone();
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let conn = serve_connection(
+                            builder.clone(), stream, peer, router.clone(), conn_stop.clone());
+                        conns.spawn(conn);
+                    }
+                    Err(error) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(listener = name, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = stopped(&mut stop) => break,
+            }
+        }
+        drop(listener);
+        tracing::debug!(listener = name, open = conns.len(), "stopped accepting");
+
+        let drained = async { while conns.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = drained => {}
+            _ = tokio::time::sleep(grace) => {
+                tracing::warn!(listener = name, open = conns.len(), ?grace,
+                    "grace period over: closing connections by force");
+            }
+            _ = force.forced() => {
+                tracing::warn!(listener = name, open = conns.len(),
+                    "forced shutdown: closing connections");
+            }
+        }
+        conns.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    builder: Arc<Builder<TokioExecutor>>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        let fut = router.call(req);
+        async move { Ok::<_, Infallible>(fut.await.unwrap_or_else(|never| match never {})) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stopped(&mut stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(error) = conn.await {
+        tracing::debug!(%peer, %error, "connection ended with an error while draining");
+    }
+}
+
+/// Completes once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,231 @@
+//! Config loading: precedence and the errors malformed input gets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use truss::config::{Config, ConfigError, ConfigLoader, Validate, ValidationError};
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct Team {
+    greeting: String,
+    workers: u32,
+}
+
+impl Validate for Team {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.workers > 64 {
+            return Err(ValidationError::new("workers", "must be at most 64"));
+        }
+        Ok(())
+    }
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config<Team>, ConfigError> {
+    let mut argv = vec!["svc".to_owned()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    ConfigLoader::new()
+        .args(argv)
+        .env_vars(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .load()
+}
+
+fn path_str(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn defaults_apply_without_file_or_env() {
+    let config = load(&[], &[]).unwrap();
+    assert_eq!(config.http.addr.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.grpc.addr.to_string(), "0.0.0.0:9090");
+    assert_eq!(config.admin.addr.to_string(), "127.0.0.1:9091");
+    assert_eq!(config.shutdown.drain_delay, Duration::from_secs(1));
+    assert_eq!(config.app, Team::default());
+}
+
+#[test]
+fn file_overrides_defaults_and_env_overrides_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "svc.toml",
+        r#"
+        [http]
+        addr = "127.0.0.1:7000"
+        [shutdown]
+        grace = "3s"
+        drain_delay = "250ms"
+        [app]
+        greeting = "from file"
+        workers = 4
+        "#,
+    );
+    let config = load(
+        &["--config", path_str(&file)],
+        &[
+            ("TRUSS_HTTP__ADDR", "127.0.0.1:7001"),
+            ("TRUSS_APP__WORKERS", "8"),
+            ("OTHER_HTTP__ADDR", "ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.http.addr.to_string(), "127.0.0.1:7001", "env wins");
+    assert_eq!(config.shutdown.grace, Duration::from_secs(3), "file wins");
+    assert_eq!(config.shutdown.drain_delay, Duration::from_millis(250));
+    assert_eq!(
+        config.shutdown.hook_timeout,
+        Duration::from_secs(5),
+        "default stays"
+    );
+    assert_eq!(config.app.greeting, "from file");
+    assert_eq!(config.app.workers, 8);
+}
+
+#[test]
+fn file_path_from_env_var_and_yaml_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = write(&dir, "svc.yaml", "grpc:\n  addr: 127.0.0.1:7100\n");
+    let config = load(&[], &[("TRUSS_CONFIG", path_str(&yaml))]).unwrap();
+    assert_eq!(config.grpc.addr.to_string(), "127.0.0.1:7100");
+
+    let json = write(&dir, "svc.json", r#"{"admin": {"addr": "127.0.0.1:7200"}}"#);
+    let config = load(&[&format!("--config={}", path_str(&json))], &[]).unwrap();
+    assert_eq!(config.admin.addr.to_string(), "127.0.0.1:7200");
+}
+
+#[test]
+fn custom_prefix() {
+    let config: Config<Team> = ConfigLoader::new()
+        .env_prefix("hello")
+        .args(["svc"])
+        .env_vars([("HELLO_APP__GREETING", "hi"), ("TRUSS_APP__GREETING", "no")])
+        .load()
+        .unwrap();
+    assert_eq!(config.app.greeting, "hi");
+}
+
+/// Asserts the error names `key` and `source`, and returns its text.
+fn assert_names(err: ConfigError, key: &str, source: &str) -> String {
+    let text = err.to_string();
+    assert!(
+        text.contains(key),
+        "error does not name key {key:?}: {text}"
+    );
+    assert!(
+        text.contains(source),
+        "error does not name source {source:?}: {text}"
+    );
+    text
+}
+
+#[test]
+fn bad_syntax_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "svc.toml", "[http\naddr = 1");
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    assert_names(err, "svc.toml", "file");
+}
+
+#[test]
+fn wrong_type_names_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "svc.toml", "[app]\nworkers = \"many\"\n");
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    assert_names(err, "`app.workers`", path_str(&file));
+}
+
+#[test]
+fn unknown_key_is_rejected_in_framework_and_team_sections_and_top_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "svc.toml",
+        "[http]\nadr = \"127.0.0.1:1\"\n[app]\ngreting = \"x\"\n[htpp]\naddr = 1\n",
+    );
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    let text = assert_names(err.clone(), "`http.adr`", path_str(&file));
+    assert!(text.contains("`app.greting`"), "{text}");
+    assert!(text.contains("`htpp`"), "{text}");
+    let keys: Vec<_> = err.keys().collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+}
+
+#[test]
+fn unknown_key_from_env_names_the_variable() {
+    let err = load(&[], &[("TRUSS_SHUTDOWN__GRACEFUL", "1s")]).unwrap_err();
+    assert_names(err, "`shutdown.graceful`", "TRUSS_SHUTDOWN__GRACEFUL");
+}
+
+#[test]
+fn bad_duration_names_key_and_env_var() {
+    let err = load(&[], &[("TRUSS_SHUTDOWN__GRACE", "10 seconds")]).unwrap_err();
+    let text = assert_names(
+        err,
+        "`shutdown.grace`",
+        "environment variable TRUSS_SHUTDOWN__GRACE",
+    );
+    assert!(text.contains("invalid duration"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "svc.toml", "[shutdown]\ndrain_delay = 5\n");
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    let text = assert_names(err, "`shutdown.drain_delay`", path_str(&file));
+    assert!(text.contains("needs a unit"), "{text}");
+}
+
+#[test]
+fn bad_address_names_key_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "svc.toml", "[admin]\naddr = \"localhost\"\n");
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    let text = assert_names(err, "`admin.addr`", path_str(&file));
+    assert!(text.contains("socket address"), "{text}");
+}
+
+#[test]
+fn missing_file_named_explicitly_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let err = load(&["--config", path_str(&missing)], &[]).unwrap_err();
+    assert_names(err, "nope.toml", "--config");
+
+    let err = load(&[], &[("TRUSS_CONFIG", path_str(&missing))]).unwrap_err();
+    assert_names(err, "nope.toml", "TRUSS_CONFIG");
+
+    let err = load(&["--config"], &[]).unwrap_err();
+    assert!(err.to_string().contains("--config"), "{err}");
+}
+
+#[test]
+fn unknown_extension_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "svc.ini", "x=1");
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    assert_names(err, "svc.ini", ".toml");
+}
+
+#[test]
+fn team_validation_names_key_and_source() {
+    let err = load(&[], &[("TRUSS_APP__WORKERS", "100")]).unwrap_err();
+    let text = assert_names(err, "`app.workers`", "TRUSS_APP__WORKERS");
+    assert!(text.contains("at most 64"), "{text}");
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let err = load(
+        &[],
+        &[("TRUSS_HTTP__ADDR", "nope"), ("TRUSS_GRPC__ADDR", "nope")],
+    )
+    .unwrap_err();
+    let keys: Vec<_> = err.keys().collect();
+    assert_eq!(keys, ["http.addr", "grpc.addr"]);
+}
