@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::Route;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tower_layer::Layer;
@@ -186,13 +186,18 @@ impl App {
         let grace = config.shutdown.grace;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-        let tasks: Vec<JoinHandle<()>> = servers
-            .into_iter()
-            .map(|s| tokio::spawn(s.serve(stop_rx.clone(), grace, b.handle.clone())))
-            .collect();
+        let mut closed = Vec::new();
+        let mut tasks = Vec::new();
+        for server in servers {
+            let (closed_tx, closed_rx) = oneshot::channel();
+            closed.push(closed_rx);
+            let serve = server.serve(stop_rx.clone(), closed_tx, grace, b.handle.clone());
+            tasks.push(tokio::spawn(serve));
+        }
         // The admin listener keeps answering (readyz = 503) until the others have drained.
         let admin_task = tokio::spawn(admin_server.serve(
             admin_stop_rx,
+            oneshot::channel().0,
             grace.min(Duration::from_secs(1)),
             b.handle.clone(),
         ));
@@ -227,6 +232,7 @@ impl App {
             after_stop: b.after_stop,
             stop_tx,
             admin_stop_tx,
+            closed,
             tasks,
             admin_task,
             phase_tx,
@@ -532,6 +538,7 @@ struct Lifecycle {
     after_stop: Vec<Hook>,
     stop_tx: watch::Sender<bool>,
     admin_stop_tx: watch::Sender<bool>,
+    closed: Vec<oneshot::Receiver<()>>,
     tasks: Vec<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
     phase_tx: watch::Sender<Phase>,
@@ -571,9 +578,12 @@ impl Lifecycle {
         )
         .await;
 
+        let _ = self.stop_tx.send(true);
+        for closed in self.closed {
+            let _ = closed.await;
+        }
         let _ = self.phase_tx.send(Phase::Stopping);
         tracing::info!(grace = ?self.config.shutdown.grace, "shutdown: listeners closed, draining requests");
-        let _ = self.stop_tx.send(true);
         for task in self.tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "server task failed");

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tower_service::Service;
 
@@ -62,10 +62,12 @@ fn builder(protocol: Protocol) -> Builder<TokioExecutor> {
 }
 
 impl Server {
-    /// Serves until `stop` turns true, then drains for up to `grace` (or until `force`).
+    /// Serves until `stop` turns true, then closes the listener, reports that on `closed`, and
+    /// drains for up to `grace` (or until `force`).
     pub(crate) async fn serve(
         self,
         mut stop: watch::Receiver<bool>,
+        closed: oneshot::Sender<()>,
         grace: Duration,
         force: ShutdownHandle,
     ) {
@@ -98,6 +100,7 @@ impl Server {
             }
         }
         drop(listener);
+        let _ = closed.send(());
         tracing::debug!(listener = name, open = conns.len(), "stopped accepting");
 
         let drained = async { while conns.join_next().await.is_some() {} };
