@@ -21,6 +21,10 @@ use tower_service::Service;
 use crate::config::{Config, ConfigError, ConfigLoader, NoAppConfig};
 use crate::observe::health::Health;
 use crate::registry::{BoxFuture, Instance, Registrar};
+use crate::resilience::{
+    AdmissionConfig, CpuSource, InFlightLimitLayer, RateLimitLayer, RateLimits, ShedLayer, Shedder,
+    shed::SystemCpu,
+};
 use crate::shutdown::{Level, ShutdownHandle, listen_for_signals};
 use crate::transport::admin;
 use crate::transport::server::{Protocol, Server};
@@ -89,6 +93,7 @@ pub struct AppBuilder {
     metadata: std::collections::BTreeMap<String, String>,
     health: Health,
     handle: ShutdownHandle,
+    cpu: Option<Arc<dyn CpuSource>>,
 }
 
 impl App {
@@ -110,6 +115,7 @@ impl App {
             metadata: Default::default(),
             health: Health::new(),
             handle: ShutdownHandle::new(),
+            cpu: None,
         }
     }
 
@@ -124,6 +130,20 @@ impl App {
             Some(config) => config,
             None => b.loader.load::<NoAppConfig>()?,
         };
+
+        config.check_framework().map_err(|e| {
+            ConfigError::one(
+                e.field,
+                "the configuration given to the app builder",
+                e.message,
+            )
+        })?;
+        let cpu: Option<Arc<dyn CpuSource>> = match (config.admission.shed.enabled, b.cpu) {
+            (false, _) => None,
+            (true, Some(cpu)) => Some(cpu),
+            (true, None) => Some(SystemCpu::spawn(config.admission.shed.cpu_interval)),
+        };
+        let protect = |router: Router| protect(router, &config.admission, cpu.as_ref());
 
         let bind = |name: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -145,6 +165,7 @@ impl App {
             for layer in b.http_layers {
                 router = layer(router);
             }
+            let router = protect(router)?;
             let listener = bind("http", config.http.addr).await?;
             addrs.http = Some(local_addr(&listener, "http")?);
             servers.push(Server {
@@ -161,6 +182,7 @@ impl App {
             for layer in b.grpc_layers {
                 router = layer(router);
             }
+            let router = protect(router)?;
             let listener = bind("grpc", config.grpc.addr).await?;
             addrs.grpc = Some(local_addr(&listener, "grpc")?);
             servers.push(Server {
@@ -275,6 +297,35 @@ impl App {
     }
 }
 
+/// Wraps a listener's router in the admission layers `[admission]` asks for, outermost
+/// first: in-flight limit, rate limits, load shedding.
+fn protect(
+    router: Router,
+    config: &AdmissionConfig,
+    cpu: Option<&Arc<dyn CpuSource>>,
+) -> Result<Router, AppError> {
+    let limits = RateLimits::new(config.rate_limit.as_ref(), &config.routes).map_err(|e| {
+        ConfigError::one(
+            format!("admission.{}", e.field),
+            "the configuration given to the app builder",
+            e.message,
+        )
+    })?;
+    let mut router = router;
+    // Shedding sits inside rate limiting: its window must measure handler work, and
+    // rate-limit rejections (fast, cheap) would shrink its capacity estimate.
+    if let Some(cpu) = cpu {
+        router = router.layer(ShedLayer::new(Shedder::new(&config.shed, cpu.clone())));
+    }
+    if !limits.is_empty() {
+        router = router.layer(RateLimitLayer::new(limits));
+    }
+    if config.max_in_flight > 0 {
+        router = router.layer(InFlightLimitLayer::new(config.max_in_flight));
+    }
+    Ok(router)
+}
+
 fn local_addr(listener: &TcpListener, name: &'static str) -> Result<SocketAddr, AppError> {
     listener.local_addr().map_err(|source| AppError::Bind {
         listener: name,
@@ -307,6 +358,7 @@ impl AppBuilder {
             admin: config.admin.clone(),
             shutdown: config.shutdown.clone(),
             log: config.log.clone(),
+            admission: config.admission.clone(),
             app: NoAppConfig {},
         });
         self
@@ -422,6 +474,13 @@ impl AppBuilder {
     /// A handle that shuts the app down, usable before it starts.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// Uses `cpu` as the load shedder's CPU figure instead of sampling the system (for tests
+    /// and for platforms where truss cannot read CPU usage).
+    pub fn cpu_source(mut self, cpu: Arc<dyn CpuSource>) -> Self {
+        self.cpu = Some(cpu);
+        self
     }
 
     /// Finishes building.

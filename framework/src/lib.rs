@@ -33,6 +33,7 @@ pub mod app;
 pub mod config;
 pub mod observe;
 pub mod registry;
+pub mod resilience;
 pub mod shutdown;
 mod transport;
 

@@ -229,3 +229,42 @@ fn several_problems_are_all_reported() {
     let keys: Vec<_> = err.keys().collect();
     assert_eq!(keys, ["http.addr", "grpc.addr"]);
 }
+
+#[test]
+fn bad_admission_values_are_rejected_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[admission.rate_limit]\nrps = -5\n",
+            "`admission.rate_limit.rps`",
+            "positive",
+        ),
+        (
+            "[admission.routes.\"/login\"]\nrps = 5\nburst = 0\n",
+            "`admission.routes.\"/login\".burst`",
+            "at least 1",
+        ),
+        (
+            "[admission.shed]\ncpu_threshold = 150\n",
+            "`admission.shed.cpu_threshold`",
+            "1 to 100",
+        ),
+        (
+            "[admission.routes.\"/x\"]\nrps = 5\nkey = \"cookie\"\n",
+            "`admission.routes./x.key`",
+            "invalid key",
+        ),
+    ];
+    for (i, (text, key, message)) in cases.into_iter().enumerate() {
+        let file = write(&dir, &format!("case{i}.toml"), text);
+        let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+        let text = assert_names(err, key, path_str(&file));
+        assert!(text.contains(message), "{text}");
+    }
+    let err = load(&[], &[("TRUSS_ADMISSION__SHED__CPU_THRESHOLD", "0")]).unwrap_err();
+    assert_names(
+        err,
+        "`admission.shed.cpu_threshold`",
+        "TRUSS_ADMISSION__SHED__CPU_THRESHOLD",
+    );
+}

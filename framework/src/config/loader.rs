@@ -10,9 +10,18 @@ use serde::de::DeserializeOwned;
 use super::error::{ConfigError, Problem};
 use super::sections::{AdminConfig, GrpcConfig, HttpConfig, LogConfig, ShutdownConfig};
 use super::{Config, Validate};
+use crate::resilience::AdmissionConfig;
 
 const ENV_SOURCE: &str = "environment";
-const SECTIONS: &[&str] = &["http", "grpc", "admin", "shutdown", "log", "app"];
+const SECTIONS: &[&str] = &[
+    "http",
+    "grpc",
+    "admin",
+    "shutdown",
+    "log",
+    "admission",
+    "app",
+];
 
 /// Builds a [`Config`] from defaults, a file and environment variables.
 ///
@@ -227,7 +236,7 @@ fn extract<T: DeserializeOwned + Validate>(
             return S::default();
         }
         figment.extract_inner(key).unwrap_or_else(|e| {
-            found.extend(problems(e, prefix));
+            found.extend(section_problems(e, key, prefix));
             S::default()
         })
     }
@@ -237,6 +246,7 @@ fn extract<T: DeserializeOwned + Validate>(
     let admin: AdminConfig = section(figment, &top, "admin", &mut found, prefix);
     let shutdown: ShutdownConfig = section(figment, &top, "shutdown", &mut found, prefix);
     let log: LogConfig = section(figment, &top, "log", &mut found, prefix);
+    let admission: AdmissionConfig = section(figment, &top, "admission", &mut found, prefix);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
         found.push(Problem {
             key: "log.level".to_owned(),
@@ -247,11 +257,11 @@ fn extract<T: DeserializeOwned + Validate>(
     let app: Option<T> = if top.contains_key("app") {
         figment
             .extract_inner("app")
-            .map_err(|e| found.extend(problems(e, prefix)))
+            .map_err(|e| found.extend(section_problems(e, "app", prefix)))
             .ok()
     } else {
         T::deserialize(&Value::from(Dict::new()))
-            .map_err(|e| found.extend(problems(e.with_path("app"), prefix)))
+            .map_err(|e| found.extend(section_problems(e.with_path("app"), "app", prefix)))
             .ok()
     };
 
@@ -271,16 +281,40 @@ fn extract<T: DeserializeOwned + Validate>(
     }
 
     match app {
-        Some(app) if found.is_empty() => Ok(Config {
-            http,
-            grpc,
-            admin,
-            shutdown,
-            log,
-            app,
-        }),
+        Some(app) if found.is_empty() => {
+            let config = Config {
+                http,
+                grpc,
+                admin,
+                shutdown,
+                log,
+                admission,
+                app,
+            };
+            if let Err(invalid) = config.check_framework() {
+                return Err(ConfigError::new(vec![Problem {
+                    source: source_of(figment, &invalid.field, prefix),
+                    key: invalid.field,
+                    message: invalid.message,
+                }]));
+            }
+            Ok(config)
+        }
         _ => Err(ConfigError::new(found)),
     }
+}
+
+/// [`problems`] for an error from `extract_inner(section)`, which appends the section to the
+/// end of the error's path rather than the front.
+fn section_problems(error: figment::Error, section: &str, prefix: &str) -> Vec<Problem> {
+    let fixed = error.into_iter().map(|mut e| {
+        if e.path.last().map(String::as_str) == Some(section) {
+            e.path.pop();
+            e.path.insert(0, section.to_owned());
+        }
+        e
+    });
+    fixed.flat_map(|e| problems(e, prefix)).collect()
 }
 
 /// Turns a figment error chain into problems that name key and source.
@@ -288,8 +322,7 @@ fn problems(error: figment::Error, prefix: &str) -> Vec<Problem> {
     error
         .into_iter()
         .map(|e| {
-            // figment records the path innermost first.
-            let key = e.path.iter().rev().cloned().collect::<Vec<_>>().join(".");
+            let key = e.path.join(".");
             let message = match &e.kind {
                 figment::error::Kind::UnknownField(_, expected) => {
                     format!("unknown key; expected one of: {}", expected.join(", "))
@@ -309,10 +342,19 @@ fn problems(error: figment::Error, prefix: &str) -> Vec<Problem> {
         .collect()
 }
 
+/// Where the value at `key` came from. Keys that figment cannot address (quoted segments
+/// holding dots or slashes) fall back to their nearest addressable parent.
 fn source_of(figment: &Figment, key: &str, prefix: &str) -> String {
-    match figment.find_metadata(key) {
-        Some(md) => describe_source(md, key, prefix),
-        None => "built-in defaults".to_owned(),
+    let plain = key.replace('"', "");
+    let mut probe = plain.as_str();
+    loop {
+        if let Some(md) = figment.find_metadata(probe) {
+            return describe_source(md, &plain, prefix);
+        }
+        match probe.rfind('.') {
+            Some(i) => probe = &probe[..i],
+            None => return "built-in defaults".to_owned(),
+        }
     }
 }
 

@@ -21,6 +21,8 @@
 //! * **Environment**: `TRUSS_` followed by the key path, `__` between levels:
 //!   `TRUSS_HTTP__ADDR=0.0.0.0:80`, `TRUSS_APP__GREETING=Hi`. The prefix is set with
 //!   [`ConfigLoader::env_prefix`].
+//! * **Sections**: `http`, `grpc`, `admin`, `shutdown`, `log`, `admission`
+//!   ([`AdmissionConfig`]) and `app`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
 //! * **Validation**: the team's section implements [`Validate`].
@@ -66,6 +68,8 @@ pub use sections::{
 
 use serde::de::DeserializeOwned;
 
+use crate::resilience::AdmissionConfig;
+
 /// The whole configuration of a truss app: the framework's sections and the team's `app`.
 #[derive(Debug, Clone, Default)]
 pub struct Config<T = NoAppConfig> {
@@ -79,6 +83,8 @@ pub struct Config<T = NoAppConfig> {
     pub shutdown: ShutdownConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[admission]`: in-flight limit, rate limits, load shedding.
+    pub admission: AdmissionConfig,
     /// `[app]`: the team's own section.
     pub app: T,
 }
@@ -104,3 +110,13 @@ pub trait Validate {
 }
 
 impl Validate for NoAppConfig {}
+
+impl<T> Config<T> {
+    /// Checks the framework sections, naming the failing key. The loader runs this (naming
+    /// each value's source); the app runs it again at start for configs built in code.
+    pub fn check_framework(&self) -> Result<(), ValidationError> {
+        self.admission
+            .validate()
+            .map_err(|e| ValidationError::new(format!("admission.{}", e.field), e.message))
+    }
+}

@@ -1,0 +1,25 @@
+use std::time::Duration;
+
+/// A [`governor`] clock driven by `tokio::time`, so rate limits follow a paused test clock.
+///
+/// Its instants are the time elapsed since the clock was created.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}

@@ -1,0 +1,69 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ratelimit::RateLimitRule;
+use super::shed::ShedConfig;
+use crate::config::{Validate, ValidationError};
+
+/// `[admission]`: what the app applies, per listener (HTTP and gRPC separately), before a
+/// request reaches a handler. The admin listener is never limited.
+///
+/// ```toml
+/// [admission]
+/// max_in_flight = 10000            # per listener; 0 = no limit
+///
+/// [admission.rate_limit]           # optional global limit, per listener
+/// rps = 5000
+/// burst = 500
+///
+/// [admission.routes."/login"]      # route template, or /package.Service/Method for gRPC
+/// rps = 5
+/// burst = 10
+/// key = "ip"                       # "global", "ip" or "header:<name>" (gRPC metadata too)
+///
+/// [admission.shed]                 # see ShedConfig
+/// enabled = true
+/// cpu_threshold = 90
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Most requests in flight per listener before rejecting; 0 means no limit.
+    /// Default 10000.
+    pub max_in_flight: usize,
+    /// A global rate limit per listener. Default: none.
+    pub rate_limit: Option<RateLimitRule>,
+    /// Rate limits per route label (HTTP route template or gRPC method path).
+    pub routes: BTreeMap<String, RateLimitRule>,
+    /// Adaptive load shedding.
+    pub shed: ShedConfig,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 10_000,
+            rate_limit: None,
+            routes: BTreeMap::new(),
+            shed: ShedConfig::default(),
+        }
+    }
+}
+
+impl Validate for AdmissionConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(rule) = &self.rate_limit {
+            rule.check()
+                .map_err(|e| ValidationError::new(format!("rate_limit.{}", e.field), e.message))?;
+        }
+        for (route, rule) in &self.routes {
+            rule.check().map_err(|e| {
+                ValidationError::new(format!("routes.\"{route}\".{}", e.field), e.message)
+            })?;
+        }
+        self.shed
+            .check()
+            .map_err(|e| ValidationError::new(format!("shed.{}", e.field), e.message))
+    }
+}

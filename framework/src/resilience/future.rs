@@ -1,0 +1,76 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::Response;
+use pin_project::pin_project;
+
+/// The response future of the admission layers: the inner service's future (holding `G`, a
+/// guard released when the request completes or is dropped), or a ready rejection.
+#[pin_project(project = Proj)]
+#[derive(Debug)]
+pub enum AdmissionFuture<F, G = ()> {
+    /// Admitted: the inner service is serving it.
+    Admitted {
+        /// The inner future.
+        #[pin]
+        future: F,
+        /// Released when this future completes or is dropped.
+        guard: Option<G>,
+    },
+    /// Rejected before reaching the inner service.
+    Rejected {
+        /// The rejection, taken on first poll.
+        response: Option<Response<Body>>,
+    },
+}
+
+impl<F, G> AdmissionFuture<F, G> {
+    pub(crate) fn admitted(future: F, guard: G) -> Self {
+        Self::Admitted {
+            future,
+            guard: Some(guard),
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<Body>) -> Self {
+        Self::Rejected {
+            response: Some(response),
+        }
+    }
+}
+
+/// Something an admitted request holds until it completes.
+pub trait Completion {
+    /// Called with the response before the guard is dropped.
+    fn completed(&mut self, _response: &Response<Body>) {}
+}
+
+impl Completion for () {}
+
+impl<F, G, E> Future for AdmissionFuture<F, G>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+    G: Completion,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Proj::Admitted { future, guard } => {
+                let out = std::task::ready!(future.poll(cx));
+                if let Some(mut guard) = guard.take() {
+                    if let Ok(response) = &out {
+                        guard.completed(response);
+                    }
+                }
+                Poll::Ready(out)
+            }
+            Proj::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("AdmissionFuture polled after completion"),
+            },
+        }
+    }
+}

@@ -1,0 +1,79 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::limiter::RateLimits;
+use crate::resilience::future::AdmissionFuture;
+use crate::resilience::reject::{is_grpc, reject};
+use crate::resilience::{record, route_label};
+
+/// Applies [`RateLimits`] to every request. Clones share state.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    limits: Arc<RateLimits>,
+}
+
+impl RateLimitLayer {
+    /// A layer enforcing `limits`.
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            limits: Arc::new(limits),
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// The service built by [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    limits: Arc<RateLimits>,
+}
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = AdmissionFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = route_label(&req);
+        match self.limits.check(route, &req) {
+            Ok(()) => {
+                record("ratelimit", route, true);
+                AdmissionFuture::admitted(self.inner.call(req), ())
+            }
+            Err(wait) => {
+                record("ratelimit", route, false);
+                AdmissionFuture::rejected(reject(
+                    is_grpc(&req),
+                    StatusCode::TOO_MANY_REQUESTS,
+                    tonic::Code::ResourceExhausted,
+                    "rate limit exceeded",
+                    Some(wait),
+                ))
+            }
+        }
+    }
+}

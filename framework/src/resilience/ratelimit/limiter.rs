@@ -1,0 +1,199 @@
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use governor::Quota;
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use http::{HeaderValue, Request};
+
+use super::rule::{KeySpec, RateLimitRule};
+use crate::config::ValidationError;
+use crate::resilience::TokioClock;
+
+type Direct = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+type Keyed = governor::RateLimiter<
+    RequestKey,
+    DashMapStateStore<RequestKey>,
+    TokioClock,
+    NoOpMiddleware<Duration>,
+>;
+
+/// What a keyed limiter counts a request under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RequestKey {
+    Ip(IpAddr),
+    Value(HeaderValue),
+    Missing,
+}
+
+enum Kind {
+    Direct(Direct),
+    Keyed {
+        limiter: Keyed,
+        spec: KeySpec,
+        evict_every: Duration,
+        next_evict: AtomicU64,
+    },
+}
+
+/// The state of one [`RateLimitRule`].
+pub struct Limiter {
+    kind: Kind,
+    clock: TokioClock,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("keys", &self.tracked_keys())
+            .finish()
+    }
+}
+
+impl Limiter {
+    /// Builds the limiter for `rule`, checking it first.
+    pub fn new(rule: &RateLimitRule) -> Result<Self, ValidationError> {
+        rule.check()?;
+        let burst = NonZeroU32::new(rule.effective_burst())
+            .ok_or_else(|| ValidationError::new("burst", "must be at least 1"))?;
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rule.rps))
+            .ok_or_else(|| ValidationError::new("rps", "is too large"))?
+            .allow_burst(burst);
+        let clock = TokioClock::default();
+        let kind = match &rule.key {
+            KeySpec::Global => Kind::Direct(governor::RateLimiter::direct_with_clock(quota, clock)),
+            spec => Kind::Keyed {
+                limiter: governor::RateLimiter::new(quota, DashMapStateStore::default(), clock),
+                spec: spec.clone(),
+                evict_every: rule.evict_interval,
+                next_evict: AtomicU64::new(nanos(rule.evict_interval)),
+            },
+        };
+        Ok(Self { kind, clock })
+    }
+
+    /// Takes a token for `req`, or says how long until one is available.
+    pub fn check<B>(&self, req: &Request<B>) -> Result<(), Duration> {
+        let now = self.clock.now();
+        match &self.kind {
+            Kind::Direct(limiter) => limiter.check().map_err(|no| no.wait_time_from(now)),
+            Kind::Keyed {
+                limiter,
+                spec,
+                evict_every,
+                next_evict,
+            } => {
+                let due = next_evict.load(Ordering::Relaxed);
+                if nanos(now) >= due
+                    && next_evict
+                        .compare_exchange(
+                            due,
+                            nanos(now + *evict_every),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+                let key = request_key(spec, req);
+                limiter.check_key(&key).map_err(|no| no.wait_time_from(now))
+            }
+        }
+    }
+
+    /// How many keys a keyed limiter currently remembers (0 for a global one).
+    pub fn tracked_keys(&self) -> usize {
+        match &self.kind {
+            Kind::Direct(_) => 0,
+            Kind::Keyed { limiter, .. } => limiter.len(),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn request_key<B>(spec: &KeySpec, req: &Request<B>) -> RequestKey {
+    match spec {
+        KeySpec::Global => RequestKey::Missing,
+        KeySpec::ClientIp => req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(RequestKey::Missing, |ConnectInfo(addr)| {
+                RequestKey::Ip(addr.ip())
+            }),
+        KeySpec::Header(name) => req
+            .headers()
+            .get(name)
+            .map_or(RequestKey::Missing, |v| RequestKey::Value(v.clone())),
+    }
+}
+
+/// Every limit one [`RateLimitLayer`](super::RateLimitLayer) applies: an optional global one
+/// and one per route label (see [`route_label`](crate::resilience::route_label)).
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    global: Option<Limiter>,
+    routes: HashMap<String, Limiter>,
+}
+
+impl RateLimits {
+    /// Builds the limits; an invalid rule is an error naming its route.
+    pub fn new(
+        global: Option<&RateLimitRule>,
+        routes: &BTreeMap<String, RateLimitRule>,
+    ) -> Result<Self, ValidationError> {
+        let global = global
+            .map(|rule| {
+                Limiter::new(rule)
+                    .map_err(|e| ValidationError::new(format!("global.{}", e.field), e.message))
+            })
+            .transpose()?;
+        let mut built = HashMap::with_capacity(routes.len());
+        for (route, rule) in routes {
+            let limiter = Limiter::new(rule).map_err(|e| {
+                ValidationError::new(format!("routes.\"{route}\".{}", e.field), e.message)
+            })?;
+            built.insert(route.clone(), limiter);
+        }
+        Ok(Self {
+            global,
+            routes: built,
+        })
+    }
+
+    /// Whether any limit is configured.
+    pub fn is_empty(&self) -> bool {
+        self.global.is_none() && self.routes.is_empty()
+    }
+
+    /// The limiter for a route label, if one is configured.
+    pub fn route(&self, route: &str) -> Option<&Limiter> {
+        self.routes.get(route)
+    }
+
+    /// The global limiter, if configured.
+    pub fn global(&self) -> Option<&Limiter> {
+        self.global.as_ref()
+    }
+
+    /// Checks the global limit, then the route's.
+    pub fn check<B>(&self, route: &str, req: &Request<B>) -> Result<(), Duration> {
+        if let Some(global) = &self.global {
+            global.check(req)?;
+        }
+        match self.routes.get(route) {
+            Some(limiter) => limiter.check(req),
+            None => Ok(()),
+        }
+    }
+}

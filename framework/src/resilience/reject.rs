@@ -1,0 +1,44 @@
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+
+/// Whether the request is gRPC (so a rejection must be a gRPC status).
+#[inline]
+pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A rejection in the caller's protocol.
+pub(crate) fn reject(
+    grpc: bool,
+    status: StatusCode,
+    code: tonic::Code,
+    message: &'static str,
+    retry_after: Option<Duration>,
+) -> Response<Body> {
+    let mut response = if grpc {
+        let (parts, ()) = tonic::Status::new(code, message)
+            .into_http::<()>()
+            .into_parts();
+        Response::from_parts(parts, Body::empty())
+    } else {
+        let mut r = Response::new(Body::from(message));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if let Some(wait) = retry_after {
+        // Whole seconds, rounded up: "retry now" would only be rejected again.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
+}

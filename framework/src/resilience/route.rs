@@ -1,0 +1,15 @@
+use axum::extract::MatchedPath;
+use http::Request;
+
+/// The label a request is counted and configured under: the gRPC method path
+/// (`/pkg.Service/Method`) for gRPC, the axum route template (`/users/{id}`) for HTTP, and
+/// `unmatched` for a request no route matched. Never the raw HTTP path, so the set of labels
+/// stays bounded by the routes the app declares.
+pub fn route_label<B>(req: &Request<B>) -> &str {
+    match req.extensions().get::<MatchedPath>() {
+        // tonic services are mounted as `/{service}/{*rest}`: the method is the URI path.
+        Some(matched) if matched.as_str().ends_with("/{*rest}") => req.uri().path(),
+        Some(matched) => matched.as_str(),
+        None => "unmatched",
+    }
+}

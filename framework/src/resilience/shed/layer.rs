@@ -1,0 +1,77 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::shedder::{Permit, Shedder};
+use crate::resilience::future::AdmissionFuture;
+use crate::resilience::reject::{is_grpc, reject};
+use crate::resilience::{record, route_label};
+
+/// Sheds load with a shared [`Shedder`]: HTTP 503, gRPC `UNAVAILABLE`.
+#[derive(Debug, Clone)]
+pub struct ShedLayer {
+    shedder: Arc<Shedder>,
+}
+
+impl ShedLayer {
+    /// A layer deciding with `shedder`.
+    pub fn new(shedder: Arc<Shedder>) -> Self {
+        Self { shedder }
+    }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Shed<S> {
+        Shed {
+            inner,
+            shedder: self.shedder.clone(),
+        }
+    }
+}
+
+/// The service built by [`ShedLayer`].
+#[derive(Debug, Clone)]
+pub struct Shed<S> {
+    inner: S,
+    shedder: Arc<Shedder>,
+}
+
+impl<S, B> Service<Request<B>> for Shed<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = AdmissionFuture<S::Future, Permit>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = route_label(&req);
+        match self.shedder.try_acquire() {
+            Some(permit) => {
+                record("shed", route, true);
+                AdmissionFuture::admitted(self.inner.call(req), permit)
+            }
+            None => {
+                record("shed", route, false);
+                AdmissionFuture::rejected(reject(
+                    is_grpc(&req),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    tonic::Code::Unavailable,
+                    "overloaded: request shed",
+                    None,
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Admission control wired by the app from config, on real sockets with a real gRPC client.
+
+use std::time::Duration;
+
+use hello::pb::HelloRequest;
+use hello::pb::greeter_client::GreeterClient;
+use hello::{Greeter, HelloConfig};
+use http::StatusCode;
+use truss::App;
+use truss::resilience::{KeySpec, RateLimitRule};
+use truss_tests::{H1, local_config};
+
+fn rule(rps: f64, burst: u32) -> RateLimitRule {
+    RateLimitRule {
+        rps,
+        burst: Some(burst),
+        key: KeySpec::ClientIp,
+        ..RateLimitRule::default()
+    }
+}
+
+#[tokio::test]
+async fn configured_route_limits_apply_to_http_and_grpc_but_not_admin() {
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    // A tiny rate: the bucket cannot refill during the test.
+    config
+        .admission
+        .routes
+        .insert("/hello".to_owned(), rule(0.001, 2));
+    config
+        .admission
+        .routes
+        .insert("/hello.v1.Greeter/SayHello".to_owned(), rule(0.001, 1));
+    config.admission.rate_limit = Some(RateLimitRule {
+        rps: 0.001,
+        burst: Some(50),
+        ..RateLimitRule::default()
+    });
+    let app = HelloConfig::default();
+    let running = App::builder("limited")
+        .config(&config)
+        .http(hello::routes(&app))
+        .grpc(Greeter::new(&app).into_service())
+        .start()
+        .await
+        .unwrap();
+    let http = running.http_addr().unwrap();
+
+    let mut conn = H1::connect(http).await.unwrap();
+    assert_eq!(conn.get("/hello").await.unwrap().0, StatusCode::OK);
+    assert_eq!(conn.get("/hello?name=x").await.unwrap().0, StatusCode::OK);
+    let (status, body) = conn.get("/hello").await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Another route is not limited by /hello's rule.
+    assert_eq!(conn.get("/sleep?ms=0").await.unwrap().0, StatusCode::OK);
+
+    let mut grpc = GreeterClient::connect(format!("http://{}", running.grpc_addr().unwrap()))
+        .await
+        .unwrap();
+    grpc.say_hello(HelloRequest::default()).await.unwrap();
+    let err = grpc.say_hello(HelloRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+
+    // The admin listener is never limited: far more than any burst.
+    let mut admin = H1::connect(running.admin_addr()).await.unwrap();
+    for _ in 0..100 {
+        assert_eq!(admin.get("/readyz").await.unwrap().0, StatusCode::OK);
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_admission_config_given_in_code_is_refused_at_start() {
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(1));
+    config.admission.shed.cpu_threshold = 101;
+    let err = App::builder("bad")
+        .config(&config)
+        .start()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("admission.shed.cpu_threshold"), "{text}");
+}
