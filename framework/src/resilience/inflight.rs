@@ -4,7 +4,7 @@
 //! ```
 //! use truss::resilience::InFlightLimitLayer;
 //!
-//! let app = axum::Router::new()
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "ok" }))
 //!     .layer(InFlightLimitLayer::new(10_000));
 //! # let _ = app;

@@ -13,7 +13,7 @@
 //! let global = RateLimitRule { rps: 1000.0, ..Default::default() };
 //! let limits = RateLimits::new(Some(&global), &routes).unwrap();
 //! let layer = RateLimitLayer::new(limits);
-//! let app = axum::Router::new()
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/login", axum::routing::post(|| async { "ok" }))
 //!     .layer(layer);
 //! # let _ = app;

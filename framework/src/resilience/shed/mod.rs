@@ -19,8 +19,8 @@
 //! use truss::resilience::{ShedConfig, ShedLayer, Shedder};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let shedder = Shedder::with_system_cpu(ShedConfig::default()); // spawns the sampler
-//! let app = axum::Router::new()
+//! let shedder = Shedder::with_system_cpu(&ShedConfig::default()); // spawns the sampler
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "ok" }))
 //!     .layer(ShedLayer::new(shedder));
 //! # let _ = app; }
