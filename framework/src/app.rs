@@ -21,10 +21,7 @@ use tower_service::Service;
 use crate::config::{Config, ConfigError, ConfigLoader, NoAppConfig};
 use crate::observe::health::Health;
 use crate::registry::{BoxFuture, Instance, Registrar};
-use crate::resilience::{
-    AdmissionConfig, CpuSource, InFlightLimitLayer, RateLimitLayer, RateLimits, ShedLayer, Shedder,
-    shed::SystemCpu,
-};
+use crate::resilience::{AdmissionConfig, CpuSource, admission_layer, shed::SystemCpu};
 use crate::shutdown::{Level, ShutdownHandle, listen_for_signals};
 use crate::transport::admin;
 use crate::transport::server::{Protocol, Server};
@@ -297,33 +294,20 @@ impl App {
     }
 }
 
-/// Wraps a listener's router in the admission layers `[admission]` asks for, outermost
-/// first: in-flight limit, rate limits, load shedding.
+/// Wraps a listener's router in the admission layers `[admission]` asks for.
 fn protect(
     router: Router,
     config: &AdmissionConfig,
     cpu: Option<&Arc<dyn CpuSource>>,
 ) -> Result<Router, AppError> {
-    let limits = RateLimits::new(config.rate_limit.as_ref(), &config.routes).map_err(|e| {
+    let layer = admission_layer(config, cpu.cloned()).map_err(|e| {
         ConfigError::one(
             format!("admission.{}", e.field),
             "the configuration given to the app builder",
             e.message,
         )
     })?;
-    let mut router = router;
-    // Shedding sits inside rate limiting: its window must measure handler work, and
-    // rate-limit rejections (fast, cheap) would shrink its capacity estimate.
-    if let Some(cpu) = cpu {
-        router = router.layer(ShedLayer::new(Shedder::new(&config.shed, cpu.clone())));
-    }
-    if !limits.is_empty() {
-        router = router.layer(RateLimitLayer::new(limits));
-    }
-    if config.max_in_flight > 0 {
-        router = router.layer(InFlightLimitLayer::new(config.max_in_flight));
-    }
-    Ok(router)
+    Ok(router.layer(layer))
 }
 
 fn local_addr(listener: &TcpListener, name: &'static str) -> Result<SocketAddr, AppError> {

@@ -19,14 +19,16 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::counters::DecisionCounters;
 use super::future::{AdmissionFuture, Completion};
 use super::reject::{is_grpc, reject};
-use super::{record, route_label};
+use super::route_label;
 
 #[derive(Debug)]
 struct State {
     max: usize,
     in_flight: AtomicUsize,
+    counters: DecisionCounters,
 }
 
 /// Rejects requests beyond `max` in flight (HTTP 503, gRPC `UNAVAILABLE`). Clones of the
@@ -43,6 +45,7 @@ impl InFlightLimitLayer {
             state: Arc::new(State {
                 max,
                 in_flight: AtomicUsize::new(0),
+                counters: DecisionCounters::new("inflight"),
             }),
         }
     }
@@ -102,7 +105,7 @@ where
         let route = route_label(&req);
         if before >= self.state.max {
             drop(slot);
-            record("inflight", route, false);
+            self.state.counters.record(route, false);
             return AdmissionFuture::rejected(reject(
                 is_grpc(&req),
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -111,7 +114,7 @@ where
                 None,
             ));
         }
-        record("inflight", route, true);
+        self.state.counters.record(route, true);
         AdmissionFuture::admitted(self.inner.call(req), slot)
     }
 }

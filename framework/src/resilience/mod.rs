@@ -26,6 +26,7 @@
 
 mod clock;
 mod config;
+mod counters;
 mod future;
 pub mod inflight;
 pub mod ratelimit;
@@ -41,15 +42,53 @@ pub use ratelimit::{KeySpec, RateLimit, RateLimitLayer, RateLimitRule, RateLimit
 pub use route::route_label;
 pub use shed::{CpuSource, Shed, ShedConfig, ShedLayer, Shedder};
 
-/// Counts one admission decision.
-#[inline]
-pub(crate) fn record(layer: &'static str, route: &str, admitted: bool) {
-    let decision = if admitted { "admitted" } else { "rejected" };
-    metrics::counter!(
-        "truss_admission_total",
-        "layer" => layer,
-        "route" => route.to_owned(),
-        "decision" => decision
-    )
-    .increment(1);
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+use tower::util::Either;
+
+use crate::config::ValidationError;
+
+/// The admission layers `[admission]` asks for, as one layer: in-flight limit (outermost),
+/// rate limits, load shedding (innermost). Absent parts pass requests straight through.
+pub type AdmissionLayer = ServiceBuilder<
+    Stack<
+        Either<ShedLayer, Identity>,
+        Stack<
+            Either<RateLimitLayer, Identity>,
+            Stack<Either<InFlightLimitLayer, Identity>, Identity>,
+        >,
+    >,
+>;
+
+/// Builds the [`AdmissionLayer`] for one listener. Shedding reads `cpu` (when
+/// `config.shed.enabled`; `None` disables shedding). Apply it with a single
+/// `Router::layer` call: axum boxes every layer it applies, so one stacked layer costs one
+/// box per request instead of three.
+///
+/// ```
+/// use truss::resilience::{AdmissionConfig, admission_layer, shed::SystemCpu};
+///
+/// let config = AdmissionConfig::default();
+/// let layer = admission_layer(&config, Some(SystemCpu::manual(0.0))).unwrap();
+/// let app: axum::Router = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "ok" }))
+///     .layer(layer);
+/// # let _ = app;
+/// ```
+pub fn admission_layer(
+    config: &AdmissionConfig,
+    cpu: Option<Arc<dyn CpuSource>>,
+) -> Result<AdmissionLayer, ValidationError> {
+    let limits = RateLimits::new(config.rate_limit.as_ref(), &config.routes)?;
+    let shed = cpu
+        .filter(|_| config.shed.enabled)
+        .map(|cpu| ShedLayer::new(Shedder::new(&config.shed, cpu)));
+    Ok(ServiceBuilder::new()
+        .option_layer(
+            (config.max_in_flight > 0).then(|| InFlightLimitLayer::new(config.max_in_flight)),
+        )
+        .option_layer((!limits.is_empty()).then(|| RateLimitLayer::new(limits)))
+        .option_layer(shed))
 }

@@ -7,13 +7,15 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::limiter::RateLimits;
+use crate::resilience::counters::DecisionCounters;
 use crate::resilience::future::AdmissionFuture;
 use crate::resilience::reject::{is_grpc, reject};
-use crate::resilience::{record, route_label};
+use crate::resilience::route_label;
 
 /// Applies [`RateLimits`] to every request. Clones share state.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
+    counters: Arc<DecisionCounters>,
     limits: Arc<RateLimits>,
 }
 
@@ -21,6 +23,7 @@ impl RateLimitLayer {
     /// A layer enforcing `limits`.
     pub fn new(limits: RateLimits) -> Self {
         Self {
+            counters: Arc::new(DecisionCounters::new("ratelimit")),
             limits: Arc::new(limits),
         }
     }
@@ -32,6 +35,7 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> RateLimit<S> {
         RateLimit {
             inner,
+            counters: self.counters.clone(),
             limits: self.limits.clone(),
         }
     }
@@ -41,6 +45,7 @@ impl<S> Layer<S> for RateLimitLayer {
 #[derive(Debug, Clone)]
 pub struct RateLimit<S> {
     inner: S,
+    counters: Arc<DecisionCounters>,
     limits: Arc<RateLimits>,
 }
 
@@ -61,11 +66,11 @@ where
         let route = route_label(&req);
         match self.limits.check(route, &req) {
             Ok(()) => {
-                record("ratelimit", route, true);
+                self.counters.record(route, true);
                 AdmissionFuture::admitted(self.inner.call(req), ())
             }
             Err(wait) => {
-                record("ratelimit", route, false);
+                self.counters.record(route, false);
                 AdmissionFuture::rejected(reject(
                     is_grpc(&req),
                     StatusCode::TOO_MANY_REQUESTS,

@@ -7,20 +7,25 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::shedder::{Permit, Shedder};
+use crate::resilience::counters::DecisionCounters;
 use crate::resilience::future::AdmissionFuture;
 use crate::resilience::reject::{is_grpc, reject};
-use crate::resilience::{record, route_label};
+use crate::resilience::route_label;
 
 /// Sheds load with a shared [`Shedder`]: HTTP 503, gRPC `UNAVAILABLE`.
 #[derive(Debug, Clone)]
 pub struct ShedLayer {
+    counters: Arc<DecisionCounters>,
     shedder: Arc<Shedder>,
 }
 
 impl ShedLayer {
     /// A layer deciding with `shedder`.
     pub fn new(shedder: Arc<Shedder>) -> Self {
-        Self { shedder }
+        Self {
+            counters: Arc::new(DecisionCounters::new("shed")),
+            shedder,
+        }
     }
 }
 
@@ -30,6 +35,7 @@ impl<S> Layer<S> for ShedLayer {
     fn layer(&self, inner: S) -> Shed<S> {
         Shed {
             inner,
+            counters: self.counters.clone(),
             shedder: self.shedder.clone(),
         }
     }
@@ -39,6 +45,7 @@ impl<S> Layer<S> for ShedLayer {
 #[derive(Debug, Clone)]
 pub struct Shed<S> {
     inner: S,
+    counters: Arc<DecisionCounters>,
     shedder: Arc<Shedder>,
 }
 
@@ -59,11 +66,11 @@ where
         let route = route_label(&req);
         match self.shedder.try_acquire() {
             Some(permit) => {
-                record("shed", route, true);
+                self.counters.record(route, true);
                 AdmissionFuture::admitted(self.inner.call(req), permit)
             }
             None => {
-                record("shed", route, false);
+                self.counters.record(route, false);
                 AdmissionFuture::rejected(reject(
                     is_grpc(&req),
                     StatusCode::SERVICE_UNAVAILABLE,

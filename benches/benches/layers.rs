@@ -1,0 +1,147 @@
+//! Each admission layer against a pass-through router: ns per request (criterion) and
+//! allocations per request (printed before the criterion runs).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use tower::{Service, ServiceExt};
+use truss::resilience::{
+    AdmissionConfig, InFlightLimitLayer, KeySpec, RateLimitLayer, RateLimitRule, RateLimits,
+    ShedConfig, ShedLayer, Shedder, admission_layer, shed::SystemCpu,
+};
+use truss_benches::{CountingAlloc, allocations};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn base() -> Router {
+    Router::new().route("/users/{id}", get(|| async { "ok" }))
+}
+
+fn variants() -> Vec<(&'static str, Router)> {
+    let unlimited = RateLimitRule {
+        rps: 1e9,
+        burst: Some(1_000_000_000),
+        key: KeySpec::Global,
+        evict_interval: Duration::from_secs(30),
+    };
+    let mut per_ip = BTreeMap::new();
+    per_ip.insert(
+        "/users/{id}".to_owned(),
+        RateLimitRule {
+            key: KeySpec::ClientIp,
+            ..unlimited.clone()
+        },
+    );
+    let shed = Shedder::new(&ShedConfig::default(), SystemCpu::manual(0.1));
+    let shed_hot = Shedder::new(&ShedConfig::default(), SystemCpu::manual(1.0));
+    vec![
+        ("passthrough", base()),
+        // A layer that does nothing: what axum's per-route layering itself costs.
+        (
+            "noop_layer",
+            base().layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r)),
+        ),
+        ("inflight", base().layer(InFlightLimitLayer::new(1_000_000))),
+        (
+            "ratelimit_global",
+            base().layer(RateLimitLayer::new(
+                RateLimits::new(Some(&unlimited), &BTreeMap::new()).unwrap(),
+            )),
+        ),
+        (
+            "ratelimit_route_ip",
+            base().layer(RateLimitLayer::new(RateLimits::new(None, &per_ip).unwrap())),
+        ),
+        ("shed_cpu_low", base().layer(ShedLayer::new(shed))),
+        ("shed_cpu_high", base().layer(ShedLayer::new(shed_hot))),
+        (
+            "admission_stack",
+            base().layer(
+                admission_layer(
+                    &AdmissionConfig {
+                        rate_limit: Some(unlimited.clone()),
+                        ..AdmissionConfig::default()
+                    },
+                    Some(SystemCpu::manual(0.1)),
+                )
+                .unwrap(),
+            ),
+        ),
+    ]
+}
+
+fn request() -> Request<Body> {
+    let mut req = Request::get("/users/42").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [10, 0, 0, 1],
+            5000,
+        ))));
+    req
+}
+
+fn allocations_per_request(rt: &tokio::runtime::Runtime) {
+    const N: u64 = 20_000;
+    let mut baseline = None;
+    println!("\nallocations per request (N = {N})");
+    println!(
+        "{:<22} {:>10} {:>12}",
+        "variant", "allocs/req", "vs baseline"
+    );
+    for (name, router) in variants() {
+        let mut svc = router.into_service::<Body>();
+        rt.block_on(async {
+            for _ in 0..100 {
+                svc.ready().await.unwrap().call(request()).await.unwrap();
+            }
+        });
+        let before = allocations();
+        rt.block_on(async {
+            for _ in 0..N {
+                let resp = svc.ready().await.unwrap().call(request()).await.unwrap();
+                black_box(resp);
+            }
+        });
+        let per = (allocations() - before) as f64 / N as f64;
+        let base = *baseline.get_or_insert(per);
+        println!("{name:<22} {per:>10.2} {:>+12.2}", per - base);
+    }
+    println!();
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    allocations_per_request(&rt);
+    let mut group = c.benchmark_group("admission");
+    for (name, router) in variants() {
+        let mut svc = router.into_service::<Body>();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let resp = svc.ready().await.unwrap().call(request()).await.unwrap();
+                    black_box(resp)
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);
