@@ -138,7 +138,10 @@ impl App {
         let cpu: Option<Arc<dyn CpuSource>> = match (config.admission.shed.enabled, b.cpu) {
             (false, _) => None,
             (true, Some(cpu)) => Some(cpu),
-            (true, None) => Some(SystemCpu::spawn(config.admission.shed.cpu_interval)),
+            (true, None) => Some(SystemCpu::spawn(
+                config.admission.shed.cpu_interval,
+                config.admission.shed.cpu_smoothing,
+            )),
         };
         let protect = |router: Router| protect(router, &config.admission, cpu.as_ref());
 

@@ -14,7 +14,12 @@ use crate::config::{ValidationError, duration};
 /// buckets = 50             # window granularity (here 100 ms buckets)
 /// cool_off = "1s"          # keep shedding this long after a drop, whatever the CPU says
 /// cpu_interval = "250ms"   # CPU sampling period
+/// cpu_smoothing = "1s"     # time constant of the CPU moving average
 /// ```
+///
+/// go-zero smooths CPU with β = 0.95 per 250 ms sample, a time constant of about 5 s: a
+/// sudden overload takes over 10 s to cross a 90 % threshold, while the queue grows. truss
+/// defaults to 1 s so shedding starts within a couple of seconds.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShedConfig {
@@ -33,6 +38,9 @@ pub struct ShedConfig {
     /// CPU sampling period. Default `250ms`.
     #[serde(with = "duration")]
     pub cpu_interval: Duration,
+    /// Time constant of the exponential moving average over CPU samples. Default `1s`.
+    #[serde(with = "duration")]
+    pub cpu_smoothing: Duration,
 }
 
 impl Default for ShedConfig {
@@ -44,6 +52,7 @@ impl Default for ShedConfig {
             buckets: 50,
             cool_off: Duration::from_secs(1),
             cpu_interval: Duration::from_millis(250),
+            cpu_smoothing: Duration::from_secs(1),
         }
     }
 }
@@ -67,6 +76,12 @@ impl ShedConfig {
             return Err(ValidationError::new(
                 "window",
                 "must be at least 1ms per bucket",
+            ));
+        }
+        if self.cpu_smoothing.is_zero() {
+            return Err(ValidationError::new(
+                "cpu_smoothing",
+                "must be greater than 0",
             ));
         }
         if self.cpu_interval < Duration::from_millis(10) {

@@ -32,8 +32,6 @@ impl CpuSource for SystemCpu {
     }
 }
 
-const BETA: f64 = 0.95;
-
 impl SystemCpu {
     /// A source whose value is set by hand, for tests and benchmarks.
     pub fn manual(usage: f64) -> Arc<Self> {
@@ -47,19 +45,20 @@ impl SystemCpu {
         self.usage_bits.store(usage.to_bits(), Ordering::Relaxed);
     }
 
-    /// Starts sampling every `interval` on the current tokio runtime. The sampler stops when
-    /// the last `Arc` is dropped.
-    pub fn spawn(interval: Duration) -> Arc<Self> {
+    /// Starts sampling every `interval` on the current tokio runtime, smoothing with time
+    /// constant `smoothing`. The sampler stops when the last `Arc` is dropped.
+    pub fn spawn(interval: Duration, smoothing: Duration) -> Arc<Self> {
         let cpu = Arc::new(Self::default());
         let weak = Arc::downgrade(&cpu);
         let probe = Probe::detect();
         tracing::debug!(?probe, "cpu sampler");
-        tokio::spawn(sample_loop(weak, probe, interval));
+        let beta = (-interval.as_secs_f64() / smoothing.as_secs_f64().max(1e-9)).exp();
+        tokio::spawn(sample_loop(weak, probe, interval, beta));
         cpu
     }
 }
 
-async fn sample_loop(cpu: Weak<SystemCpu>, probe: Probe, interval: Duration) {
+async fn sample_loop(cpu: Weak<SystemCpu>, probe: Probe, interval: Duration, beta: f64) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prev = probe.read();
@@ -69,8 +68,9 @@ async fn sample_loop(cpu: Weak<SystemCpu>, probe: Probe, interval: Duration) {
         let cur = probe.read();
         if let (Some(a), Some(b)) = (&prev, &cur) {
             if let Some(now) = usage_between(a, b) {
-                let smoothed = cpu.usage() * BETA + now * (1.0 - BETA);
+                let smoothed = cpu.usage() * beta + now * (1.0 - beta);
                 cpu.set(smoothed);
+                metrics::gauge!("truss_cpu_usage_ratio").set(smoothed);
             }
         }
         prev = cur;
@@ -117,17 +117,32 @@ impl Probe {
                 return Probe::CgroupV2(root.to_path_buf());
             }
         }
+        let own = read(Path::new("/proc/self/cgroup"))
+            .map(|t| cgroup_v1_paths(&t))
+            .unwrap_or_default();
         for (cpuacct, cpu) in [
             ("cpuacct", "cpu"),
             ("cpu,cpuacct", "cpu,cpuacct"),
             ("cpuacct,cpu", "cpuacct,cpu"),
         ] {
-            let cpuacct = root.join(cpuacct);
-            if cpuacct.join("cpuacct.usage").is_file() {
-                return Probe::CgroupV1 {
-                    cpuacct,
-                    cpu: root.join(cpu),
-                };
+            // The process's own group under the hierarchy, else the hierarchy's root.
+            let rel = |c: &str| {
+                own.iter()
+                    .find(|(controllers, _)| controllers.split(',').any(|x| x == c))
+                    .map(|(_, p)| p.trim_start_matches('/').to_owned())
+                    .unwrap_or_default()
+            };
+            for cpuacct in [root.join(cpuacct).join(rel("cpuacct")), root.join(cpuacct)] {
+                if cpuacct.join("cpuacct.usage").is_file() {
+                    let cpu = root.join(cpu);
+                    let own_cpu = cpu.join(rel("cpu"));
+                    let cpu = if own_cpu.join("cpu.cfs_quota_us").is_file() {
+                        own_cpu
+                    } else {
+                        cpu
+                    };
+                    return Probe::CgroupV1 { cpuacct, cpu };
+                }
             }
         }
         Probe::Host
@@ -215,6 +230,19 @@ fn cgroup_v2_path(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// (controllers, path) pairs of the cgroup v1 lines of `/proc/self/cgroup`.
+fn cgroup_v1_paths(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?;
+            let path = parts.next()?;
+            (!controllers.is_empty()).then(|| (controllers.to_owned(), path.to_owned()))
+        })
+        .collect()
+}
+
 /// `usage_usec` from a cgroup v2 `cpu.stat`.
 fn parse_cpu_stat_usage(text: &str) -> Option<u64> {
     text.lines()
@@ -262,6 +290,10 @@ mod tests {
             Some("/system.slice/x.service".into())
         );
         assert_eq!(cgroup_v2_path("12:cpu,cpuacct:/docker/abc\n"), None);
+        assert_eq!(
+            cgroup_v1_paths("12:cpu,cpuacct:/docker/abc\n0::/\n"),
+            vec![("cpu,cpuacct".to_owned(), "/docker/abc".to_owned())]
+        );
         assert_eq!(
             parse_cpu_stat_usage("usage_usec 123456\nuser_usec 1\nsystem_usec 2\n"),
             Some(123_456)

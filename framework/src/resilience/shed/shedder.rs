@@ -60,7 +60,10 @@ impl Shedder {
 
     /// A shedder with a [`SystemCpu`] sampler (spawned on the current tokio runtime).
     pub fn with_system_cpu(config: &ShedConfig) -> Arc<Self> {
-        Self::new(config, SystemCpu::spawn(config.cpu_interval))
+        Self::new(
+            config,
+            SystemCpu::spawn(config.cpu_interval, config.cpu_smoothing),
+        )
     }
 
     fn now(&self) -> u64 {
