@@ -21,7 +21,9 @@ use tower_service::Service;
 use crate::config::{Config, ConfigError, ConfigLoader, NoAppConfig};
 use crate::observe::health::Health;
 use crate::registry::{BoxFuture, Instance, Registrar};
-use crate::resilience::{AdmissionConfig, CpuSource, admission_layer, shed::SystemCpu};
+use crate::resilience::breaker::{BreakerLayer, Breakers, DefaultClassifier};
+use crate::resilience::deadline::DeadlineLayer;
+use crate::resilience::{CpuSource, admission_layer, shed::SystemCpu};
 use crate::shutdown::{Level, ShutdownHandle, listen_for_signals};
 use crate::transport::admin;
 use crate::transport::server::{Protocol, Server};
@@ -143,7 +145,7 @@ impl App {
                 config.admission.shed.cpu_smoothing,
             )),
         };
-        let protect = |router: Router| protect(router, &config.admission, cpu.as_ref());
+        let protect = |router: Router| protect(router, &config, cpu.as_ref());
 
         let bind = |name: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -297,20 +299,35 @@ impl App {
     }
 }
 
-/// Wraps a listener's router in the admission layers `[admission]` asks for.
+/// Wraps a listener's router in the server stack the config asks for, outermost first:
+/// in-flight limit, rate limits, load shedding, circuit breaker (per route), deadline.
+/// One `Router::layer` call: axum boxes each layer it applies.
 fn protect(
     router: Router,
-    config: &AdmissionConfig,
+    config: &Config<NoAppConfig>,
     cpu: Option<&Arc<dyn CpuSource>>,
 ) -> Result<Router, AppError> {
-    let layer = admission_layer(config, cpu.cloned()).map_err(|e| {
-        ConfigError::one(
-            format!("admission.{}", e.field),
+    let invalid = |section: &str, e: crate::config::ValidationError| {
+        AppError::Config(ConfigError::one(
+            format!("{section}.{}", e.field),
             "the configuration given to the app builder",
             e.message,
-        )
-    })?;
-    Ok(router.layer(layer))
+        ))
+    };
+    let admission =
+        admission_layer(&config.admission, cpu.cloned()).map_err(|e| invalid("admission", e))?;
+    let breaker = if config.breaker.enabled {
+        let breakers = Breakers::new(config.breaker.clone(), Arc::new(DefaultClassifier))
+            .map_err(|e| invalid("breaker", e))?;
+        Some(BreakerLayer::new(breakers))
+    } else {
+        None
+    };
+    let stack = tower::ServiceBuilder::new()
+        .layer(admission)
+        .option_layer(breaker)
+        .layer(DeadlineLayer::new(config.timeout.clone()));
+    Ok(router.layer(stack))
 }
 
 fn local_addr(listener: &TcpListener, name: &'static str) -> Result<SocketAddr, AppError> {
@@ -346,6 +363,9 @@ impl AppBuilder {
             shutdown: config.shutdown.clone(),
             log: config.log.clone(),
             admission: config.admission.clone(),
+            timeout: config.timeout.clone(),
+            breaker: config.breaker.clone(),
+            retry: config.retry.clone(),
             app: NoAppConfig {},
         });
         self

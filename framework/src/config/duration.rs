@@ -177,3 +177,29 @@ mod tests {
         }
     }
 }
+
+/// A [`Duration`] that (de)serializes as a string with a unit, for places where
+/// `#[serde(with)]` cannot reach, such as map values.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use truss::config::duration::HumanDuration;
+///
+/// let routes: BTreeMap<String, HumanDuration> =
+///     serde_json::from_str(r#"{ "/slow": "2m" }"#).unwrap();
+/// assert_eq!(routes["/slow"].0.as_secs(), 120);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize(deserializer).map(HumanDuration)
+    }
+}
+
+impl serde::Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize(&self.0, serializer)
+    }
+}

@@ -247,6 +247,9 @@ fn extract<T: DeserializeOwned + Validate>(
     let shutdown: ShutdownConfig = section(figment, &top, "shutdown", &mut found, prefix);
     let log: LogConfig = section(figment, &top, "log", &mut found, prefix);
     let admission: AdmissionConfig = section(figment, &top, "admission", &mut found, prefix);
+    let timeout = section(figment, &top, "timeout", &mut found, prefix);
+    let breaker = section(figment, &top, "breaker", &mut found, prefix);
+    let retry = section(figment, &top, "retry", &mut found, prefix);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
         found.push(Problem {
             key: "log.level".to_owned(),
@@ -289,6 +292,9 @@ fn extract<T: DeserializeOwned + Validate>(
                 shutdown,
                 log,
                 admission,
+                timeout,
+                breaker,
+                retry,
                 app,
             };
             if let Err(invalid) = config.check_framework() {

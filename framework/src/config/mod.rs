@@ -22,7 +22,8 @@
 //!   `TRUSS_HTTP__ADDR=0.0.0.0:80`, `TRUSS_APP__GREETING=Hi`. The prefix is set with
 //!   [`ConfigLoader::env_prefix`].
 //! * **Sections**: `http`, `grpc`, `admin`, `shutdown`, `log`, `admission`
-//!   ([`AdmissionConfig`]) and `app`.
+//!   ([`AdmissionConfig`]), `timeout` ([`TimeoutConfig`]), `breaker` ([`BreakerConfig`]),
+//!   `retry` ([`RetryConfig`]) and `app`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
 //! * **Validation**: the team's section implements [`Validate`].
@@ -69,6 +70,9 @@ pub use sections::{
 use serde::de::DeserializeOwned;
 
 use crate::resilience::AdmissionConfig;
+use crate::resilience::breaker::BreakerConfig;
+use crate::resilience::deadline::TimeoutConfig;
+use crate::resilience::retry::RetryConfig;
 
 /// The whole configuration of a truss app: the framework's sections and the team's `app`.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +89,12 @@ pub struct Config<T = NoAppConfig> {
     pub log: LogConfig,
     /// `[admission]`: in-flight limit, rate limits, load shedding.
     pub admission: AdmissionConfig,
+    /// `[timeout]`: request timeouts and deadline propagation.
+    pub timeout: TimeoutConfig,
+    /// `[breaker]`: circuit breakers.
+    pub breaker: BreakerConfig,
+    /// `[retry]`: client retries.
+    pub retry: RetryConfig,
     /// `[app]`: the team's own section.
     pub app: T,
 }
@@ -115,8 +125,14 @@ impl<T> Config<T> {
     /// Checks the framework sections, naming the failing key. The loader runs this (naming
     /// each value's source); the app runs it again at start for configs built in code.
     pub fn check_framework(&self) -> Result<(), ValidationError> {
+        let within = |section: &str, e: ValidationError| {
+            ValidationError::new(format!("{section}.{}", e.field), e.message)
+        };
         self.admission
             .validate()
-            .map_err(|e| ValidationError::new(format!("admission.{}", e.field), e.message))
+            .map_err(|e| within("admission", e))?;
+        self.timeout.check().map_err(|e| within("timeout", e))?;
+        self.breaker.check().map_err(|e| within("breaker", e))?;
+        self.retry.check().map_err(|e| within("retry", e))
     }
 }

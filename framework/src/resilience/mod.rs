@@ -24,13 +24,16 @@
 //! Every decision increments `truss_admission_total{layer, route, decision}` through the
 //! `metrics` facade (`decision` is `admitted` or `rejected`).
 
+pub mod breaker;
 mod clock;
 mod config;
 mod counters;
+pub mod deadline;
 mod future;
 pub mod inflight;
 pub mod ratelimit;
 mod reject;
+pub mod retry;
 mod route;
 pub mod shed;
 

@@ -1,0 +1,234 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use pin_project::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Breaker, Breakers};
+use crate::BoxError;
+use crate::resilience::future::{AdmissionFuture, Completion};
+use crate::resilience::reject::{is_grpc, reject};
+use crate::resilience::route_label;
+
+/// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
+#[derive(Debug, Clone)]
+pub struct BreakerLayer {
+    breakers: Arc<Breakers>,
+}
+
+impl BreakerLayer {
+    /// A layer using `breakers`.
+    pub fn new(breakers: Breakers) -> Self {
+        Self {
+            breakers: Arc::new(breakers),
+        }
+    }
+
+    /// The breakers, to inspect them.
+    pub fn breakers(&self) -> &Arc<Breakers> {
+        &self.breakers
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = BreakerService<S>;
+
+    fn layer(&self, inner: S) -> BreakerService<S> {
+        BreakerService {
+            inner,
+            breakers: self.breakers.clone(),
+        }
+    }
+}
+
+/// The service built by [`BreakerLayer`].
+#[derive(Debug, Clone)]
+pub struct BreakerService<S> {
+    inner: S,
+    breakers: Arc<Breakers>,
+}
+
+/// Records an admitted call's outcome when it completes (nothing if it is cancelled).
+pub struct Ticket {
+    breaker: Arc<Breaker>,
+    breakers: Arc<Breakers>,
+}
+
+impl Completion for Ticket {
+    fn completed(&mut self, response: &Response<Body>) {
+        let failed = self
+            .breakers
+            .classifier()
+            .is_failure(response.status(), response.headers());
+        self.breaker.record(!failed);
+    }
+}
+
+impl<S, B> Service<Request<B>> for BreakerService<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = AdmissionFuture<S::Future, Option<Ticket>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let Some(breaker) = self.breakers.get(route_label(&req)) else {
+            return AdmissionFuture::admitted(self.inner.call(req), None);
+        };
+        if !breaker.allow() {
+            return AdmissionFuture::rejected(reject(
+                is_grpc(&req),
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                "circuit breaker open",
+                None,
+            ));
+        }
+        let ticket = Ticket {
+            breaker,
+            breakers: self.breakers.clone(),
+        };
+        AdmissionFuture::admitted(self.inner.call(req), Some(ticket))
+    }
+}
+
+impl<T: Completion> Completion for Option<T> {
+    fn completed(&mut self, response: &Response<Body>) {
+        if let Some(t) = self {
+            t.completed(response);
+        }
+    }
+}
+
+/// Client side: one breaker per `target` + method path; a rejected call fails with a boxed
+/// `tonic::Status::unavailable` without being sent. Transport errors count as failures.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tower::ServiceBuilder;
+/// use truss::resilience::breaker::{BreakerConfig, Breakers, ClientBreakerLayer, DefaultClassifier};
+///
+/// let breakers = Breakers::new(BreakerConfig::default(), Arc::new(DefaultClassifier)).unwrap();
+/// let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9090").connect_lazy();
+/// let channel = ServiceBuilder::new()
+///     .layer(ClientBreakerLayer::new("user", breakers))
+///     .service(channel);
+/// # let _ = channel;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBreakerLayer {
+    target: Arc<str>,
+    breakers: Arc<Breakers>,
+}
+
+impl ClientBreakerLayer {
+    /// Breakers for calls to `target` (a service name).
+    pub fn new(target: impl Into<Arc<str>>, breakers: Breakers) -> Self {
+        Self {
+            target: target.into(),
+            breakers: Arc::new(breakers),
+        }
+    }
+}
+
+impl<S> Layer<S> for ClientBreakerLayer {
+    type Service = ClientBreaker<S>;
+
+    fn layer(&self, inner: S) -> ClientBreaker<S> {
+        ClientBreaker {
+            inner,
+            target: self.target.clone(),
+            breakers: self.breakers.clone(),
+        }
+    }
+}
+
+/// The service built by [`ClientBreakerLayer`].
+#[derive(Debug, Clone)]
+pub struct ClientBreaker<S> {
+    inner: S,
+    target: Arc<str>,
+    breakers: Arc<Breakers>,
+}
+
+impl<S, B, R> Service<Request<B>> for ClientBreaker<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = ClientBreakerFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let name = format!("{}{}", self.target, req.uri().path());
+        let breaker = self.breakers.get(&name);
+        if let Some(b) = &breaker {
+            if !b.allow() {
+                return ClientBreakerFuture {
+                    inner: None,
+                    breaker: None,
+                    breakers: self.breakers.clone(),
+                };
+            }
+        }
+        ClientBreakerFuture {
+            inner: Some(self.inner.call(req)),
+            breaker,
+            breakers: self.breakers.clone(),
+        }
+    }
+}
+
+/// The response future of [`ClientBreaker`].
+#[pin_project]
+pub struct ClientBreakerFuture<F> {
+    #[pin]
+    inner: Option<F>,
+    breaker: Option<Arc<Breaker>>,
+    breakers: Arc<Breakers>,
+}
+
+impl<F, R, E> Future for ClientBreakerFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(Box::new(tonic::Status::unavailable(
+                "circuit breaker open",
+            ))));
+        };
+        let out = std::task::ready!(inner.poll(cx)).map_err(Into::into);
+        if let Some(breaker) = this.breaker.take() {
+            let failed = match &out {
+                Ok(resp) => this
+                    .breakers
+                    .classifier()
+                    .is_failure(resp.status(), resp.headers()),
+                Err(_) => true,
+            };
+            breaker.record(!failed);
+        }
+        Poll::Ready(out)
+    }
+}

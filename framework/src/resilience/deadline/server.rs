@@ -1,0 +1,182 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use pin_project::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Sleep;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Deadline, TimeoutConfig, grpc_timeout};
+use crate::resilience::future::AdmissionFuture;
+use crate::resilience::reject::{is_grpc, reject};
+use crate::resilience::route::label_of;
+use crate::resilience::route_label;
+use axum::extract::MatchedPath;
+
+/// Gives every request a deadline; answers 504 / `DEADLINE_EXCEEDED` when it passes.
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    config: Arc<TimeoutConfig>,
+}
+
+impl DeadlineLayer {
+    /// A layer applying `config`.
+    pub fn new(config: TimeoutConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> DeadlineService<S> {
+        DeadlineService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service built by [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    config: Arc<TimeoutConfig>,
+}
+
+impl<S, B> Service<Request<B>> for DeadlineService<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = AdmissionFuture<DeadlineFuture<S::Future>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let grpc = is_grpc(&req);
+        let caller = match req.headers().get("grpc-timeout") {
+            None => None,
+            Some(v) => match grpc_timeout::parse(v.as_bytes()) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    return AdmissionFuture::rejected(reject(
+                        grpc,
+                        StatusCode::BAD_REQUEST,
+                        tonic::Code::InvalidArgument,
+                        "malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
+                        None,
+                    ));
+                }
+            },
+        };
+        let route_timeout = self.config.for_route(route_label(&req));
+        let timeout = match (route_timeout, caller) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let deadline = timeout.map(Deadline::after);
+        // Kept (cheap clones: an Arc and refcounted bytes) to label a timeout.
+        let route = deadline.map(|_| {
+            (
+                req.extensions().get::<MatchedPath>().cloned(),
+                req.uri().clone(),
+            )
+        });
+        if let Some(d) = deadline {
+            req.extensions_mut().insert(d);
+        }
+        let inner = self.inner.call(req);
+        let future = match deadline {
+            Some(d) => DeadlineFuture {
+                inner: Inner::Scoped {
+                    future: d.scope(inner),
+                },
+                sleep: Some(tokio::time::sleep_until(d.instant())),
+                grpc,
+                route,
+            },
+            None => DeadlineFuture {
+                inner: Inner::Plain { future: inner },
+                sleep: None,
+                grpc,
+                route,
+            },
+        };
+        AdmissionFuture::admitted(future, ())
+    }
+}
+
+#[pin_project(project = InnerProj)]
+enum Inner<F: Future> {
+    Scoped {
+        #[pin]
+        future: TaskLocalFuture<Deadline, F>,
+    },
+    Plain {
+        #[pin]
+        future: F,
+    },
+}
+
+/// The response future of [`DeadlineService`].
+#[pin_project]
+pub struct DeadlineFuture<F: Future> {
+    #[pin]
+    inner: Inner<F>,
+    #[pin]
+    sleep: Option<Sleep>,
+    grpc: bool,
+    route: Option<(Option<MatchedPath>, http::Uri)>,
+}
+
+impl<F, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let polled = match this.inner.project() {
+            InnerProj::Scoped { future } => future.poll(cx),
+            InnerProj::Plain { future } => future.poll(cx),
+        };
+        if let Poll::Ready(out) = polled {
+            return Poll::Ready(out);
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            if sleep.poll(cx).is_ready() {
+                let route = match this.route {
+                    Some((matched, uri)) => label_of(matched.as_ref(), uri).to_owned(),
+                    None => String::new(),
+                };
+                metrics::counter!(
+                    "truss_deadline_exceeded_total",
+                    "side" => "server",
+                    "route" => route
+                )
+                .increment(1);
+                return Poll::Ready(Ok(reject(
+                    *this.grpc,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    tonic::Code::DeadlineExceeded,
+                    "deadline exceeded",
+                    None,
+                )));
+            }
+        }
+        Poll::Pending
+    }
+}
