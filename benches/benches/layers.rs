@@ -1,4 +1,4 @@
-//! Each admission layer against a pass-through router: ns per request (criterion) and
+//! Each admission and resilience layer against a pass-through router: ns per request (criterion) and
 //! allocations per request (printed before the criterion runs).
 
 use std::collections::BTreeMap;
@@ -10,7 +10,12 @@ use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
+use std::sync::Arc;
 use tower::{Service, ServiceExt};
+use truss::resilience::breaker::{
+    BreakerConfig, BreakerLayer, Breakers, DefaultClassifier, StateMachineConfig, Strategy,
+};
+use truss::resilience::deadline::{DeadlineLayer, TimeoutConfig};
 use truss::resilience::{
     AdmissionConfig, InFlightLimitLayer, KeySpec, RateLimitLayer, RateLimitRule, RateLimits,
     ShedConfig, ShedLayer, Shedder, admission_layer, shed::SystemCpu,
@@ -41,6 +46,22 @@ fn variants() -> Vec<(&'static str, Router)> {
     );
     let shed = Shedder::new(&ShedConfig::default(), SystemCpu::manual(0.1));
     let shed_hot = Shedder::new(&ShedConfig::default(), SystemCpu::manual(1.0));
+    let breakers = || Breakers::new(BreakerConfig::default(), Arc::new(DefaultClassifier)).unwrap();
+    // A state-machine breaker opened by five failures: every call is rejected.
+    let open = BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            open_min: Duration::from_secs(3600),
+            open_max: Duration::from_secs(3600),
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    };
+    let open = Breakers::new(open, Arc::new(DefaultClassifier)).unwrap();
+    let b = open.get("/users/{id}").unwrap();
+    for _ in 0..5 {
+        b.record(false);
+    }
     vec![
         ("passthrough", base()),
         // A layer that does nothing: what axum's per-route layering itself costs.
@@ -61,6 +82,18 @@ fn variants() -> Vec<(&'static str, Router)> {
         ),
         ("shed_cpu_low", base().layer(ShedLayer::new(shed))),
         ("shed_cpu_high", base().layer(ShedLayer::new(shed_hot))),
+        (
+            "breaker_adaptive",
+            base().layer(BreakerLayer::new(breakers())),
+        ),
+        (
+            "breaker_open_rejects",
+            base().layer(BreakerLayer::new(open)),
+        ),
+        (
+            "deadline",
+            base().layer(DeadlineLayer::new(TimeoutConfig::default())),
+        ),
         (
             "admission_stack",
             base().layer(
@@ -122,7 +155,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     allocations_per_request(&rt);
-    let mut group = c.benchmark_group("admission");
+    let mut group = c.benchmark_group("layers");
     for (name, router) in variants() {
         let mut svc = router.into_service::<Body>();
         group.bench_function(name, |b| {

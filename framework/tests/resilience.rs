@@ -238,10 +238,7 @@ async fn expired_deadline_answers_before_the_handler_finishes() {
         .body(Body::empty())
         .unwrap();
     let router = Router::new()
-        .route(
-            "/slow",
-            axum::routing::post(std::future::pending::<&str>),
-        )
+        .route("/slow", axum::routing::post(std::future::pending::<&str>))
         .layer(DeadlineLayer::new(TimeoutConfig::default()));
     let resp = router.oneshot(grpc).await.unwrap();
     assert_eq!(resp.headers()["grpc-status"], "4");

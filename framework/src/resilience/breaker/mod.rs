@@ -118,10 +118,34 @@ enum Kind {
     StateMachine(state_machine::Machine),
 }
 
+/// Metric handles, registered once per breaker.
+struct Meters {
+    admitted: metrics::Counter,
+    rejected: metrics::Counter,
+    success: metrics::Counter,
+    failure: metrics::Counter,
+    drop_ratio: metrics::Gauge,
+}
+
+impl Meters {
+    fn new(name: &str) -> Self {
+        let requests = |decision: &'static str| metrics::counter!("truss_breaker_requests_total", "breaker" => name.to_owned(), "decision" => decision);
+        let outcomes = |outcome: &'static str| metrics::counter!("truss_breaker_outcomes_total", "breaker" => name.to_owned(), "outcome" => outcome);
+        Self {
+            admitted: requests("admitted"),
+            rejected: requests("rejected"),
+            success: outcomes("success"),
+            failure: outcomes("failure"),
+            drop_ratio: metrics::gauge!("truss_breaker_drop_ratio", "breaker" => name.to_owned()),
+        }
+    }
+}
+
 /// One breaker.
 pub struct Breaker {
     name: String,
     kind: Kind,
+    meters: Meters,
 }
 
 impl std::fmt::Debug for Breaker {
@@ -148,7 +172,8 @@ impl Breaker {
                 Kind::StateMachine(state_machine::Machine::new(&name, &config.state_machine))
             }
         };
-        Self { name, kind }
+        let meters = Meters::new(&name);
+        Self { name, kind, meters }
     }
 
     /// Whether to let a call through now.
@@ -157,30 +182,25 @@ impl Breaker {
             Kind::Adaptive(a) => a.allow(),
             Kind::StateMachine(m) => m.allow(),
         };
-        let decision = if allowed { "admitted" } else { "rejected" };
-        metrics::counter!(
-            "truss_breaker_requests_total",
-            "breaker" => self.name.clone(),
-            "decision" => decision
-        )
-        .increment(1);
+        if allowed {
+            self.meters.admitted.increment(1);
+        } else {
+            self.meters.rejected.increment(1);
+        }
         allowed
     }
 
     /// Records the outcome of a call that was let through.
     pub fn record(&self, success: bool) {
-        let outcome = if success { "success" } else { "failure" };
-        metrics::counter!(
-            "truss_breaker_outcomes_total",
-            "breaker" => self.name.clone(),
-            "outcome" => outcome
-        )
-        .increment(1);
+        if success {
+            self.meters.success.increment(1);
+        } else {
+            self.meters.failure.increment(1);
+        }
         match &self.kind {
             Kind::Adaptive(a) => {
                 a.record(success);
-                metrics::gauge!("truss_breaker_drop_ratio", "breaker" => self.name.clone())
-                    .set(a.drop_ratio());
+                self.meters.drop_ratio.set(a.drop_ratio());
             }
             Kind::StateMachine(m) => m.record(success),
         }
