@@ -5,6 +5,7 @@ set -euo pipefail
 
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)   # etcd-client's build script
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)         # promtool checks /metrics in tests
 
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""

@@ -20,6 +20,8 @@ use tower_service::Service;
 
 use crate::config::{Config, ConfigError, ConfigLoader, NoAppConfig};
 use crate::observe::health::Health;
+use crate::observe::metrics::MetricsLayer;
+use crate::observe::trace::TraceLayer;
 use crate::registry::{BoxFuture, Instance, Registrar};
 use crate::resilience::breaker::{BreakerLayer, Breakers, DefaultClassifier};
 use crate::resilience::deadline::DeadlineLayer;
@@ -145,7 +147,8 @@ impl App {
                 config.admission.shed.cpu_smoothing,
             )),
         };
-        let protect = |router: Router| protect(router, &config, cpu.as_ref());
+        let protect = |router: Router, transport| protect(router, transport, &config, cpu.as_ref());
+        let prometheus = crate::observe::metrics::install();
 
         let bind = |name: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -167,7 +170,7 @@ impl App {
             for layer in b.http_layers {
                 router = layer(router);
             }
-            let router = protect(router)?;
+            let router = protect(router, "http")?;
             let listener = bind("http", config.http.addr).await?;
             addrs.http = Some(local_addr(&listener, "http")?);
             servers.push(Server {
@@ -184,7 +187,7 @@ impl App {
             for layer in b.grpc_layers {
                 router = layer(router);
             }
-            let router = protect(router)?;
+            let router = protect(router, "grpc")?;
             let listener = bind("grpc", config.grpc.addr).await?;
             addrs.grpc = Some(local_addr(&listener, "grpc")?);
             servers.push(Server {
@@ -201,7 +204,7 @@ impl App {
         let admin_server = Server {
             name: "admin",
             listener: admin_listener,
-            router: admin::router(b.health.clone()).merge(b.admin),
+            router: admin::router(b.health.clone(), prometheus.clone()).merge(b.admin),
             protocol: Protocol::Auto {
                 header_read_timeout: config.http.header_read_timeout,
             },
@@ -261,7 +264,11 @@ impl App {
             admin_task,
             phase_tx,
         };
-        let task = tokio::spawn(lifecycle.run());
+        let upkeep = crate::observe::metrics::spawn_upkeep(prometheus, Duration::from_secs(5));
+        let task = tokio::spawn(async move {
+            lifecycle.run().await;
+            upkeep.abort();
+        });
         Ok(RunningApp {
             name: b.name,
             addrs,
@@ -300,10 +307,12 @@ impl App {
 }
 
 /// Wraps a listener's router in the server stack the config asks for, outermost first:
-/// in-flight limit, rate limits, load shedding, circuit breaker (per route), deadline.
+/// trace context, request metrics, in-flight limit, rate limits, load shedding, circuit breaker (per
+/// route), deadline.
 /// One `Router::layer` call: axum boxes each layer it applies.
 fn protect(
     router: Router,
+    transport: &'static str,
     config: &Config<NoAppConfig>,
     cpu: Option<&Arc<dyn CpuSource>>,
 ) -> Result<Router, AppError> {
@@ -324,6 +333,8 @@ fn protect(
         None
     };
     let stack = tower::ServiceBuilder::new()
+        .layer(TraceLayer::new(config.log.access))
+        .layer(MetricsLayer::new(transport))
         .layer(admission)
         .option_layer(breaker)
         .layer(DeadlineLayer::new(config.timeout.clone()));

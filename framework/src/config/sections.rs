@@ -136,6 +136,7 @@ pub enum LogFormat {
 /// [log]
 /// level = "info"    # default; RUST_LOG, when set, wins
 /// format = "text"   # or "json"
+/// access = true     # one line per request at target truss::access
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +145,9 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: LogFormat,
+    /// Whether to log one line per request (route template, status, duration). Default
+    /// `true`.
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -151,6 +155,7 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
+            access: true,
         }
     }
 }

@@ -2,3 +2,5 @@
 
 pub mod health;
 pub mod log;
+pub mod metrics;
+pub mod trace;

@@ -29,12 +29,12 @@ mod clock;
 mod config;
 mod counters;
 pub mod deadline;
-mod future;
+pub(crate) mod future;
 pub mod inflight;
 pub mod ratelimit;
 mod reject;
 pub mod retry;
-mod route;
+pub(crate) mod route;
 pub mod shed;
 
 pub use clock::TokioClock;

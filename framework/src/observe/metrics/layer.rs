@@ -1,0 +1,215 @@
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{Request, Response};
+use metrics::{Counter, Gauge, Histogram};
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::resilience::future::{AdmissionFuture, Completion};
+use crate::resilience::route_label;
+
+/// Past this many route labels, new ones are counted as `other`.
+const MAX_ROUTES: usize = 1024;
+
+/// Counts and times every request of one listener (rejections by inner layers included).
+/// Clones share state.
+#[derive(Clone)]
+pub struct MetricsLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsLayer")
+            .field("transport", &self.shared.transport)
+            .finish()
+    }
+}
+
+struct Shared {
+    transport: &'static str,
+    in_flight: Gauge,
+    routes: RwLock<HashMap<String, Arc<RouteMeters>>>,
+}
+
+struct RouteMeters {
+    transport: &'static str,
+    route: String,
+    duration: Histogram,
+    codes: RwLock<HashMap<u16, Counter>>,
+}
+
+impl RouteMeters {
+    fn count(&self, code: u16) {
+        if let Some(c) = self
+            .codes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&code)
+        {
+            return c.increment(1);
+        }
+        let mut codes = self.codes.write().unwrap_or_else(PoisonError::into_inner);
+        codes
+            .entry(code)
+            .or_insert_with(|| {
+                metrics::counter!(
+                    "truss_server_requests_total",
+                    "transport" => self.transport,
+                    "route" => self.route.clone(),
+                    "code" => code.to_string()
+                )
+            })
+            .increment(1);
+    }
+}
+
+impl MetricsLayer {
+    /// Metrics for a listener serving `transport` (`http` or `grpc`).
+    pub fn new(transport: &'static str) -> Self {
+        metrics::describe_counter!(
+            "truss_server_requests_total",
+            "Requests served, by transport, route and status code."
+        );
+        metrics::describe_histogram!(
+            "truss_server_request_duration_seconds",
+            metrics::Unit::Seconds,
+            "Time to the response head, by transport and route."
+        );
+        metrics::describe_gauge!("truss_server_requests_in_flight", "Requests being served.");
+        Self {
+            shared: Arc::new(Shared {
+                transport,
+                in_flight: metrics::gauge!("truss_server_requests_in_flight", "transport" => transport),
+                routes: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn route(&self, label: &str) -> Arc<RouteMeters> {
+        if let Some(m) = self
+            .shared
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(label)
+        {
+            return m.clone();
+        }
+        let mut routes = self
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let label = if routes.len() >= MAX_ROUTES {
+            "other"
+        } else {
+            label
+        };
+        let transport = self.shared.transport;
+        routes
+            .entry(label.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RouteMeters {
+                    transport,
+                    route: label.to_owned(),
+                    duration: metrics::histogram!(
+                        "truss_server_request_duration_seconds",
+                        "transport" => transport,
+                        "route" => label.to_owned()
+                    ),
+                    codes: RwLock::new(HashMap::new()),
+                })
+            })
+            .clone()
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> MetricsService<S> {
+        MetricsService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`MetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct MetricsService<S> {
+    inner: S,
+    layer: MetricsLayer,
+}
+
+/// One request being measured.
+pub struct Observation {
+    meters: Arc<RouteMeters>,
+    in_flight: Gauge,
+    start: Instant,
+    done: bool,
+}
+
+impl Completion for Observation {
+    fn completed(&mut self, response: &Response<Body>) {
+        let code = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                if self.meters.transport == "grpc" && response.status().is_success() {
+                    0
+                } else {
+                    response.status().as_u16()
+                }
+            });
+        self.meters.count(code);
+        self.meters
+            .duration
+            .record(self.start.elapsed().as_secs_f64());
+        self.done = true;
+    }
+}
+
+impl Drop for Observation {
+    fn drop(&mut self) {
+        self.in_flight.decrement(1.0);
+        if !self.done {
+            // The caller went away before the response: nginx's 499, "client closed request".
+            self.meters.count(499);
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = AdmissionFuture<S::Future, Observation>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let meters = self.layer.route(route_label(&req));
+        let in_flight = self.layer.shared.in_flight.clone();
+        in_flight.increment(1.0);
+        let observation = Observation {
+            meters,
+            in_flight,
+            start: Instant::now(),
+            done: false,
+        };
+        AdmissionFuture::admitted(self.inner.call(req), observation)
+    }
+}

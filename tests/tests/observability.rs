@@ -1,0 +1,126 @@
+//! Trace ids on the wire, and `/metrics` checked by a real `promtool`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use truss::App;
+use truss_tests::{H1, local_config};
+
+#[tokio::test]
+async fn malformed_traceparent_starts_a_new_trace() {
+    let config = local_config(Duration::ZERO, Duration::from_secs(5));
+    let app = App::builder("t")
+        .config(&config)
+        .http(Router::new().route("/", get(|| async { "ok" })))
+        .start()
+        .await
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(app.http_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/")
+        .header("host", "x")
+        .header("traceparent", "garbage")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id = resp.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    app.shutdown().await.unwrap();
+}
+
+fn promtool() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test]
+async fn metrics_endpoint_counts_requests_and_passes_promtool() {
+    let config = local_config(Duration::ZERO, Duration::from_secs(5));
+    let app = App::builder("metrics")
+        .config(&config)
+        .http(
+            Router::new()
+                .route("/metrics-test/{id}", get(|| async { "ok" }))
+                .route(
+                    "/metrics-fail",
+                    get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+                ),
+        )
+        .start()
+        .await
+        .unwrap();
+    let mut conn = H1::connect(app.http_addr().unwrap()).await.unwrap();
+    for i in 0..7 {
+        assert_eq!(
+            conn.get(&format!("/metrics-test/{i}")).await.unwrap().0,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..3 {
+        conn.get("/metrics-fail").await.unwrap();
+    }
+    conn.get("/no-such-route/123").await.unwrap();
+
+    let mut admin = H1::connect(app.admin_addr()).await.unwrap();
+    let (status, text) = admin.get("/metrics").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| !l.starts_with('#') && l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in:\n{text}"))
+            .to_owned()
+    };
+    let counted = line(
+        "truss_server_requests_total{transport=\"http\",route=\"/metrics-test/{id}\",code=\"200\"}",
+    );
+    assert!(counted.ends_with(" 7"), "{counted}");
+    let failed = line("route=\"/metrics-fail\",code=\"500\"");
+    assert!(failed.ends_with(" 3"), "{failed}");
+    line("route=\"unmatched\",code=\"404\"");
+    assert!(!text.contains("/no-such-route"), "raw path used as a label");
+    line("truss_server_request_duration_seconds_bucket");
+    line("truss_server_requests_in_flight");
+    line("process_resident_memory_bytes");
+    line("process_open_fds");
+    line("truss_admission_total");
+
+    let Some(promtool) = promtool() else {
+        panic!("promtool not found: run the README's test command, which installs it");
+    };
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.shutdown().await.unwrap();
+}

@@ -1,0 +1,161 @@
+//! The trace id follows a request into handlers, outgoing calls and log lines.
+//!
+//! Alone in its test binary: `tracing` caches per-callsite interest process-wide, so a test
+//! on another thread with no subscriber could switch the request span off under this one.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use truss::App;
+use truss::observe::trace::{InjectTraceLayer, TraceContext};
+use truss_tests::local_config;
+
+/// Log lines written through `tracing`, captured.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+async fn downstream_echo(headers: HeaderMap) -> String {
+    let received = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let own = TraceContext::current()
+        .map(|t| t.trace_id_hex())
+        .unwrap_or_default();
+    tracing::info!("downstream handling");
+    format!("{received} {own}")
+}
+
+async fn upstream_chain(State(downstream): State<String>) -> String {
+    let seen = TraceContext::current()
+        .map(|t| t.trace_id_hex())
+        .unwrap_or_default();
+    tracing::info!("upstream calling downstream");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut client = ServiceBuilder::new()
+        .layer(InjectTraceLayer)
+        .service(client);
+    let req = Request::get(format!("http://{downstream}/echo"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.ready().await.unwrap().call(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    format!("{seen}|{}", String::from_utf8_lossy(&body))
+}
+
+// A current-thread runtime: the thread-local log subscriber sees every task of both apps.
+#[tokio::test(flavor = "current_thread")]
+async fn trace_id_follows_the_request_into_handlers_calls_and_logs() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let config = local_config(Duration::ZERO, Duration::from_secs(5));
+    let down = App::builder("down")
+        .config(&config)
+        .http(Router::new().route("/echo", get(downstream_echo)))
+        .start()
+        .await
+        .unwrap();
+    let down_addr = down.http_addr().unwrap().to_string();
+    let up = App::builder("up")
+        .config(&config)
+        .http(
+            Router::new()
+                .route("/chain", get(upstream_chain))
+                .with_state(down_addr),
+        )
+        .start()
+        .await
+        .unwrap();
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let stream = tokio::net::TcpStream::connect(up.http_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/chain")
+        .header("host", "up")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-trace-id"], trace_id);
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let (seen, downstream) = body.split_once('|').unwrap();
+    assert_eq!(seen, trace_id, "the upstream handler saw another trace id");
+    let (received, down_own) = downstream.split_once(' ').unwrap();
+    assert!(
+        received.starts_with(&format!("00-{trace_id}-")),
+        "{received}"
+    );
+    assert!(
+        !received.contains("00f067aa0ba902b7"),
+        "the caller's span id was forwarded as is"
+    );
+    assert_eq!(down_own, trace_id);
+
+    up.shutdown().await.unwrap();
+    down.shutdown().await.unwrap();
+    let text = logs.text();
+    for needle in ["upstream calling downstream", "downstream handling"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no log line {needle:?} in:\n{text}"));
+        assert!(line.contains(&format!("trace_id={trace_id}")), "{line}");
+        assert!(line.contains("span_id="), "{line}");
+    }
+    let access = text
+        .lines()
+        .find(|l| l.contains("truss::access") && l.contains("route=/chain "))
+        .unwrap_or_else(|| panic!("no access line for /chain in:\n{text}"));
+    assert!(access.contains("status=200"), "{access}");
+    assert!(access.contains(trace_id), "{access}");
+}
