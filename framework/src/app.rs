@@ -85,6 +85,7 @@ pub struct AppBuilder {
     loader: ConfigLoader,
     http: Option<Router>,
     grpc: Option<tonic::service::Routes>,
+    grpc_names: Vec<&'static str>,
     admin: Router,
     http_layers: Vec<RouterMap>,
     grpc_layers: Vec<RouterMap>,
@@ -107,6 +108,7 @@ impl App {
             loader: ConfigLoader::new(),
             http: None,
             grpc: None,
+            grpc_names: Vec::new(),
             admin: Router::new(),
             http_layers: Vec::new(),
             grpc_layers: Vec::new(),
@@ -182,8 +184,17 @@ impl App {
                 },
             });
         }
+        let mut grpc_health = None;
         if let Some(routes) = b.grpc {
-            let mut router = routes.into_axum_router();
+            // The standard grpc.health.v1 service, SERVING until shutdown begins.
+            let (reporter, health_service) = tonic_health::server::health_reporter();
+            for name in b.grpc_names.iter().copied().chain([""]) {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+            grpc_health = Some((reporter, b.grpc_names.clone()));
+            let mut router = routes.add_service(health_service).into_axum_router();
             for layer in b.grpc_layers {
                 router = layer(router);
             }
@@ -263,6 +274,7 @@ impl App {
             tasks,
             admin_task,
             phase_tx,
+            grpc_health,
         };
         let upkeep = crate::observe::metrics::spawn_upkeep(prometheus, Duration::from_secs(5));
         let task = tokio::spawn(async move {
@@ -411,6 +423,7 @@ impl AppBuilder {
     {
         let routes = self.grpc.take().unwrap_or_default();
         self.grpc = Some(routes.add_service(service));
+        self.grpc_names.push(S::NAME);
         self
     }
 
@@ -619,6 +632,7 @@ struct Lifecycle {
     tasks: Vec<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
     phase_tx: watch::Sender<Phase>,
+    grpc_health: Option<(tonic_health::server::HealthReporter, Vec<&'static str>)>,
 }
 
 impl Lifecycle {
@@ -627,6 +641,13 @@ impl Lifecycle {
         let hook_timeout = self.config.shutdown.hook_timeout;
         let _ = self.phase_tx.send(Phase::Draining);
         self.health.set_ready(false);
+        if let Some((reporter, names)) = &self.grpc_health {
+            for name in names.iter().copied().chain([""]) {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        }
         tracing::info!("shutdown: not ready, running before-stop hooks");
 
         if let Some(registrar) = &self.registrar {

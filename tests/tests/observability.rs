@@ -124,3 +124,54 @@ async fn metrics_endpoint_counts_requests_and_passes_promtool() {
     );
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn grpc_health_and_readyz_flip_when_shutdown_begins() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let app_config = hello::HelloConfig::default();
+    let running = App::builder("health")
+        .config(&local_config(
+            Duration::from_millis(300),
+            Duration::from_secs(5),
+        ))
+        .grpc(hello::Greeter::new(&app_config).into_service())
+        .start()
+        .await
+        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc_addr().unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut client = HealthClient::new(channel);
+    let check = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    for name in ["", "hello.v1.Greeter"] {
+        let status = client.check(check(name)).await.unwrap().into_inner().status;
+        assert_eq!(status, serving, "{name:?}");
+    }
+    let admin = running.admin_addr();
+    assert_eq!(
+        truss_tests::get(admin, "/readyz").await.unwrap().0,
+        StatusCode::OK
+    );
+
+    running.shutdown_handle().shutdown();
+    running.reached(truss::Phase::Draining).await;
+    // Listeners still accept during the drain delay: the health answer is what changed.
+    for name in ["", "hello.v1.Greeter"] {
+        let status = client.check(check(name)).await.unwrap().into_inner().status;
+        assert_eq!(status, not_serving, "{name:?}");
+    }
+    assert_eq!(
+        truss_tests::get(admin, "/readyz").await.unwrap().0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    running.wait().await.unwrap();
+}
