@@ -268,19 +268,19 @@ fn extract<T: DeserializeOwned + Validate>(
             .ok()
     };
 
-    if let Some(app) = &app {
-        if let Err(invalid) = app.validate() {
-            let key = if invalid.field.is_empty() {
-                "app".to_owned()
-            } else {
-                format!("app.{}", invalid.field)
-            };
-            found.push(Problem {
-                source: source_of(figment, &key, prefix),
-                key,
-                message: invalid.message,
-            });
-        }
+    if let Some(app) = &app
+        && let Err(invalid) = app.validate()
+    {
+        let key = if invalid.field.is_empty() {
+            "app".to_owned()
+        } else {
+            format!("app.{}", invalid.field)
+        };
+        found.push(Problem {
+            source: source_of(figment, &key, prefix),
+            key,
+            message: invalid.message,
+        });
     }
 
     match app {

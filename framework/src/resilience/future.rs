@@ -60,10 +60,10 @@ where
         match self.project() {
             Proj::Admitted { future, guard } => {
                 let out = std::task::ready!(future.poll(cx));
-                if let Some(mut guard) = guard.take() {
-                    if let Ok(response) = &out {
-                        guard.completed(response);
-                    }
+                if let Some(mut guard) = guard.take()
+                    && let Ok(response) = &out
+                {
+                    guard.completed(response);
                 }
                 Poll::Ready(out)
             }

@@ -46,14 +46,13 @@ pub(super) fn refresh() {
             }
         }
     }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        if let Some(kb) = status
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kb) = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        {
-            metrics::gauge!("process_resident_memory_bytes").set(kb * 1024.0);
-        }
+    {
+        metrics::gauge!("process_resident_memory_bytes").set(kb * 1024.0);
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         metrics::gauge!("process_open_fds").set(dir.count() as f64);

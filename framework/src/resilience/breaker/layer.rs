@@ -178,14 +178,14 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let name = format!("{}{}", self.target, req.uri().path());
         let breaker = self.breakers.get(&name);
-        if let Some(b) = &breaker {
-            if !b.allow() {
-                return ClientBreakerFuture {
-                    inner: None,
-                    breaker: None,
-                    breakers: self.breakers.clone(),
-                };
-            }
+        if let Some(b) = &breaker
+            && !b.allow()
+        {
+            return ClientBreakerFuture {
+                inner: None,
+                breaker: None,
+                breakers: self.breakers.clone(),
+            };
         }
         ClientBreakerFuture {
             inner: Some(self.inner.call(req)),

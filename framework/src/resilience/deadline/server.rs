@@ -156,26 +156,26 @@ where
         if let Poll::Ready(out) = polled {
             return Poll::Ready(out);
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            if sleep.poll(cx).is_ready() {
-                let route = match this.route {
-                    Some((matched, uri)) => label_of(matched.as_ref(), uri).to_owned(),
-                    None => String::new(),
-                };
-                metrics::counter!(
-                    "truss_deadline_exceeded_total",
-                    "side" => "server",
-                    "route" => route
-                )
-                .increment(1);
-                return Poll::Ready(Ok(reject(
-                    *this.grpc,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    tonic::Code::DeadlineExceeded,
-                    "deadline exceeded",
-                    None,
-                )));
-            }
+        if let Some(sleep) = this.sleep.as_pin_mut()
+            && sleep.poll(cx).is_ready()
+        {
+            let route = match this.route {
+                Some((matched, uri)) => label_of(matched.as_ref(), uri).to_owned(),
+                None => String::new(),
+            };
+            metrics::counter!(
+                "truss_deadline_exceeded_total",
+                "side" => "server",
+                "route" => route
+            )
+            .increment(1);
+            return Poll::Ready(Ok(reject(
+                *this.grpc,
+                StatusCode::GATEWAY_TIMEOUT,
+                tonic::Code::DeadlineExceeded,
+                "deadline exceeded",
+                None,
+            )));
         }
         Poll::Pending
     }

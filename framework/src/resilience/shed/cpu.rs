@@ -66,12 +66,12 @@ async fn sample_loop(cpu: Weak<SystemCpu>, probe: Probe, interval: Duration, bet
         ticker.tick().await;
         let Some(cpu) = cpu.upgrade() else { return };
         let cur = probe.read();
-        if let (Some(a), Some(b)) = (&prev, &cur) {
-            if let Some(now) = usage_between(a, b) {
-                let smoothed = cpu.usage() * beta + now * (1.0 - beta);
-                cpu.set(smoothed);
-                metrics::gauge!("truss_cpu_usage_ratio").set(smoothed);
-            }
+        if let (Some(a), Some(b)) = (&prev, &cur)
+            && let Some(now) = usage_between(a, b)
+        {
+            let smoothed = cpu.usage() * beta + now * (1.0 - beta);
+            cpu.set(smoothed);
+            metrics::gauge!("truss_cpu_usage_ratio").set(smoothed);
         }
         prev = cur;
     }
