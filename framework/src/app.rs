@@ -302,7 +302,12 @@ impl App {
             Some(config) => config,
             None => self.builder.loader.load::<NoAppConfig>()?,
         };
-        crate::observe::log::init(&config.log)?;
+        let guard = crate::observe::log::init(
+            &config.log,
+            &config.trace,
+            &self.builder.name,
+            &self.builder.version,
+        )?;
         self.builder.config = Some(config);
         listen_for_signals(self.builder.handle.clone()).map_err(AppError::Signal)?;
         let running = self.start().await?;
@@ -314,7 +319,9 @@ impl App {
             admin = %running.admin_addr(),
             "listening"
         );
-        running.wait().await
+        let result = running.wait().await;
+        guard.shutdown().await;
+        result
     }
 }
 
@@ -345,7 +352,7 @@ fn protect(
         None
     };
     let stack = tower::ServiceBuilder::new()
-        .layer(TraceLayer::new(config.log.access))
+        .layer(TraceLayer::new(config.log.access).sample_ratio(config.trace.sample_ratio))
         .layer(MetricsLayer::new(transport))
         .layer(admission)
         .option_layer(breaker)
@@ -389,6 +396,7 @@ impl AppBuilder {
             timeout: config.timeout.clone(),
             breaker: config.breaker.clone(),
             retry: config.retry.clone(),
+            trace: config.trace.clone(),
             app: NoAppConfig {},
         });
         self

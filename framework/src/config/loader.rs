@@ -250,6 +250,7 @@ fn extract<T: DeserializeOwned + Validate>(
     let timeout = section(figment, &top, "timeout", &mut found, prefix);
     let breaker = section(figment, &top, "breaker", &mut found, prefix);
     let retry = section(figment, &top, "retry", &mut found, prefix);
+    let trace = section(figment, &top, "trace", &mut found, prefix);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
         found.push(Problem {
             key: "log.level".to_owned(),
@@ -295,6 +296,7 @@ fn extract<T: DeserializeOwned + Validate>(
                 timeout,
                 breaker,
                 retry,
+                trace,
                 app,
             };
             if let Err(invalid) = config.check_framework() {

@@ -23,7 +23,7 @@
 //!   [`ConfigLoader::env_prefix`].
 //! * **Sections**: `http`, `grpc`, `admin`, `shutdown`, `log`, `admission`
 //!   ([`AdmissionConfig`]), `timeout` ([`TimeoutConfig`]), `breaker` ([`BreakerConfig`]),
-//!   `retry` ([`RetryConfig`]) and `app`.
+//!   `retry` ([`RetryConfig`]), `trace` ([`TraceConfig`]) and `app`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
 //! * **Validation**: the team's section implements [`Validate`].
@@ -69,6 +69,7 @@ pub use sections::{
 
 use serde::de::DeserializeOwned;
 
+use crate::observe::otel::TraceConfig;
 use crate::resilience::AdmissionConfig;
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::deadline::TimeoutConfig;
@@ -95,6 +96,8 @@ pub struct Config<T = NoAppConfig> {
     pub breaker: BreakerConfig,
     /// `[retry]`: client retries.
     pub retry: RetryConfig,
+    /// `[trace]`: trace export.
+    pub trace: TraceConfig,
     /// `[app]`: the team's own section.
     pub app: T,
 }
@@ -133,6 +136,7 @@ impl<T> Config<T> {
             .map_err(|e| within("admission", e))?;
         self.timeout.check().map_err(|e| within("timeout", e))?;
         self.breaker.check().map_err(|e| within("breaker", e))?;
-        self.retry.check().map_err(|e| within("retry", e))
+        self.retry.check().map_err(|e| within("retry", e))?;
+        self.trace.check().map_err(|e| within("trace", e))
     }
 }

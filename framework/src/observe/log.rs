@@ -1,30 +1,86 @@
-//! The `tracing` subscriber the app installs from the `[log]` section.
+//! The `tracing` subscriber the app installs from `[log]` (and `[trace]` for export).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{ConfigError, LogConfig, LogFormat};
+use crate::observe::otel::TraceConfig;
 
-/// Installs a global subscriber: `RUST_LOG` when set, else `config.level`; text or JSON.
+/// Keeps trace export running; [`shutdown`](Self::shutdown) flushes it.
+#[derive(Debug, Default)]
+pub struct LogGuard {
+    #[cfg(feature = "otlp")]
+    exporter: Option<crate::observe::otel::Exporter>,
+}
+
+impl LogGuard {
+    /// Flushes exported spans (a no-op without the `otlp` feature or an endpoint).
+    pub async fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(exporter) = self.exporter {
+            let flushed = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                tracing::warn!(%error, "flushing trace export failed");
+            }
+        }
+    }
+}
+
+/// Installs a global subscriber: `RUST_LOG` when set, else `log.level`; text or JSON; plus
+/// OTLP export when `trace.otlp_endpoint` is set. Call inside a tokio runtime.
 ///
 /// Does nothing when a global subscriber is already installed (tests, or a team's own).
-/// A malformed `level` is a [`ConfigError`] naming `log.level`.
-pub fn init(config: &LogConfig) -> Result<(), ConfigError> {
+/// Every line written inside a request's span carries its `trace_id` and `span_id`.
+pub fn init(
+    log: &LogConfig,
+    trace: &TraceConfig,
+    service: &str,
+    version: &str,
+) -> Result<LogGuard, ConfigError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => {
             EnvFilter::try_new(&directives).map_err(|e| {
                 ConfigError::one("RUST_LOG", "environment variable RUST_LOG", e.to_string())
             })?
         }
-        _ => EnvFilter::try_new(&config.level)
+        _ => EnvFilter::try_new(&log.level)
             .map_err(|e| ConfigError::one("log.level", "the [log] section", e.to_string()))?,
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    let _ = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    Ok(())
+    let _ = (trace, service, version);
+
+    #[cfg(feature = "otlp")]
+    {
+        let export =
+            crate::observe::otel::layer::<tracing_subscriber::Registry>(trace, service, version)
+                .map_err(|e| {
+                    ConfigError::one("trace.otlp_endpoint", "the [trace] section", e.to_string())
+                })?;
+        let (otel, exporter) = match export {
+            Some((layer, exporter)) => (Some(layer), Some(exporter)),
+            None => (None, None),
+        };
+        let fmt = match log.format {
+            LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        };
+        let _ = tracing_subscriber::registry()
+            .with(otel)
+            .with(fmt.with_filter(filter))
+            .try_init();
+        Ok(LogGuard { exporter })
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let fmt = match log.format {
+            LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        };
+        let _ = tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .try_init();
+        Ok(LogGuard {})
+    }
 }

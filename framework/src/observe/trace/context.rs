@@ -134,6 +134,13 @@ impl TraceContext {
         }
     }
 
+    /// A new trace, sampled with probability `ratio`.
+    pub fn new_root_sampled(ratio: f64) -> Self {
+        let mut ctx = Self::new_root();
+        ctx.sampled = ratio >= 1.0 || ((random() >> 11) as f64 / (1u64 << 53) as f64) < ratio;
+        ctx
+    }
+
     /// The context of the request this task is serving, if any.
     pub fn current() -> Option<TraceContext> {
         CURRENT.try_with(Clone::clone).ok()

@@ -23,12 +23,22 @@ use crate::resilience::route_label;
 #[derive(Debug, Clone, Copy)]
 pub struct TraceLayer {
     access_log: bool,
+    sample_ratio: f64,
 }
 
 impl TraceLayer {
     /// A layer; `access_log` switches the per-request access line.
     pub fn new(access_log: bool) -> Self {
-        Self { access_log }
+        Self {
+            access_log,
+            sample_ratio: 1.0,
+        }
+    }
+
+    /// The share of new traces (no caller's `traceparent`) marked sampled. Default 1.
+    pub fn sample_ratio(mut self, ratio: f64) -> Self {
+        self.sample_ratio = ratio.clamp(0.0, 1.0);
+        self
     }
 }
 
@@ -39,6 +49,7 @@ impl<S> Layer<S> for TraceLayer {
         TraceService {
             inner,
             access_log: self.access_log,
+            sample_ratio: self.sample_ratio,
         }
     }
 }
@@ -48,6 +59,7 @@ impl<S> Layer<S> for TraceLayer {
 pub struct TraceService<S> {
     inner: S,
     access_log: bool,
+    sample_ratio: f64,
 }
 
 impl<S, B> Service<Request<B>> for TraceService<S>
@@ -71,7 +83,7 @@ where
                 let state = req.headers().get("tracestate").cloned();
                 TraceContext::from_traceparent(tp.as_bytes(), state)
             })
-            .unwrap_or_else(TraceContext::new_root);
+            .unwrap_or_else(|| TraceContext::new_root_sampled(self.sample_ratio));
         let span = tracing::info_span!(
             "request",
             trace_id = %ctx.trace_id,
@@ -79,6 +91,8 @@ where
             method = %req.method(),
             route = %route_label(&req),
         );
+        #[cfg(feature = "otlp")]
+        crate::observe::otel::link(&span, &ctx);
         let header = HeaderValue::from_str(&ctx.trace_id_hex()).ok();
         let access = self.access_log.then(|| Access {
             method: req.method().clone(),
