@@ -65,7 +65,7 @@ impl TraceConfig {
 }
 
 #[cfg(feature = "otlp")]
-pub use export::{Exporter, layer};
+pub use export::{Exporter, OtlpLayer, layer};
 
 #[cfg(feature = "otlp")]
 mod export {
@@ -78,6 +78,9 @@ mod export {
 
     use super::TraceConfig;
     use crate::BoxError;
+
+    /// The `tracing` layer that exports spans.
+    pub type OtlpLayer<S> = OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>;
 
     /// Owns the export pipeline; [`shutdown`](Self::shutdown) flushes what is buffered.
     #[derive(Debug, Clone)]
@@ -107,13 +110,7 @@ mod export {
         config: &TraceConfig,
         service: &str,
         version: &str,
-    ) -> Result<
-        Option<(
-            OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
-            Exporter,
-        )>,
-        BoxError,
-    >
+    ) -> Result<Option<(OtlpLayer<S>, Exporter)>, BoxError>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
