@@ -1,5 +1,7 @@
-//! Each admission and resilience layer against a pass-through router: ns per request (criterion) and
-//! allocations per request (printed before the criterion runs).
+//! Each admission, resilience and observability layer against a pass-through router: ns per request (criterion) and
+//! allocations per request (printed before the criterion runs). The Prometheus recorder is
+//! installed, as in an app; no log subscriber is, so spans and access lines cost only their
+//! disabled-callsite checks.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -11,7 +13,10 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use std::sync::Arc;
+use tower::ServiceBuilder;
 use tower::{Service, ServiceExt};
+use truss::observe::metrics::MetricsLayer;
+use truss::observe::trace::TraceLayer;
 use truss::resilience::breaker::{
     BreakerConfig, BreakerLayer, Breakers, DefaultClassifier, StateMachineConfig, Strategy,
 };
@@ -94,6 +99,17 @@ fn variants() -> Vec<(&'static str, Router)> {
             "deadline",
             base().layer(DeadlineLayer::new(TimeoutConfig::default())),
         ),
+        ("trace", base().layer(TraceLayer::new(false))),
+        ("trace_access_log", base().layer(TraceLayer::new(true))),
+        ("metrics", base().layer(MetricsLayer::new("http"))),
+        (
+            "trace_and_metrics",
+            base().layer(
+                ServiceBuilder::new()
+                    .layer(TraceLayer::new(false))
+                    .layer(MetricsLayer::new("http")),
+            ),
+        ),
         (
             "admission_stack",
             base().layer(
@@ -150,6 +166,8 @@ fn allocations_per_request(rt: &tokio::runtime::Runtime) {
 }
 
 fn bench(c: &mut Criterion) {
+    // The real Prometheus recorder, so every layer's metrics cost what they cost in an app.
+    let _prometheus = truss::observe::metrics::install();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

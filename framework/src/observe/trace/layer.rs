@@ -93,7 +93,7 @@ where
         );
         #[cfg(feature = "otlp")]
         crate::observe::otel::link(&span, &ctx);
-        let header = HeaderValue::from_str(&ctx.trace_id_hex()).ok();
+        let header = trace_id_header(&ctx);
         let access = self.access_log.then(|| Access {
             method: req.method().clone(),
             matched: req.extensions().get::<MatchedPath>().cloned(),
@@ -213,4 +213,15 @@ where
         }
         self.inner.call(req)
     }
+}
+
+/// The trace id as a header value, hex-encoded on the stack (one allocation: the value).
+fn trace_id_header(ctx: &TraceContext) -> Option<HeaderValue> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, b) in ctx.trace_id.0.iter().enumerate() {
+        buf[2 * i] = HEX[usize::from(b >> 4)];
+        buf[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&buf).ok()
 }
