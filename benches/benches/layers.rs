@@ -34,6 +34,20 @@ fn base() -> Router {
     Router::new().route("/users/{id}", get(|| async { "ok" }))
 }
 
+/// A route whose handler does 20 µs of CPU work, to compare serving with rejecting.
+fn working() -> Router {
+    Router::new().route(
+        "/users/{id}",
+        get(|| async {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_micros(20) {
+                std::hint::spin_loop();
+            }
+            "ok"
+        }),
+    )
+}
+
 fn variants() -> Vec<(&'static str, Router)> {
     let unlimited = RateLimitRule {
         rps: 1e9,
@@ -67,6 +81,23 @@ fn variants() -> Vec<(&'static str, Router)> {
     for _ in 0..5 {
         b.record(false);
     }
+    let open_working = Breakers::new(
+        BreakerConfig {
+            strategy: Strategy::StateMachine,
+            state_machine: StateMachineConfig {
+                open_min: Duration::from_secs(3600),
+                open_max: Duration::from_secs(3600),
+                ..StateMachineConfig::default()
+            },
+            ..BreakerConfig::default()
+        },
+        Arc::new(DefaultClassifier),
+    )
+    .unwrap();
+    let b = open_working.get("/users/{id}").unwrap();
+    for _ in 0..5 {
+        b.record(false);
+    }
     vec![
         ("passthrough", base()),
         // A layer that does nothing: what axum's per-route layering itself costs.
@@ -94,6 +125,14 @@ fn variants() -> Vec<(&'static str, Router)> {
         (
             "breaker_open_rejects",
             base().layer(BreakerLayer::new(open)),
+        ),
+        (
+            "breaker_closed_serves_20us",
+            working().layer(BreakerLayer::new(breakers())),
+        ),
+        (
+            "breaker_open_rejects_20us",
+            working().layer(BreakerLayer::new(open_working)),
         ),
         (
             "deadline",

@@ -400,3 +400,41 @@ async fn retry_never_goes_past_the_deadline() {
         "retried past a 30 ms deadline"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_breaker_stops_sending_to_a_failing_target() {
+    use truss::resilience::breaker::ClientBreakerLayer;
+
+    let attempts = Arc::new(AtomicU64::new(0));
+    let config = BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            consecutive_failures: 3,
+            open_min: Duration::from_secs(60),
+            open_max: Duration::from_secs(60),
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    };
+    let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
+    let mut client =
+        ClientBreakerLayer::new("dep", breakers).layer(always_unavailable(attempts.clone()));
+    for _ in 0..10 {
+        let req = Request::post("/dep.v1.Dep/Get")
+            .header("content-type", "application/grpc")
+            .body(Body::empty())
+            .unwrap();
+        let _ = client.ready().await.unwrap().call(req).await;
+    }
+    assert_eq!(
+        attempts.load(Ordering::Relaxed),
+        3,
+        "calls reached an open breaker's target"
+    );
+    let req = Request::post("/dep.v1.Dep/Get")
+        .body(Body::empty())
+        .unwrap();
+    let err = client.ready().await.unwrap().call(req).await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().expect("a tonic status");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+}

@@ -175,3 +175,73 @@ async fn grpc_health_and_readyz_flip_when_shutdown_begins() {
     );
     running.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn client_layer_stack_around_a_tonic_channel() {
+    use std::sync::Arc;
+
+    use hello::pb::HelloRequest;
+    use hello::pb::greeter_client::GreeterClient;
+    use tower::ServiceBuilder;
+    use truss::observe::metrics::ClientMetricsLayer;
+    use truss::observe::trace::InjectTraceLayer;
+    use truss::resilience::breaker::{
+        BreakerConfig, Breakers, ClientBreakerLayer, DefaultClassifier,
+    };
+    use truss::resilience::deadline::PropagateDeadlineLayer;
+    use truss::resilience::retry::{RetryConfig, RetryLayer};
+
+    let app_config = hello::HelloConfig::default();
+    let server = App::builder("greeter")
+        .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+        .grpc(hello::Greeter::new(&app_config).into_service())
+        .start()
+        .await
+        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr().unwrap()))
+            .unwrap()
+            .connect_lazy();
+    // The client stack, outermost first, as the architecture orders it.
+    let breakers = Breakers::new(BreakerConfig::default(), Arc::new(DefaultClassifier)).unwrap();
+    let stack = ServiceBuilder::new()
+        .layer(InjectTraceLayer)
+        .layer(ClientMetricsLayer::new("greeter-client-test"))
+        .layer(PropagateDeadlineLayer::new(Duration::from_millis(5)))
+        .layer(RetryLayer::new("greeter-client-test", &RetryConfig::default()).unwrap())
+        .layer(ClientBreakerLayer::new("greeter-client-test", breakers))
+        .service(channel);
+    let mut client = GreeterClient::new(stack);
+    for _ in 0..4 {
+        let reply = client
+            .say_hello(HelloRequest {
+                name: "stack".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().message, "Hello, stack!");
+    }
+    let status = client
+        .say_hello(HelloRequest {
+            name: "x".repeat(300),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let text = truss::observe::metrics::render(&truss::observe::metrics::install());
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| !l.starts_with('#') && l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in:\n{text}"))
+            .to_owned()
+    };
+    let ok = line(
+        "truss_client_requests_total{target=\"greeter-client-test\",operation=\"/hello.v1.Greeter/SayHello\",code=\"0\"}",
+    );
+    assert!(ok.ends_with(" 4"), "{ok}");
+    let invalid =
+        line("target=\"greeter-client-test\",operation=\"/hello.v1.Greeter/SayHello\",code=\"3\"");
+    assert!(invalid.ends_with(" 1"), "{invalid}");
+    server.shutdown().await.unwrap();
+}

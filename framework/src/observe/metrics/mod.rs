@@ -6,6 +6,8 @@
 //! | `truss_server_requests_total` | counter | `transport` (`http`/`grpc`), `route`, `code` |
 //! | `truss_server_request_duration_seconds` | histogram | `transport`, `route` |
 //! | `truss_server_requests_in_flight` | gauge | `transport` |
+//! | `truss_client_requests_total` | counter | `target`, `operation`, `code` ([`ClientMetricsLayer`]) |
+//! | `truss_client_request_duration_seconds` | histogram | `target`, `operation` |
 //! | `truss_admission_total` | counter | `layer`, `route`, `decision` |
 //! | `truss_breaker_*`, `truss_retry_decisions_total`, `truss_deadline_exceeded_total` | | see [`resilience`](crate::resilience) |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | |
@@ -16,6 +18,7 @@
 //! calls). Histograms use fixed buckets, so their memory does not grow with traffic; the
 //! exporter's upkeep runs every few seconds to drain its sample buffers.
 
+mod client;
 mod layer;
 mod process;
 
@@ -24,6 +27,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub use client::{ClientMetrics, ClientMetricsFuture, ClientMetricsLayer};
 pub use layer::{MetricsLayer, MetricsService};
 
 /// Latency buckets, in seconds: 100 µs to 10 s.

@@ -1,0 +1,216 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use metrics::Histogram;
+use pin_project::pin_project;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Past this many operation labels per target, new ones are counted as `other`.
+const MAX_OPERATIONS: usize = 1024;
+
+/// Counts and times calls to another service:
+/// `truss_client_requests_total{target, operation, code}` and
+/// `truss_client_request_duration_seconds{target, operation}`.
+///
+/// `operation` is the gRPC method path (`/pkg.Service/Method`) for gRPC calls and the HTTP
+/// method for anything else (a raw path would make the label set unbounded). `code` is the
+/// HTTP status, the `grpc-status` of the response head (`0` when it only comes in
+/// trailers), or `error` when the call failed without a response.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use truss::observe::metrics::ClientMetricsLayer;
+///
+/// let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+///     .build_http::<http_body_util::Empty<bytes::Bytes>>();
+/// let client = ServiceBuilder::new().layer(ClientMetricsLayer::new("user")).service(client);
+/// # let _ = client;
+/// ```
+#[derive(Clone)]
+pub struct ClientMetricsLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ClientMetricsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMetricsLayer")
+            .field("target", &self.shared.target)
+            .finish()
+    }
+}
+
+struct Shared {
+    target: String,
+    operations: RwLock<HashMap<String, Arc<Operation>>>,
+}
+
+struct Operation {
+    target: String,
+    name: String,
+    duration: Histogram,
+}
+
+impl Operation {
+    fn count(&self, code: &str) {
+        metrics::counter!(
+            "truss_client_requests_total",
+            "target" => self.target.clone(),
+            "operation" => self.name.clone(),
+            "code" => code.to_owned()
+        )
+        .increment(1);
+    }
+}
+
+impl ClientMetricsLayer {
+    /// Metrics for calls to `target` (a service name).
+    pub fn new(target: impl Into<String>) -> Self {
+        metrics::describe_counter!(
+            "truss_client_requests_total",
+            "Calls to other services, by target, operation and status code."
+        );
+        metrics::describe_histogram!(
+            "truss_client_request_duration_seconds",
+            metrics::Unit::Seconds,
+            "Time to the response head of calls to other services."
+        );
+        Self {
+            shared: Arc::new(Shared {
+                target: target.into(),
+                operations: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn operation<B>(&self, req: &Request<B>) -> Arc<Operation> {
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let name = if grpc {
+            req.uri().path()
+        } else {
+            req.method().as_str()
+        };
+        if let Some(op) = self
+            .shared
+            .operations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return op.clone();
+        }
+        let mut ops = self
+            .shared
+            .operations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let name = if ops.len() >= MAX_OPERATIONS {
+            "other"
+        } else {
+            name
+        };
+        let target = self.shared.target.clone();
+        ops.entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Operation {
+                    duration: metrics::histogram!(
+                        "truss_client_request_duration_seconds",
+                        "target" => target.clone(),
+                        "operation" => name.to_owned()
+                    ),
+                    target,
+                    name: name.to_owned(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl<S> Layer<S> for ClientMetricsLayer {
+    type Service = ClientMetrics<S>;
+
+    fn layer(&self, inner: S) -> ClientMetrics<S> {
+        ClientMetrics {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`ClientMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientMetrics<S> {
+    inner: S,
+    layer: ClientMetricsLayer,
+}
+
+impl<S, B, R> Service<Request<B>> for ClientMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = ClientMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let op = self.layer.operation(&req);
+        ClientMetricsFuture {
+            inner: self.inner.call(req),
+            op,
+            start: Instant::now(),
+        }
+    }
+}
+
+/// The response future of [`ClientMetrics`].
+#[pin_project]
+pub struct ClientMetricsFuture<F> {
+    #[pin]
+    inner: F,
+    op: Arc<Operation>,
+    start: Instant,
+}
+
+impl<F, R, E> Future for ClientMetricsFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        this.op.duration.record(this.start.elapsed().as_secs_f64());
+        match &out {
+            Ok(resp) => {
+                let grpc = resp.headers().get("grpc-status");
+                let code = match grpc.and_then(|v| v.to_str().ok()) {
+                    Some(code) => code.to_owned(),
+                    None if resp
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")) =>
+                    {
+                        "0".to_owned()
+                    }
+                    None => resp.status().as_str().to_owned(),
+                };
+                this.op.count(&code);
+            }
+            Err(_) => this.op.count("error"),
+        }
+        Poll::Ready(out)
+    }
+}
