@@ -240,15 +240,38 @@ impl App {
             b.handle.clone(),
         ));
 
+        let advertise = |addr: Option<SocketAddr>| {
+            addr.map(|mut a| {
+                if a.ip().is_unspecified() {
+                    a.set_ip(
+                        config
+                            .registry
+                            .advertise_host
+                            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+                    );
+                }
+                a
+            })
+        };
         let instance = Instance {
             id: instance_id(&b.name),
             name: b.name.clone(),
             version: b.version.clone(),
-            http: addrs.http,
-            grpc: addrs.grpc,
+            http: advertise(addrs.http),
+            grpc: advertise(addrs.grpc),
             metadata: b.metadata,
         };
-        if let Some(registrar) = &b.registrar {
+        #[cfg(feature = "etcd")]
+        let registrar = b.registrar.or_else(|| {
+            config.registry.etcd.clone().map(|etcd| {
+                Arc::new(
+                    crate::registry::etcd::EtcdRegistrar::new(etcd).with_health(b.health.clone()),
+                ) as Arc<dyn Registrar>
+            })
+        });
+        #[cfg(not(feature = "etcd"))]
+        let registrar = b.registrar;
+        if let Some(registrar) = &registrar {
             let registered =
                 tokio::time::timeout(config.shutdown.hook_timeout, registrar.register(&instance))
                     .await;
@@ -265,7 +288,7 @@ impl App {
             config: config.clone(),
             health: b.health.clone(),
             handle: b.handle.clone(),
-            registrar: b.registrar,
+            registrar,
             before_stop: b.before_stop,
             after_stop: b.after_stop,
             stop_tx,
@@ -397,6 +420,7 @@ impl AppBuilder {
             breaker: config.breaker.clone(),
             retry: config.retry.clone(),
             trace: config.trace.clone(),
+            registry: config.registry.clone(),
             app: NoAppConfig {},
         });
         self

@@ -251,6 +251,7 @@ fn extract<T: DeserializeOwned + Validate>(
     let breaker = section(figment, &top, "breaker", &mut found, prefix);
     let retry = section(figment, &top, "retry", &mut found, prefix);
     let trace = section(figment, &top, "trace", &mut found, prefix);
+    let registry = section(figment, &top, "registry", &mut found, prefix);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
         found.push(Problem {
             key: "log.level".to_owned(),
@@ -297,6 +298,7 @@ fn extract<T: DeserializeOwned + Validate>(
                 breaker,
                 retry,
                 trace,
+                registry,
                 app,
             };
             if let Err(invalid) = config.check_framework() {

@@ -23,7 +23,8 @@
 //!   [`ConfigLoader::env_prefix`].
 //! * **Sections**: `http`, `grpc`, `admin`, `shutdown`, `log`, `admission`
 //!   ([`AdmissionConfig`]), `timeout` ([`TimeoutConfig`]), `breaker` ([`BreakerConfig`]),
-//!   `retry` ([`RetryConfig`]), `trace` ([`TraceConfig`]) and `app`.
+//!   `retry` ([`RetryConfig`]), `trace` ([`TraceConfig`]),
+//!   `registry` ([`RegistryConfig`]) and `app`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
 //! * **Validation**: the team's section implements [`Validate`].
@@ -70,6 +71,7 @@ pub use sections::{
 use serde::de::DeserializeOwned;
 
 use crate::observe::otel::TraceConfig;
+use crate::registry::RegistryConfig;
 use crate::resilience::AdmissionConfig;
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::deadline::TimeoutConfig;
@@ -98,6 +100,8 @@ pub struct Config<T = NoAppConfig> {
     pub retry: RetryConfig,
     /// `[trace]`: trace export.
     pub trace: TraceConfig,
+    /// `[registry]`: registration and discovery.
+    pub registry: RegistryConfig,
     /// `[app]`: the team's own section.
     pub app: T,
 }
@@ -137,6 +141,7 @@ impl<T> Config<T> {
         self.timeout.check().map_err(|e| within("timeout", e))?;
         self.breaker.check().map_err(|e| within("breaker", e))?;
         self.retry.check().map_err(|e| within("retry", e))?;
-        self.trace.check().map_err(|e| within("trace", e))
+        self.trace.check().map_err(|e| within("trace", e))?;
+        self.registry.check().map_err(|e| within("registry", e))
     }
 }

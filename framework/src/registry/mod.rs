@@ -16,7 +16,7 @@ use crate::BoxError;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a running instance announces about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
     /// Unique per process, e.g. `hello-3f9c…`.
     pub id: String,
@@ -25,12 +25,20 @@ pub struct Instance {
     /// The service version.
     pub version: String,
     /// The bound HTTP address, when the app serves HTTP.
+    #[serde(default)]
     pub http: Option<SocketAddr>,
     /// The bound gRPC address, when the app serves gRPC.
     pub grpc: Option<SocketAddr>,
     /// Free-form metadata (zone, weight, ...).
+    #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
+
+mod config;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+pub use config::{EtcdConfig, RegistryConfig};
 
 /// Announces an instance to a registry and withdraws it.
 ///

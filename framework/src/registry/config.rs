@@ -1,0 +1,89 @@
+//! `[registry]`: where the instance registers and how clients find others.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ValidationError, duration};
+
+/// `[registry]`.
+///
+/// ```toml
+/// [registry]
+/// advertise_host = "10.0.0.7"   # the address others reach this instance on; default: the
+///                               # bound one, or 127.0.0.1 when bound to 0.0.0.0 / ::
+/// [registry.etcd]               # absent: no registration (static endpoints)
+/// endpoints = ["http://127.0.0.1:2379"]
+/// prefix = "/truss/services"
+/// ttl = "10s"
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Address announced to the registry in place of an unspecified bind address.
+    pub advertise_host: Option<IpAddr>,
+    /// Register in etcd (needs the `etcd` feature).
+    pub etcd: Option<EtcdConfig>,
+}
+
+impl RegistryConfig {
+    /// Checks the values; field names are relative to the section.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        if let Some(etcd) = &self.etcd {
+            if etcd.endpoints.is_empty() {
+                return Err(ValidationError::new("etcd.endpoints", "must not be empty"));
+            }
+            if etcd.ttl < Duration::from_secs(2) {
+                return Err(ValidationError::new(
+                    "etcd.ttl",
+                    "must be at least 2s (etcd's minimum lease)",
+                ));
+            }
+            if cfg!(not(feature = "etcd")) {
+                return Err(ValidationError::new(
+                    "etcd",
+                    "is set, but truss was built without its `etcd` feature",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How to reach etcd and how to register.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdConfig {
+    /// etcd endpoints, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Key prefix. Default `/truss/services`.
+    pub prefix: String,
+    /// Lease time to live. Default `10s` (etcd rounds up to whole seconds, at least 2).
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// User name, with `password`, for etcd auth.
+    pub user: Option<String>,
+    /// Password for `user`.
+    pub password: Option<String>,
+    /// Timeout of connecting and of each call. Default `2s`.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Longest wait between attempts while etcd is unreachable. Default `5s`.
+    #[serde(with = "duration")]
+    pub retry_max: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".to_owned()],
+            prefix: "/truss/services".to_owned(),
+            ttl: Duration::from_secs(10),
+            user: None,
+            password: None,
+            timeout: Duration::from_secs(2),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+}

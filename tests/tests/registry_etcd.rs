@@ -1,0 +1,212 @@
+//! Registration and discovery against a real etcd started per test on free ports.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::watch;
+use truss::registry::etcd::{EtcdConfig, EtcdRegistrar, discover};
+use truss::registry::{Instance, Registrar};
+use truss::{App, Phase};
+use truss_tests::{Etcd, local_config};
+
+fn config(etcd: &Etcd) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![etcd.endpoint()],
+        ttl: Duration::from_secs(2),
+        timeout: Duration::from_millis(500),
+        retry_max: Duration::from_millis(500),
+        ..EtcdConfig::default()
+    }
+}
+
+fn instance(name: &str, id: &str) -> Instance {
+    Instance {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        version: "1.2.3".to_owned(),
+        http: Some("127.0.0.1:8080".parse().unwrap()),
+        grpc: None,
+        metadata: [("zone".to_owned(), "a".to_owned())].into(),
+    }
+}
+
+/// Waits (up to `within`) until the discovered set satisfies `pred`.
+async fn until(
+    rx: &mut watch::Receiver<Vec<Instance>>,
+    within: Duration,
+    pred: impl Fn(&[Instance]) -> bool,
+) -> bool {
+    tokio::time::timeout(within, rx.wait_for(|v| pred(v)))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+#[tokio::test]
+async fn registered_app_is_discovered_and_gone_before_its_listener_closes() {
+    let etcd = Etcd::start().await;
+    let (mut rx, _task) = discover(config(&etcd), "svc-a");
+    let mut app_config = local_config(Duration::from_millis(500), Duration::from_secs(5));
+    app_config.shutdown.hook_timeout = Duration::from_secs(2);
+    let builder = App::builder("svc-a").version("1.2.3");
+    let health = builder.health();
+    let running = builder
+        .config(&app_config)
+        .http(Router::new().route("/", get(|| async { "ok" })))
+        .registrar(EtcdRegistrar::new(config(&etcd)).with_health(health))
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await,
+        "never discovered"
+    );
+    let seen = rx.borrow().clone();
+    assert_eq!(seen[0].name, "svc-a");
+    assert_eq!(seen[0].version, "1.2.3");
+    assert_eq!(seen[0].http, running.http_addr());
+    assert!(running.health().is_ready());
+
+    running.shutdown_handle().shutdown();
+    assert!(
+        until(&mut rx, Duration::from_secs(2), |v| v.is_empty()).await,
+        "not deregistered"
+    );
+    // Deregistration came first: the listener is still accepting (drain delay).
+    assert_eq!(running.phase(), Phase::Draining);
+    assert!(
+        tokio::net::TcpStream::connect(running.http_addr().unwrap())
+            .await
+            .is_ok()
+    );
+    running.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn killed_instance_disappears_after_its_ttl_and_deleted_key_is_put_back() {
+    let etcd = Etcd::start().await;
+    let (mut rx, _task) = discover(config(&etcd), "svc-b");
+    let kept = EtcdRegistrar::new(config(&etcd));
+    kept.register(&instance("svc-b", "kept")).await.unwrap();
+    let killed = EtcdRegistrar::new(config(&etcd));
+    killed.register(&instance("svc-b", "killed")).await.unwrap();
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 2).await);
+
+    killed.abandon(); // no revoke: only the lease's expiry removes it
+    assert!(
+        until(&mut rx, Duration::from_secs(6), |v| v.len() == 1
+            && v[0].id == "kept")
+        .await,
+        "a killed instance outlived its TTL"
+    );
+
+    // An operator deletes the live instance's key: it is put back.
+    etcd.etcdctl(&["del", "/truss/services/svc-b/kept"])
+        .unwrap();
+    assert!(until(&mut rx, Duration::from_secs(3), |v| v.is_empty()).await);
+    assert!(
+        until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await,
+        "the deleted key was not put back"
+    );
+    kept.deregister().await.unwrap();
+    assert!(until(&mut rx, Duration::from_secs(3), |v| v.is_empty()).await);
+}
+
+#[tokio::test]
+async fn etcd_outage_keeps_last_endpoints_and_registration_returns() {
+    let mut etcd = Etcd::start().await;
+    let (mut rx, _task) = discover(config(&etcd), "svc-c");
+    let health = truss::Health::new();
+    health.set_ready(true);
+    let registrar = EtcdRegistrar::new(config(&etcd)).with_health(health.clone());
+    registrar.register(&instance("svc-c", "one")).await.unwrap();
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await);
+    assert!(health.is_ready());
+
+    etcd.stop();
+    // Three TTLs without etcd: discovery keeps what it knew; readiness reports the loss.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        rx.borrow().len(),
+        1,
+        "discovery dropped its last known endpoints"
+    );
+    assert!(!health.is_ready(), "/readyz still claims registration");
+
+    // etcd returns on the same data directory: the lease expired meanwhile, so the
+    // instance must register again, within one TTL.
+    etcd.restart().await;
+    let back = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            let listed = etcd
+                .etcdctl(&["get", "--prefix", "/truss/services/svc-c/"])
+                .unwrap_or_default();
+            if listed.contains("\"id\":\"one\"") && health.is_ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        back.is_ok(),
+        "not registered again within a TTL of etcd's return"
+    );
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await);
+    registrar.deregister().await.unwrap();
+}
+
+#[tokio::test]
+async fn discovery_converges_across_churn_and_compaction() {
+    let etcd = Etcd::start().await;
+    let cfg = config(&etcd);
+    let (mut rx, _task) = discover(cfg.clone(), "svc-d");
+    let first = EtcdRegistrar::new(cfg.clone());
+    first.register(&instance("svc-d", "first")).await.unwrap();
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await);
+
+    // Churn, then compact everything: a watcher resuming from an old revision gets
+    // "compacted" and must list again.
+    for i in 0..20 {
+        etcd.etcdctl(&["put", "/truss/other/k", &i.to_string()])
+            .unwrap();
+    }
+    let status = etcd.etcdctl(&["endpoint", "status", "-w", "json"]).unwrap();
+    let revision: i64 = status
+        .split("\"revision\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|r| r.parse().ok())
+        .expect("revision in endpoint status");
+    etcd.etcdctl(&["compact", &revision.to_string()]).unwrap();
+    let second = EtcdRegistrar::new(cfg);
+    second.register(&instance("svc-d", "second")).await.unwrap();
+    assert!(
+        until(&mut rx, Duration::from_secs(5), |v| v.len() == 2).await,
+        "discovery did not converge after compaction"
+    );
+    first.deregister().await.unwrap();
+    second.deregister().await.unwrap();
+}
+
+#[tokio::test]
+async fn registry_section_alone_makes_the_app_register_with_its_advertised_address() {
+    let etcd = Etcd::start().await;
+    let (mut rx, _task) = discover(config(&etcd), "svc-e");
+    let mut app_config = local_config(Duration::ZERO, Duration::from_secs(5));
+    app_config.http.addr = "0.0.0.0:0".parse().unwrap();
+    app_config.registry.advertise_host = Some("127.0.0.9".parse().unwrap());
+    app_config.registry.etcd = Some(config(&etcd));
+    let running = App::builder("svc-e")
+        .config(&app_config)
+        .http(Router::new().route("/", get(|| async { "ok" })))
+        .start()
+        .await
+        .unwrap();
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await);
+    let announced = rx.borrow()[0].http.unwrap();
+    assert_eq!(announced.ip().to_string(), "127.0.0.9");
+    assert_eq!(announced.port(), running.http_addr().unwrap().port());
+    running.shutdown().await.unwrap();
+    assert!(until(&mut rx, Duration::from_secs(3), |v| v.is_empty()).await);
+}
