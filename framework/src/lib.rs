@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod observe;
 pub mod registry;

@@ -210,3 +210,69 @@ async fn registry_section_alone_makes_the_app_register_with_its_advertised_addre
     running.shutdown().await.unwrap();
     assert!(until(&mut rx, Duration::from_secs(3), |v| v.is_empty()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balanced_client_stops_calling_a_deregistered_instance_without_failures() {
+    use hello::pb::HelloRequest;
+    use hello::pb::greeter_client::GreeterClient;
+    use truss::client::{ClientConfig, grpc_client};
+
+    let etcd = Etcd::start().await;
+    let mut apps = Vec::new();
+    for n in 1..=3 {
+        let mut app_config = local_config(Duration::from_secs(1), Duration::from_secs(5));
+        app_config.registry.etcd = Some(config(&etcd));
+        let hello_config = hello::HelloConfig {
+            greeting: format!("Hi{n}"),
+        };
+        apps.push(
+            App::builder("greeter")
+                .config(&app_config)
+                .grpc(hello::Greeter::new(&hello_config).into_service())
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    let (mut rx, _task) = discover(config(&etcd), "greeter");
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 3).await);
+    let channel = grpc_client("greeter", rx.clone(), &ClientConfig::default()).unwrap();
+    let mut client = GreeterClient::new(channel);
+
+    // Warm up: every instance gets traffic.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let reply = client.say_hello(HelloRequest::default()).await.unwrap();
+        seen.insert(reply.into_inner().message);
+    }
+    assert_eq!(seen.len(), 3, "not spread over three instances: {seen:?}");
+
+    // Instance 3 shuts down: deregisters first, then drains for 1 s before closing.
+    let third = apps.pop().unwrap();
+    third.shutdown_handle().shutdown();
+    let stopped_at = tokio::time::Instant::now();
+    let mut failures = 0;
+    let mut late_hits = 0;
+    while stopped_at.elapsed() < Duration::from_secs(3) {
+        match client.say_hello(HelloRequest::default()).await {
+            Ok(reply) => {
+                if reply.into_inner().message.starts_with("Hi3")
+                    && stopped_at.elapsed() > Duration::from_secs(1)
+                {
+                    late_hits += 1;
+                }
+            }
+            Err(_) => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(failures, 0, "calls failed while an instance left");
+    assert_eq!(
+        late_hits, 0,
+        "the deregistered instance still got calls after a second"
+    );
+    third.wait().await.unwrap();
+    for app in apps {
+        app.shutdown().await.unwrap();
+    }
+}

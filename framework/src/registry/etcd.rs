@@ -282,10 +282,11 @@ pub fn discover(
 ) -> (watch::Receiver<Vec<Instance>>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(Vec::new());
     let prefix = config.service_prefix(service);
+    let service = service.to_owned();
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match follow(&config, &prefix, &tx).await {
+            match follow(&config, &prefix, &service, &tx).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(error) => {
                     tracing::warn!(%prefix, %error, "discovery: etcd unavailable, keeping last known instances");
@@ -305,6 +306,7 @@ pub fn discover(
 async fn follow(
     config: &EtcdConfig,
     prefix: &str,
+    service: &str,
     tx: &watch::Sender<Vec<Instance>>,
 ) -> Result<(), BoxError> {
     let mut client = config.connect().await?;
@@ -318,7 +320,7 @@ async fn follow(
             known.insert(kv.key().to_vec(), instance);
         }
     }
-    publish(tx, &known);
+    publish(tx, service, &known);
     let mut watch = client
         .watch(
             prefix,
@@ -350,13 +352,14 @@ async fn follow(
                 }
             }
         }
-        publish(tx, &known);
+        publish(tx, service, &known);
     }
 }
 
-fn publish(tx: &watch::Sender<Vec<Instance>>, known: &BTreeMap<Vec<u8>, Instance>) {
+fn publish(tx: &watch::Sender<Vec<Instance>>, service: &str, known: &BTreeMap<Vec<u8>, Instance>) {
     let instances: Vec<Instance> = known.values().cloned().collect();
-    metrics::gauge!("truss_registry_endpoints").set(instances.len() as f64);
+    metrics::gauge!("truss_registry_endpoints", "target" => service.to_owned())
+        .set(instances.len() as f64);
     tx.send_if_modified(|current| {
         if *current != instances {
             *current = instances;

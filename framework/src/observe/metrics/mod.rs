@@ -118,6 +118,14 @@ fn describe() {
         "Requests (server) and calls (client) that ran out of deadline."
     );
     describe_gauge!(
+        "truss_registry_registered",
+        "1 while this instance is registered in the registry, else 0."
+    );
+    describe_gauge!(
+        "truss_registry_endpoints",
+        "Instances discovery currently knows, by target service."
+    );
+    describe_gauge!(
         "truss_cpu_usage_ratio",
         Unit::Percent,
         "Smoothed CPU usage of the container's quota, 0 to 1, as the load shedder sees it."
