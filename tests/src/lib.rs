@@ -44,14 +44,29 @@ impl H1 {
 
     /// Sends `GET path` and reads the whole response.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, String), BoxError> {
+        let (status, _, body) = self.get_with(path, &[]).await?;
+        Ok((status, body))
+    }
+
+    /// Sends `GET path` with extra headers; the status, headers and body of the response.
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, http::HeaderMap, String), BoxError> {
         self.send.ready().await?;
-        let req = Request::get(path)
-            .header(http::header::HOST, "localhost")
-            .body(Empty::new())?;
-        let resp = self.send.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        let mut req = Request::get(path).header(http::header::HOST, "localhost");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = self.send.send_request(req.body(Empty::new())?).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
     }
 }
 

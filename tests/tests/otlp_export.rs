@@ -73,22 +73,13 @@ async fn request_spans_reach_an_otlp_receiver() {
         .await
         .unwrap();
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
-    let stream = tokio::net::TcpStream::connect(app.http_addr().unwrap())
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
+    let mut conn = H1::connect(app.http_addr().unwrap()).await.unwrap();
+    let (_, headers, _) = conn
+        .get_with("/traced", &[("traceparent", &traceparent)])
         .await
         .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/traced")
-        .header("host", "x")
-        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    assert_eq!(resp.headers()["x-trace-id"], trace_id);
-    drop(H1::connect(app.admin_addr()).await.unwrap());
+    assert_eq!(headers["x-trace-id"], trace_id);
 
     let flusher = exporter.clone();
     tokio::task::spawn_blocking(move || flusher.flush())

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use truss::App;
 use truss::observe::trace::{InjectTraceLayer, TraceContext};
-use truss_tests::local_config;
+use truss_tests::{H1, local_config};
 
 /// Log lines written through `tracing`, captured.
 #[derive(Clone, Default)]
@@ -103,31 +103,14 @@ async fn trace_id_follows_the_request_into_handlers_calls_and_logs() {
         .unwrap();
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let stream = tokio::net::TcpStream::connect(up.http_addr().unwrap())
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let mut conn = H1::connect(up.http_addr().unwrap()).await.unwrap();
+    let (status, headers, body) = conn
+        .get_with("/chain", &[("traceparent", &traceparent)])
         .await
         .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("/chain")
-        .header("host", "up")
-        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["x-trace-id"], trace_id);
-    let body = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-trace-id"], trace_id);
     let (seen, downstream) = body.split_once('|').unwrap();
     assert_eq!(seen, trace_id, "the upstream handler saw another trace id");
     let (received, down_own) = downstream.split_once(' ').unwrap();
