@@ -268,3 +268,71 @@ fn bad_admission_values_are_rejected_naming_the_key() {
         "TRUSS_ADMISSION__SHED__CPU_THRESHOLD",
     );
 }
+
+#[test]
+fn registry_static_endpoints_parse_and_empty_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "svc.toml",
+        "[registry.static]\nuser = [{ grpc = \"127.0.0.1:9090\" }, { http = \"127.0.0.1:8080\" }]\n",
+    );
+    let config = load(&["--config", path_str(&file)], &[]).unwrap();
+    let user = &config.registry.static_endpoints["user"];
+    assert_eq!(user.len(), 2);
+    assert_eq!(user[0].grpc.unwrap().port(), 9090);
+
+    let bad = write(&dir, "bad.toml", "[registry.static]\nuser = [{}]\n");
+    let err = load(&["--config", path_str(&bad)], &[]).unwrap_err();
+    assert_names(err, "`registry.static.user`", path_str(&bad));
+}
+
+#[test]
+fn every_framework_section_is_accepted_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "all.toml",
+        r#"
+        [http]
+        addr = "127.0.0.1:1"
+        [grpc]
+        addr = "127.0.0.1:2"
+        [admin]
+        addr = "127.0.0.1:3"
+        [shutdown]
+        grace = "1s"
+        [log]
+        access = false
+        [admission]
+        max_in_flight = 7
+        [timeout]
+        default = "2s"
+        [timeout.routes]
+        "/slow" = "1m"
+        [breaker]
+        strategy = "state_machine"
+        [retry]
+        max_attempts = 2
+        [trace]
+        sample_ratio = 0.5
+        [registry]
+        advertise_host = "10.0.0.7"
+        [app]
+        workers = 3
+        "#,
+    );
+    let config = load(&["--config", path_str(&file)], &[]).unwrap();
+    assert_eq!(config.admission.max_in_flight, 7);
+    assert_eq!(config.timeout.default, Duration::from_secs(2));
+    assert_eq!(config.timeout.routes["/slow"].0, Duration::from_secs(60));
+    assert_eq!(
+        config.breaker.strategy,
+        truss::resilience::breaker::Strategy::StateMachine
+    );
+    assert_eq!(config.retry.max_attempts, 2);
+    assert_eq!(config.trace.sample_ratio, 0.5);
+    assert_eq!(config.registry.advertise_host.unwrap().to_string(), "10.0.0.7");
+    assert!(!config.log.access);
+    assert_eq!(config.app.workers, 3);
+}

@@ -216,6 +216,8 @@ async fn balanced_client_stops_calling_a_deregistered_instance_without_failures(
     use hello::pb::HelloRequest;
     use hello::pb::greeter_client::GreeterClient;
     use truss::client::{ClientConfig, grpc_client};
+    use truss::registry::Discovery;
+    use truss::registry::etcd::EtcdDiscovery;
 
     let etcd = Etcd::start().await;
     let mut apps = Vec::new();
@@ -236,7 +238,9 @@ async fn balanced_client_stops_calling_a_deregistered_instance_without_failures(
     }
     let (mut rx, _task) = discover(config(&etcd), "greeter");
     assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 3).await);
-    let channel = grpc_client("greeter", rx.clone(), &ClientConfig::default()).unwrap();
+    // The client follows its own discovery, as an app's would.
+    let instances = EtcdDiscovery::new(config(&etcd)).watch("greeter");
+    let channel = grpc_client("greeter", instances, &ClientConfig::default()).unwrap();
     let mut client = GreeterClient::new(channel);
 
     // Warm up: every instance gets traffic.

@@ -5,7 +5,7 @@
 //!
 //! Instances that disappear from discovery stop receiving calls; new ones start receiving
 //! them. The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
-//! [`registry::etcd::discover`](crate::registry) or [`static_instances`] provide.
+//! [`registry::etcd::discover`](crate::registry) or [`StaticDiscovery`](crate::registry::StaticDiscovery) provide.
 //!
 //! ```no_run
 //! # async fn demo(rx: tokio::sync::watch::Receiver<Vec<truss::registry::Instance>>) {
@@ -16,7 +16,9 @@
 //! # let _ = channel; }
 //! ```
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,14 +74,6 @@ impl Default for ClientConfig {
     }
 }
 
-/// A watch of fixed instances, for services without a registry.
-pub fn static_instances(instances: Vec<Instance>) -> watch::Receiver<Vec<Instance>> {
-    let (tx, rx) = watch::channel(instances);
-    // Keep the sender alive for as long as anyone watches.
-    tokio::spawn(async move { tx.closed().await });
-    rx
-}
-
 /// A balanced, resilient gRPC client for `service`, following `instances`. Call inside a
 /// tokio runtime.
 pub fn grpc_client(
@@ -87,7 +81,81 @@ pub fn grpc_client(
     instances: watch::Receiver<Vec<Instance>>,
     config: &ClientConfig,
 ) -> Result<GrpcChannel, ValidationError> {
-    let discover = discover_grpc(instances, config.attempt_timeout);
+    let timeout = config.attempt_timeout;
+    let discover = discover(
+        instances,
+        |i| i.grpc,
+        move |addr| {
+            let endpoint =
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+            Some(tower::timeout::Timeout::new(
+                endpoint.connect_lazy(),
+                timeout,
+            ))
+        },
+    );
+    stack(service, discover, config)
+}
+
+/// An HTTP client service: requests carry a path (and query); the scheme and authority are
+/// set to the chosen instance's HTTP address.
+pub type HttpClient =
+    BoxCloneSyncService<Request<axum::body::Body>, Response<hyper::body::Incoming>, BoxError>;
+
+/// A balanced, resilient HTTP client for `service`, following `instances`. Call inside a
+/// tokio runtime.
+///
+/// ```no_run
+/// # async fn demo(rx: tokio::sync::watch::Receiver<Vec<truss::registry::Instance>>) {
+/// use tower::{Service, ServiceExt};
+/// use truss::client::{ClientConfig, http_client};
+///
+/// let mut users = http_client("user", rx, &ClientConfig::default()).unwrap();
+/// let req = http::Request::get("/users/7").body(axum::body::Body::empty()).unwrap();
+/// let resp = users.ready().await.unwrap().call(req).await.unwrap();
+/// # let _ = resp; }
+/// ```
+pub fn http_client(
+    service: &str,
+    instances: watch::Receiver<Vec<Instance>>,
+    config: &ClientConfig,
+) -> Result<HttpClient, ValidationError> {
+    let timeout = config.attempt_timeout;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<axum::body::Body>();
+    let discover = discover(
+        instances,
+        |i| i.http,
+        move |addr| {
+            Some(tower::timeout::Timeout::new(
+                HttpEndpoint {
+                    addr,
+                    client: client.clone(),
+                },
+                timeout,
+            ))
+        },
+    );
+    stack(service, discover, config)
+}
+
+/// Balancer, buffer and the client layer stack over discovered endpoints.
+fn stack<S, B, R>(
+    service: &str,
+    discover: impl tower::discover::Discover<Key = String, Service = PeakEwma<S>, Error = Infallible>
+    + Send
+    + Unpin
+    + 'static,
+    config: &ClientConfig,
+) -> Result<BoxCloneSyncService<Request<B>, Response<R>, BoxError>, ValidationError>
+where
+    S: tower::Service<Request<B>, Response = Response<R>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: crate::resilience::retry::ReplayBody + Unpin,
+    B::Error: Into<BoxError>,
+    R: Send + 'static,
+{
     let balance = Balance::new(discover);
     let (buffer, worker) = Buffer::pair(balance, config.queue.max(1));
     tokio::spawn(worker);
@@ -102,46 +170,87 @@ pub fn grpc_client(
     Ok(BoxCloneSyncService::new(stack))
 }
 
-type Endpoint = PeakEwma<tower::timeout::Timeout<tonic::transport::Channel>, CompleteOnResponse>;
+/// One instance's HTTP address, reached through a shared connection pool.
+#[derive(Clone)]
+struct HttpEndpoint {
+    addr: SocketAddr,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        axum::body::Body,
+    >,
+}
 
-/// Turns instance sets into insert/remove changes of peak-EWMA-measured channels.
-fn discover_grpc(
+impl tower::Service<Request<axum::body::Body>> for HttpEndpoint {
+    type Response = Response<hyper::body::Incoming>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<axum::body::Body>) -> Self::Future {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let client = self.client.clone();
+        let uri = format!("http://{}{path}", self.addr);
+        Box::pin(async move {
+            *req.uri_mut() = uri.parse()?;
+            Ok(client.request(req).await?)
+        })
+    }
+}
+
+/// Turns instance sets into insert/remove changes of peak-EWMA-measured endpoint services:
+/// `addr` picks the address an instance is reached on, `make` builds its service.
+fn discover<S>(
     mut instances: watch::Receiver<Vec<Instance>>,
-    attempt_timeout: Duration,
-) -> impl tower::discover::Discover<Key = String, Service = Endpoint, Error = Infallible> {
+    addr: fn(&Instance) -> Option<SocketAddr>,
+    make: impl Fn(SocketAddr) -> Option<S> + Send + 'static,
+) -> impl tower::discover::Discover<Key = String, Service = PeakEwma<S>, Error = Infallible>
++ Send
++ Unpin
++ 'static
+where
+    S: Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut current = std::collections::HashMap::<String, std::net::SocketAddr>::new();
+        let mut current = HashMap::<String, SocketAddr>::new();
         loop {
-            let next: std::collections::HashMap<String, std::net::SocketAddr> = instances
+            let next: HashMap<String, SocketAddr> = instances
                 .borrow_and_update()
                 .iter()
-                .filter_map(|i| Some((i.id.clone(), i.grpc?)))
+                .filter_map(|i| Some((i.id.clone(), addr(i)?)))
                 .collect();
-            for (id, addr) in &current {
-                if next.get(id) != Some(addr) {
-                    tracing::info!(instance = %id, %addr, "client: instance removed");
+            for (id, at) in &current {
+                if next.get(id) != Some(at) {
+                    tracing::info!(instance = %id, addr = %at, "client: instance removed");
                     let _ = tx.send(Change::Remove(id.clone()));
                 }
             }
-            for (id, addr) in &next {
-                if current.get(id) != Some(addr) {
-                    match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-                        Ok(endpoint) => {
-                            tracing::info!(instance = %id, %addr, "client: instance added");
-                            let channel = tower::timeout::Timeout::new(
-                                endpoint.connect_lazy(),
-                                attempt_timeout,
-                            );
+            for (id, at) in &next {
+                if current.get(id) != Some(at) {
+                    match make(*at) {
+                        Some(service) => {
+                            tracing::info!(instance = %id, addr = %at, "client: instance added");
                             let service = PeakEwma::new(
-                                channel,
+                                service,
                                 Duration::from_millis(30),
                                 Duration::from_secs(10).as_nanos() as f64,
                                 CompleteOnResponse::default(),
                             );
                             let _ = tx.send(Change::Insert(id.clone(), service));
                         }
-                        Err(error) => tracing::warn!(%addr, %error, "client: bad instance address"),
+                        None => tracing::warn!(addr = %at, "client: bad instance address"),
                     }
                 }
             }

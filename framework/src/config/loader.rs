@@ -20,6 +20,11 @@ const SECTIONS: &[&str] = &[
     "shutdown",
     "log",
     "admission",
+    "timeout",
+    "breaker",
+    "retry",
+    "trace",
+    "registry",
     "app",
 ];
 

@@ -1,6 +1,7 @@
 //! `[registry]`: where the instance registers and how clients find others.
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,8 @@ use crate::config::{ValidationError, duration};
 /// [registry]
 /// advertise_host = "10.0.0.7"   # the address others reach this instance on; default: the
 ///                               # bound one, or 127.0.0.1 when bound to 0.0.0.0 / ::
+/// [registry.static]             # fixed instances of other services, for clients
+/// user = [{ grpc = "127.0.0.1:9090", http = "127.0.0.1:8080" }]
 /// [registry.etcd]               # absent: no registration (static endpoints)
 /// endpoints = ["http://127.0.0.1:2379"]
 /// prefix = "/truss/services"
@@ -25,11 +28,37 @@ pub struct RegistryConfig {
     pub advertise_host: Option<IpAddr>,
     /// Register in etcd (needs the `etcd` feature).
     pub etcd: Option<EtcdConfig>,
+    /// Fixed instances per service, used by clients when no etcd is configured.
+    #[serde(rename = "static")]
+    pub static_endpoints: BTreeMap<String, Vec<StaticEndpoint>>,
+}
+
+/// One fixed instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEndpoint {
+    /// Its HTTP address.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
+    /// Its gRPC address.
+    #[serde(default)]
+    pub grpc: Option<SocketAddr>,
 }
 
 impl RegistryConfig {
     /// Checks the values; field names are relative to the section.
     pub fn check(&self) -> Result<(), ValidationError> {
+        for (service, endpoints) in &self.static_endpoints {
+            if endpoints
+                .iter()
+                .any(|e| e.http.is_none() && e.grpc.is_none())
+            {
+                return Err(ValidationError::new(
+                    format!("static.{service}"),
+                    "every endpoint needs an http or grpc address",
+                ));
+            }
+        }
         if let Some(etcd) = &self.etcd {
             if etcd.endpoints.is_empty() {
                 return Err(ValidationError::new("etcd.endpoints", "must not be empty"));

@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use super::EtcdConfig;
-use super::{BoxFuture, Instance, Registrar};
+use super::{BoxFuture, Discovery, Instance, Registrar};
 use crate::BoxError;
 use crate::observe::health::Health;
 
@@ -286,7 +286,11 @@ pub fn discover(
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match follow(&config, &prefix, &service, &tx).await {
+            let followed = tokio::select! {
+                followed = follow(&config, &prefix, &service, &tx) => followed,
+                _ = tx.closed() => return,
+            };
+            match followed {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(error) => {
                     tracing::warn!(%prefix, %error, "discovery: etcd unavailable, keeping last known instances");
@@ -368,4 +372,24 @@ fn publish(tx: &watch::Sender<Vec<Instance>>, service: &str, known: &BTreeMap<Ve
             false
         }
     });
+}
+
+/// [`Discovery`] on etcd: one [`discover`] task per watched service.
+#[derive(Debug, Clone)]
+pub struct EtcdDiscovery {
+    config: EtcdConfig,
+}
+
+impl EtcdDiscovery {
+    /// Discovery reading `config`'s prefix.
+    pub fn new(config: EtcdConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl Discovery for EtcdDiscovery {
+    fn watch(&self, service: &str) -> watch::Receiver<Vec<Instance>> {
+        // The task ends when every receiver is gone.
+        discover(self.config.clone(), service).0
+    }
 }

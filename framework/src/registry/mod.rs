@@ -38,7 +38,9 @@ mod config;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 
-pub use config::{EtcdConfig, RegistryConfig};
+pub use config::{EtcdConfig, RegistryConfig, StaticEndpoint};
+
+use tokio::sync::watch;
 
 /// Announces an instance to a registry and withdraws it.
 ///
@@ -67,4 +69,58 @@ pub trait Registrar: Send + Sync + 'static {
 
     /// Withdraws the instance. Called once, at the start of shutdown.
     fn deregister(&self) -> BoxFuture<'_, Result<(), BoxError>>;
+}
+
+/// Where clients learn the instances of a service.
+pub trait Discovery: Send + Sync + 'static {
+    /// The instances of `service`, kept current. Call inside a tokio runtime.
+    fn watch(&self, service: &str) -> watch::Receiver<Vec<Instance>>;
+}
+
+/// Fixed instances from `[registry.static]`.
+#[derive(Debug, Clone, Default)]
+pub struct StaticDiscovery {
+    endpoints: BTreeMap<String, Vec<StaticEndpoint>>,
+}
+
+impl StaticDiscovery {
+    /// Discovery over these fixed endpoints per service.
+    pub fn new(endpoints: BTreeMap<String, Vec<StaticEndpoint>>) -> Self {
+        Self { endpoints }
+    }
+}
+
+impl Discovery for StaticDiscovery {
+    fn watch(&self, service: &str) -> watch::Receiver<Vec<Instance>> {
+        let instances = self
+            .endpoints
+            .get(service)
+            .map(|eps| {
+                eps.iter()
+                    .enumerate()
+                    .map(|(i, e)| Instance {
+                        id: format!("{service}-static-{i}"),
+                        name: service.to_owned(),
+                        http: e.http,
+                        grpc: e.grpc,
+                        ..Instance::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (tx, rx) = watch::channel(instances);
+        // Keep the sender alive for as long as anyone watches.
+        tokio::spawn(async move { tx.closed().await });
+        rx
+    }
+}
+
+/// The discovery `[registry]` asks for: etcd when configured (feature `etcd`), else the
+/// static endpoints.
+pub fn discovery_from(config: &RegistryConfig) -> std::sync::Arc<dyn Discovery> {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = &config.etcd {
+        return std::sync::Arc::new(etcd::EtcdDiscovery::new(etcd.clone()));
+    }
+    std::sync::Arc::new(StaticDiscovery::new(config.static_endpoints.clone()))
 }

@@ -1,0 +1,74 @@
+//! Clients by service name over static discovery (no etcd): HTTP and gRPC calls spread over
+//! every configured instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tower::{Service, ServiceExt};
+use truss::App;
+use truss::client::{ClientConfig, grpc_client, http_client};
+use truss::registry::{Discovery, StaticDiscovery, StaticEndpoint};
+use truss_tests::local_config;
+
+#[tokio::test]
+async fn static_discovery_feeds_balanced_http_and_grpc_clients() {
+    let mut apps = Vec::new();
+    let mut endpoints = Vec::new();
+    for n in 1..=2 {
+        let hello_config = hello::HelloConfig {
+            greeting: format!("Hi{n}"),
+        };
+        let app = App::builder("hello")
+            .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+            .http(hello::routes(&hello_config))
+            .grpc(hello::Greeter::new(&hello_config).into_service())
+            .start()
+            .await
+            .unwrap();
+        endpoints.push(StaticEndpoint {
+            http: app.http_addr(),
+            grpc: app.grpc_addr(),
+        });
+        apps.push(app);
+    }
+    let discovery = StaticDiscovery::new(BTreeMap::from([("hello".to_owned(), endpoints)]));
+    assert!(discovery.watch("nobody").borrow().is_empty());
+
+    let mut http =
+        http_client("hello", discovery.watch("hello"), &ClientConfig::default()).unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        let req = http::Request::get("/hello?name=http")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = http.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        seen.insert(String::from_utf8(body.to_vec()).unwrap());
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["Hi1, http!".to_owned(), "Hi2, http!".to_owned()])
+    );
+
+    let channel = grpc_client("hello", discovery.watch("hello"), &ClientConfig::default()).unwrap();
+    let mut grpc = hello::pb::greeter_client::GreeterClient::new(channel);
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        let reply = grpc
+            .say_hello(hello::pb::HelloRequest {
+                name: "grpc".into(),
+            })
+            .await
+            .unwrap();
+        seen.insert(reply.into_inner().message);
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["Hi1, grpc!".to_owned(), "Hi2, grpc!".to_owned()])
+    );
+    for app in apps {
+        app.shutdown().await.unwrap();
+    }
+}
