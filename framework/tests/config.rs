@@ -332,7 +332,10 @@ fn every_framework_section_is_accepted_from_a_file() {
     );
     assert_eq!(config.retry.max_attempts, 2);
     assert_eq!(config.trace.sample_ratio, 0.5);
-    assert_eq!(config.registry.advertise_host.unwrap().to_string(), "10.0.0.7");
+    assert_eq!(
+        config.registry.advertise_host.unwrap().to_string(),
+        "10.0.0.7"
+    );
     assert!(!config.log.access);
     assert_eq!(config.app.workers, 3);
 }

@@ -107,6 +107,7 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -124,20 +125,69 @@ impl Etcd {
             dir: tempfile::tempdir().expect("temp dir"),
             client_port: free_port(),
             peer_port: free_port(),
+            tls: false,
         };
         etcd.spawn().await;
         etcd
     }
 
-    /// The client endpoint, `http://127.0.0.1:<port>`.
+    /// Starts etcd serving clients over TLS, with a CA and server certificate made by
+    /// `openssl` in its temporary directory ([`ca_file`](Self::ca_file)).
+    pub async fn start_tls() -> Etcd {
+        let mut etcd = Etcd {
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            client_port: free_port(),
+            peer_port: free_port(),
+            tls: true,
+        };
+        let dir = etcd.dir.path();
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext.cnf");
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=truss-test-ca",
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf",
+        ] {
+            let ok = std::process::Command::new("openssl")
+                .args(args.split(' '))
+                .current_dir(dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl");
+            assert!(ok.success(), "openssl {args}");
+        }
+        etcd.spawn().await;
+        etcd
+    }
+
+    /// The CA certificate of a TLS etcd.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The client endpoint, `http(s)://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     async fn spawn(&mut self) {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = std::process::Command::new("etcd")
+        let mut command = std::process::Command::new("etcd");
+        if self.tls {
+            command
+                .arg("--cert-file")
+                .arg(self.dir.path().join("server.pem"))
+                .arg("--key-file")
+                .arg(self.dir.path().join("server.key"));
+        }
+        let child = command
             .args(["--name", "test"])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
@@ -184,7 +234,11 @@ impl Etcd {
 
     /// Runs `etcdctl` against this etcd; its stdout on success.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new("etcdctl")
+        let mut command = std::process::Command::new("etcdctl");
+        if self.tls {
+            command.arg(format!("--cacert={}", self.ca_file().display()));
+        }
+        let out = command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint()))
             .args(args)

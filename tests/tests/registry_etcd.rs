@@ -280,3 +280,39 @@ async fn balanced_client_stops_calling_a_deregistered_instance_without_failures(
         app.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn registers_and_discovers_over_tls() {
+    let etcd = Etcd::start_tls().await;
+    let cfg = EtcdConfig {
+        tls: Some(truss::registry::EtcdTls {
+            ca_file: etcd.ca_file(),
+            domain: Some("localhost".to_owned()),
+            ..Default::default()
+        }),
+        ..config(&etcd)
+    };
+    assert!(cfg.endpoints[0].starts_with("https://"));
+    let (mut rx, _task) = discover(cfg.clone(), "svc-tls");
+    let registrar = EtcdRegistrar::new(cfg.clone());
+    registrar
+        .register(&instance("svc-tls", "secure"))
+        .await
+        .unwrap();
+    assert!(until(&mut rx, Duration::from_secs(5), |v| v.len() == 1).await);
+    let listed = etcd
+        .etcdctl(&["get", "--prefix", "/truss/services/svc-tls/"])
+        .unwrap();
+    assert!(listed.contains("\"id\":\"secure\""), "{listed}");
+
+    // Without the CA, the server certificate is not trusted: nothing registers.
+    let untrusted = EtcdConfig { tls: None, ..cfg };
+    assert!(
+        EtcdRegistrar::new(untrusted)
+            .register(&instance("svc-tls", "x"))
+            .await
+            .is_err()
+    );
+    registrar.deregister().await.unwrap();
+    assert!(until(&mut rx, Duration::from_secs(3), |v| v.is_empty()).await);
+}

@@ -33,6 +33,31 @@ pub struct RegistryConfig {
     pub static_endpoints: BTreeMap<String, Vec<StaticEndpoint>>,
 }
 
+/// TLS settings for etcd.
+///
+/// ```toml
+/// [registry.etcd.tls]
+/// ca_file = "/etc/etcd/ca.pem"       # trusted CA of etcd's server certificate
+/// cert_file = "/etc/etcd/client.pem" # client certificate, when etcd asks for one
+/// key_file = "/etc/etcd/client-key.pem"
+/// domain = "etcd.internal"           # name to verify; default: the endpoint's host
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// PEM file of the CA that signed etcd's certificate.
+    pub ca_file: std::path::PathBuf,
+    /// PEM client certificate, with `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Server name to verify.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
 /// One fixed instance of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +87,20 @@ impl RegistryConfig {
         if let Some(etcd) = &self.etcd {
             if etcd.endpoints.is_empty() {
                 return Err(ValidationError::new("etcd.endpoints", "must not be empty"));
+            }
+            if let Some(tls) = &etcd.tls {
+                if tls.cert_file.is_some() != tls.key_file.is_some() {
+                    return Err(ValidationError::new(
+                        "etcd.tls.cert_file",
+                        "cert_file and key_file go together",
+                    ));
+                }
+                if etcd.endpoints.iter().any(|e| !e.starts_with("https://")) {
+                    return Err(ValidationError::new(
+                        "etcd.endpoints",
+                        "must all be https:// when tls is set",
+                    ));
+                }
             }
             if etcd.ttl < Duration::from_secs(2) {
                 return Err(ValidationError::new(
@@ -95,6 +134,8 @@ pub struct EtcdConfig {
     pub user: Option<String>,
     /// Password for `user`.
     pub password: Option<String>,
+    /// TLS to etcd (endpoints must then be `https://`).
+    pub tls: Option<EtcdTls>,
     /// Timeout of connecting and of each call. Default `2s`.
     #[serde(with = "duration")]
     pub timeout: Duration,
@@ -111,6 +152,7 @@ impl Default for EtcdConfig {
             ttl: Duration::from_secs(10),
             user: None,
             password: None,
+            tls: None,
             timeout: Duration::from_secs(2),
             retry_max: Duration::from_secs(5),
         }

@@ -49,6 +49,20 @@ impl EtcdConfig {
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
             options = options.with_user(user.clone(), password.clone());
         }
+        if let Some(tls) = &self.tls {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            let mut config = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca_file)?));
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                config = config.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            if let Some(domain) = &tls.domain {
+                config = config.domain_name(domain.clone());
+            }
+            options = options.with_tls(config);
+        }
         let client = tokio::time::timeout(
             self.timeout,
             Client::connect(&self.endpoints, Some(options)),

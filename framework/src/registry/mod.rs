@@ -38,7 +38,7 @@ mod config;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 
-pub use config::{EtcdConfig, RegistryConfig, StaticEndpoint};
+pub use config::{EtcdConfig, EtcdTls, RegistryConfig, StaticEndpoint};
 
 use tokio::sync::watch;
 
