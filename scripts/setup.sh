@@ -8,6 +8,7 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)   # etcd-client's
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)         # promtool checks /metrics in tests
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)            # registry tests start a real etcd
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)         # ... and delete keys as an operator would
+command -v openssl >/dev/null 2>&1 || need+=(openssl)             # ... and make certificates for its TLS test
 
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
