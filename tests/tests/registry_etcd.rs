@@ -316,3 +316,44 @@ async fn registers_and_discovers_over_tls() {
     registrar.deregister().await.unwrap();
     assert!(until(&mut rx, Duration::from_secs(3), |v| v.is_empty()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_keep_working_on_last_known_endpoints_while_etcd_is_down() {
+    use hello::pb::HelloRequest;
+    use hello::pb::greeter_client::GreeterClient;
+    use truss::client::{ClientConfig, grpc_client};
+    use truss::registry::Discovery;
+    use truss::registry::etcd::EtcdDiscovery;
+
+    let mut etcd = Etcd::start().await;
+    let mut app_config = local_config(Duration::ZERO, Duration::from_secs(5));
+    app_config.registry.etcd = Some(config(&etcd));
+    let server = App::builder("outage-greeter")
+        .config(&app_config)
+        .grpc(hello::Greeter::new(&hello::HelloConfig::default()).into_service())
+        .start()
+        .await
+        .unwrap();
+    let mut instances = EtcdDiscovery::new(config(&etcd)).watch("outage-greeter");
+    assert!(until(&mut instances, Duration::from_secs(5), |v| v.len() == 1).await);
+    let channel = grpc_client("outage-greeter", instances, &ClientConfig::default()).unwrap();
+    let mut client = GreeterClient::new(channel);
+    client.say_hello(HelloRequest::default()).await.unwrap();
+
+    etcd.stop();
+    // Calls through three TTLs of etcd outage: every one succeeds.
+    let start = tokio::time::Instant::now();
+    let mut calls = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        client
+            .say_hello(HelloRequest::default())
+            .await
+            .expect("a call failed while etcd was down");
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(calls > 50);
+    etcd.restart().await;
+    client.say_hello(HelloRequest::default()).await.unwrap();
+    server.shutdown().await.unwrap();
+}
