@@ -16,6 +16,10 @@ use truss::config::{Config, NoAppConfig};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A config whose listeners bind 127.0.0.1:0, with the given shutdown timings.
+///
+/// Load shedding is off: it reacts to the machine's CPU, which a parallel test run keeps
+/// busy, and these tests are about other things. Shedding has its own tests with an injected
+/// CPU source.
 pub fn local_config(drain_delay: Duration, grace: Duration) -> Config<NoAppConfig> {
     let mut config = Config::<NoAppConfig>::default();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -25,6 +29,7 @@ pub fn local_config(drain_delay: Duration, grace: Duration) -> Config<NoAppConfi
     config.shutdown.drain_delay = drain_delay;
     config.shutdown.grace = grace;
     config.shutdown.hook_timeout = Duration::from_secs(2);
+    config.admission.shed.enabled = false;
     config
 }
 

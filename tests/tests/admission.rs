@@ -81,3 +81,51 @@ async fn invalid_admission_config_given_in_code_is_refused_at_start() {
     let text = err.to_string();
     assert!(text.contains("admission.shed.cpu_threshold"), "{text}");
 }
+
+#[tokio::test]
+async fn app_sheds_with_an_injected_cpu_source() {
+    use axum::Router;
+    use axum::routing::get;
+    use truss::resilience::shed::SystemCpu;
+
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    config.admission.shed.enabled = true;
+    let cpu = SystemCpu::manual(1.0);
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let router = Router::new().route(
+        "/hold",
+        get(move || {
+            let entered = entered_tx.clone();
+            let mut release = release.clone();
+            async move {
+                let _ = entered.send(());
+                let _ = release.wait_for(|r| *r).await;
+                "done"
+            }
+        }),
+    );
+    let running = App::builder("shedding")
+        .config(&config)
+        .cpu_source(cpu)
+        .http(router)
+        .start()
+        .await
+        .unwrap();
+    let http = running.http_addr().unwrap();
+    // With no history the estimate is 10 in flight: hold 11, then the next is shed.
+    let mut held = Vec::new();
+    for _ in 0..11 {
+        held.push(tokio::spawn(async move {
+            truss_tests::get(http, "/hold").await
+        }));
+        entered.recv().await.unwrap();
+    }
+    let (status, _) = truss_tests::get(http, "/hold").await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    release_tx.send(true).unwrap();
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().0, StatusCode::OK);
+    }
+    running.shutdown().await.unwrap();
+}
