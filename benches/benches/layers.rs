@@ -48,6 +48,26 @@ fn working() -> Router {
     )
 }
 
+/// State-machine breakers whose `/users/{id}` breaker five failures opened for an hour:
+/// every call is rejected.
+fn open_breakers() -> Breakers {
+    let config = BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            open_min: Duration::from_secs(3600),
+            open_max: Duration::from_secs(3600),
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    };
+    let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
+    let breaker = breakers.get("/users/{id}").unwrap();
+    for _ in 0..5 {
+        breaker.record(false);
+    }
+    breakers
+}
+
 fn variants() -> Vec<(&'static str, Router)> {
     let unlimited = RateLimitRule {
         rps: 1e9,
@@ -66,38 +86,8 @@ fn variants() -> Vec<(&'static str, Router)> {
     let shed = Shedder::new(&ShedConfig::default(), SystemCpu::manual(0.1));
     let shed_hot = Shedder::new(&ShedConfig::default(), SystemCpu::manual(1.0));
     let breakers = || Breakers::new(BreakerConfig::default(), Arc::new(DefaultClassifier)).unwrap();
-    // A state-machine breaker opened by five failures: every call is rejected.
-    let open = BreakerConfig {
-        strategy: Strategy::StateMachine,
-        state_machine: StateMachineConfig {
-            open_min: Duration::from_secs(3600),
-            open_max: Duration::from_secs(3600),
-            ..StateMachineConfig::default()
-        },
-        ..BreakerConfig::default()
-    };
-    let open = Breakers::new(open, Arc::new(DefaultClassifier)).unwrap();
-    let b = open.get("/users/{id}").unwrap();
-    for _ in 0..5 {
-        b.record(false);
-    }
-    let open_working = Breakers::new(
-        BreakerConfig {
-            strategy: Strategy::StateMachine,
-            state_machine: StateMachineConfig {
-                open_min: Duration::from_secs(3600),
-                open_max: Duration::from_secs(3600),
-                ..StateMachineConfig::default()
-            },
-            ..BreakerConfig::default()
-        },
-        Arc::new(DefaultClassifier),
-    )
-    .unwrap();
-    let b = open_working.get("/users/{id}").unwrap();
-    for _ in 0..5 {
-        b.record(false);
-    }
+    let open = open_breakers();
+    let open_working = open_breakers();
     vec![
         ("passthrough", base()),
         // A layer that does nothing: what axum's per-route layering itself costs.
