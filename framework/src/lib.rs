@@ -32,6 +32,7 @@
 pub mod app;
 pub mod client;
 pub mod config;
+mod labels;
 pub mod observe;
 pub mod registry;
 pub mod resilience;

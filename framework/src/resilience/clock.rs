@@ -23,3 +23,9 @@ impl governor::clock::Clock for TokioClock {
         self.start.elapsed()
     }
 }
+
+/// A duration in whole nanoseconds, saturating at `u64::MAX` (about 584 years), for the
+/// atomics the layers keep time in.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -107,7 +107,7 @@ where
             drop(slot);
             self.state.counters.record(route, false);
             return AdmissionFuture::rejected(reject(
-                is_grpc(&req),
+                is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
                 tonic::Code::Unavailable,
                 "too many requests in flight",

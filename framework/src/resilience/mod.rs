@@ -25,14 +25,14 @@
 //! `metrics` facade (`decision` is `admitted` or `rejected`).
 
 pub mod breaker;
-mod clock;
+pub(crate) mod clock;
 mod config;
 mod counters;
 pub mod deadline;
 pub(crate) mod future;
 pub mod inflight;
 pub mod ratelimit;
-mod reject;
+pub(crate) mod reject;
 pub mod retry;
 pub(crate) mod route;
 pub mod shed;

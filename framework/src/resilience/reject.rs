@@ -1,12 +1,13 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-/// Whether the request is gRPC (so a rejection must be a gRPC status).
+/// Whether a request or response is gRPC, by its content type (so a rejection must be a
+/// gRPC status).
 #[inline]
-pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }

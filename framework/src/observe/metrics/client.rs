@@ -1,7 +1,6 @@
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -11,8 +10,8 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// Past this many operation labels per target, new ones are counted as `other`.
-const MAX_OPERATIONS: usize = 1024;
+use crate::labels::BoundedMap;
+use crate::resilience::reject::is_grpc;
 
 /// Counts and times calls to another service:
 /// `truss_client_requests_total{target, operation, code}` and
@@ -47,7 +46,7 @@ impl std::fmt::Debug for ClientMetricsLayer {
 
 struct Shared {
     target: String,
-    operations: RwLock<HashMap<String, Arc<Operation>>>,
+    operations: BoundedMap<Arc<Operation>>,
 }
 
 struct Operation {
@@ -83,54 +82,30 @@ impl ClientMetricsLayer {
         Self {
             shared: Arc::new(Shared {
                 target: target.into(),
-                operations: RwLock::new(HashMap::new()),
+                operations: BoundedMap::default(),
             }),
         }
     }
 
     fn operation<B>(&self, req: &Request<B>) -> Arc<Operation> {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let name = if grpc {
+        let name = if is_grpc(req.headers()) {
             req.uri().path()
         } else {
             req.method().as_str()
         };
-        if let Some(op) = self
-            .shared
-            .operations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return op.clone();
-        }
-        let mut ops = self
-            .shared
-            .operations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let name = if ops.len() >= MAX_OPERATIONS {
-            "other"
-        } else {
-            name
-        };
-        let target = self.shared.target.clone();
-        ops.entry(name.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Operation {
-                    duration: metrics::histogram!(
-                        "truss_client_request_duration_seconds",
-                        "target" => target.clone(),
-                        "operation" => name.to_owned()
-                    ),
-                    target,
-                    name: name.to_owned(),
-                })
+        let make = |name: &str| {
+            let target = self.shared.target.clone();
+            Arc::new(Operation {
+                duration: metrics::histogram!(
+                    "truss_client_request_duration_seconds",
+                    "target" => target.clone(),
+                    "operation" => name.to_owned()
+                ),
+                target,
+                name: name.to_owned(),
             })
-            .clone()
+        };
+        self.shared.operations.with(name, make, Arc::clone)
     }
 }
 
@@ -198,13 +173,7 @@ where
                 let grpc = resp.headers().get("grpc-status");
                 let code = match grpc.and_then(|v| v.to_str().ok()) {
                     Some(code) => code.to_owned(),
-                    None if resp
-                        .headers()
-                        .get(http::header::CONTENT_TYPE)
-                        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")) =>
-                    {
-                        "0".to_owned()
-                    }
+                    None if is_grpc(resp.headers()) => "0".to_owned(),
                     None => resp.status().as_str().to_owned(),
                 };
                 this.op.count(&code);

@@ -9,11 +9,9 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::labels::BoundedMap;
 use crate::resilience::future::{AdmissionFuture, Completion};
 use crate::resilience::route_label;
-
-/// Past this many route labels, new ones are counted as `other`.
-const MAX_ROUTES: usize = 1024;
 
 /// Counts and times every request of one listener (rejections by inner layers included).
 /// Clones share state.
@@ -33,7 +31,7 @@ impl std::fmt::Debug for MetricsLayer {
 struct Shared {
     transport: &'static str,
     in_flight: Gauge,
-    routes: RwLock<HashMap<String, Arc<RouteMeters>>>,
+    routes: BoundedMap<Arc<RouteMeters>>,
 }
 
 struct RouteMeters {
@@ -85,47 +83,26 @@ impl MetricsLayer {
             shared: Arc::new(Shared {
                 transport,
                 in_flight: metrics::gauge!("truss_server_requests_in_flight", "transport" => transport),
-                routes: RwLock::new(HashMap::new()),
+                routes: BoundedMap::default(),
             }),
         }
     }
 
     fn route(&self, label: &str) -> Arc<RouteMeters> {
-        if let Some(m) = self
-            .shared
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(label)
-        {
-            return m.clone();
-        }
-        let mut routes = self
-            .shared
-            .routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let label = if routes.len() >= MAX_ROUTES {
-            "other"
-        } else {
-            label
-        };
         let transport = self.shared.transport;
-        routes
-            .entry(label.to_owned())
-            .or_insert_with(|| {
-                Arc::new(RouteMeters {
-                    transport,
-                    route: label.to_owned(),
-                    duration: metrics::histogram!(
-                        "truss_server_request_duration_seconds",
-                        "transport" => transport,
-                        "route" => label.to_owned()
-                    ),
-                    codes: RwLock::new(HashMap::new()),
-                })
+        let make = |label: &str| {
+            Arc::new(RouteMeters {
+                transport,
+                route: label.to_owned(),
+                duration: metrics::histogram!(
+                    "truss_server_request_duration_seconds",
+                    "transport" => transport,
+                    "route" => label.to_owned()
+                ),
+                codes: RwLock::new(HashMap::new()),
             })
-            .clone()
+        };
+        self.shared.routes.with(label, make, Arc::clone)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Google SRE client-side adaptive throttling (go-zero's and Kratos's breaker).
 
+use crate::resilience::clock::nanos;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -80,10 +81,6 @@ pub(crate) struct Adaptive {
     buckets: Mutex<Vec<Bucket>>,
     last_pass: AtomicU64,
     rng: AtomicU64,
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Adaptive {

@@ -88,7 +88,7 @@ where
         };
         if !breaker.allow() {
             return AdmissionFuture::rejected(reject(
-                is_grpc(&req),
+                is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
                 tonic::Code::Unavailable,
                 "circuit breaker open",

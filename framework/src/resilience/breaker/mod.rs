@@ -27,8 +27,8 @@ mod classify;
 mod layer;
 mod state_machine;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,7 @@ pub use layer::{BreakerLayer, BreakerService, ClientBreaker, ClientBreakerLayer}
 pub use state_machine::{OpenPolicy, StateMachineConfig};
 
 use crate::config::ValidationError;
+use crate::labels::BoundedMap;
 
 /// Which breaker algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -224,15 +225,11 @@ impl Breaker {
     }
 }
 
-/// Past this many breakers, new names share the `other` breaker, so made-up method names
-/// cannot grow the set without bound.
-const MAX_BREAKERS: usize = 1024;
-
 /// Breakers by name, created on first use.
 pub struct Breakers {
     config: BreakerConfig,
     classify: Arc<dyn Classify>,
-    map: RwLock<HashMap<String, Arc<Breaker>>>,
+    map: BoundedMap<Arc<Breaker>>,
 }
 
 impl std::fmt::Debug for Breakers {
@@ -251,7 +248,7 @@ impl Breakers {
         Ok(Self {
             config,
             classify,
-            map: RwLock::new(HashMap::new()),
+            map: BoundedMap::default(),
         })
     }
 
@@ -260,24 +257,8 @@ impl Breakers {
         if !self.config.enabled || self.config.skip.contains(name) {
             return None;
         }
-        if let Some(b) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return Some(b.clone());
-        }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        let key = if map.len() >= MAX_BREAKERS {
-            "other"
-        } else {
-            name
-        };
-        let breaker = map
-            .entry(key.to_owned())
-            .or_insert_with(|| Arc::new(Breaker::new(key, &self.config)));
-        Some(breaker.clone())
+        let make = |key: &str| Arc::new(Breaker::new(key, &self.config));
+        Some(self.map.with(name, make, Arc::clone))
     }
 
     /// The classifier.

@@ -65,7 +65,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let grpc = is_grpc(&req);
+        let grpc = is_grpc(req.headers());
         let caller = match req.headers().get("grpc-timeout") {
             None => None,
             Some(v) => match grpc_timeout::parse(v.as_bytes()) {

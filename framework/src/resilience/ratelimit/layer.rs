@@ -72,7 +72,7 @@ where
             Err(wait) => {
                 self.counters.record(route, false);
                 AdmissionFuture::rejected(reject(
-                    is_grpc(&req),
+                    is_grpc(req.headers()),
                     StatusCode::TOO_MANY_REQUESTS,
                     tonic::Code::ResourceExhausted,
                     "rate limit exceeded",

@@ -1,3 +1,4 @@
+use crate::resilience::clock::nanos;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -116,10 +117,6 @@ impl Limiter {
             Kind::Keyed { limiter, .. } => limiter.len(),
         }
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn request_key<B>(spec: &KeySpec, req: &Request<B>) -> RequestKey {

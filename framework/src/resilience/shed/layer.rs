@@ -72,7 +72,7 @@ where
             None => {
                 self.counters.record(route, false);
                 AdmissionFuture::rejected(reject(
-                    is_grpc(&req),
+                    is_grpc(req.headers()),
                     StatusCode::SERVICE_UNAVAILABLE,
                     tonic::Code::Unavailable,
                     "overloaded: request shed",

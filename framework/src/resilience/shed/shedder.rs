@@ -1,3 +1,4 @@
+use crate::resilience::clock::nanos;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,10 +36,6 @@ impl std::fmt::Debug for Shedder {
             .field("max_flight", &self.max_flight())
             .finish()
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Shedder {

@@ -1,0 +1,69 @@
+//! Per-label state created on first use, with a bound on how many labels exist.
+//!
+//! Metric handles and breakers are keyed by route labels, gRPC method paths or target
+//! methods. A client can send made-up gRPC method names, so every such map is bounded: past
+//! [`MAX_LABELS`] distinct labels, new ones share the value of `other`.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+/// Distinct labels a [`BoundedMap`] holds before new ones fall into `other`.
+pub(crate) const MAX_LABELS: usize = 1024;
+
+/// Values by label, made on first use; at most [`MAX_LABELS`] of them plus `other`.
+pub(crate) struct BoundedMap<V> {
+    map: RwLock<HashMap<String, V>>,
+}
+
+impl<V> Default for BoundedMap<V> {
+    fn default() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V> BoundedMap<V> {
+    /// Runs `f` on the value for `label`, first making it with `make(label)` (where `label` is
+    /// `other` once the map is full). The common case, an existing label, takes a read lock
+    /// and allocates nothing.
+    pub(crate) fn with<R>(
+        &self,
+        label: &str,
+        make: impl FnOnce(&str) -> V,
+        f: impl FnOnce(&V) -> R,
+    ) -> R {
+        if let Some(v) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(label)
+        {
+            return f(v);
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let key = if map.len() >= MAX_LABELS && !map.contains_key(label) {
+            "other"
+        } else {
+            label
+        };
+        let value = map.entry(key.to_owned()).or_insert_with(|| make(key));
+        f(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_past_the_bound_share_other() {
+        let map = BoundedMap::<String>::default();
+        for i in 0..MAX_LABELS {
+            let got = map.with(&format!("l{i}"), str::to_owned, Clone::clone);
+            assert_eq!(got, format!("l{i}"));
+        }
+        assert_eq!(map.with("new", str::to_owned, Clone::clone), "other");
+        assert_eq!(map.with("l7", str::to_owned, Clone::clone), "l7");
+    }
+}
