@@ -29,20 +29,35 @@
 
 #![warn(missing_docs)]
 
+// The macros name `::truss`; this makes that path work inside the crate too.
+extern crate self as truss;
+
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod error;
+pub mod grpc;
 mod labels;
 pub mod observe;
 pub mod registry;
 pub mod resilience;
+pub mod route;
 pub mod shutdown;
 mod transport;
+pub mod validate;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::*;
+}
+mod private;
 
 pub use app::{App, AppBuilder, AppError, Phase, RunningApp};
 pub use config::Config;
+pub use error::Error;
 pub use observe::health::Health;
 pub use shutdown::ShutdownHandle;
+pub use truss_macros::{Error, grpc, route};
 
 /// A boxed error, as tower uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -262,3 +262,35 @@ impl Drop for Etcd {
         self.stop();
     }
 }
+
+/// A response read whole: status, headers, body.
+pub type Answer = (StatusCode, http::HeaderMap, String);
+
+/// Sends one HTTP/1.1 request on a new connection; `json` is sent as an
+/// `application/json` body.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<Answer, BoxError> {
+    use http_body_util::Full;
+    let stream = TcpStream::connect(addr).await?;
+    let (mut send, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"));
+    if json.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(Full::new(Bytes::from(json.unwrap_or_default().to_owned())))?;
+    let response = send.send_request(req).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}

@@ -14,6 +14,7 @@ use crate::BoxError;
 use crate::resilience::future::{AdmissionFuture, Completion};
 use crate::resilience::reject::{is_grpc, reject};
 use crate::resilience::route_label;
+use crate::route::BreakerExempt;
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
 #[derive(Debug, Clone)]
@@ -61,6 +62,11 @@ pub struct Ticket {
 
 impl Completion for Ticket {
     fn completed(&mut self, response: &Response<Body>) {
+        if response.extensions().get::<BreakerExempt>().is_some() {
+            // `breaker = false` on the route: its outcomes do not move the breaker.
+            self.breaker.record(true);
+            return;
+        }
         let failed = self
             .breakers
             .classifier()

@@ -86,7 +86,12 @@ where
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let deadline = timeout.map(Deadline::after);
+        // An outer deadline (the app's, when this is a route's own layer) still holds.
+        let outer = req.extensions().get::<Deadline>().copied();
+        let deadline = match (timeout.map(Deadline::after), outer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // Kept (cheap clones: an Arc and refcounted bytes) to label a timeout.
         let route = deadline.map(|_| {
             (

@@ -1,0 +1,6 @@
+#[truss::route(get, "/ping")]
+async fn ping() -> &'static str {
+    "pong"
+}
+
+fn main() {}
