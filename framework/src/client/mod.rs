@@ -4,7 +4,9 @@
 //! balancer → per-attempt timeout → connection.
 //!
 //! Instances that disappear from discovery stop receiving calls; new ones start receiving
-//! them. The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
+//! them. An instance that refuses connections is ejected for 1 s (doubling to 30 s while it
+//! keeps refusing) before one probe call, so a dead instance discovery still lists does not
+//! attract calls (`truss_client_ejections_total` counts ejections). The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
 //! [`registry::etcd::discover`](crate::registry) or [`StaticDiscovery`](crate::registry::StaticDiscovery) provide.
 //!
 //! ```no_run
@@ -32,6 +34,10 @@ use tower::buffer::Buffer;
 use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PeakEwma};
 use tower::util::BoxCloneSyncService;
+
+mod eject;
+
+use eject::Eject;
 
 use crate::BoxError;
 use crate::config::ValidationError;
@@ -142,7 +148,7 @@ pub fn http_client(
 /// Balancer, buffer and the client layer stack over discovered endpoints.
 fn stack<S, B, R>(
     service: &str,
-    discover: impl tower::discover::Discover<Key = String, Service = PeakEwma<S>, Error = Infallible>
+    discover: impl tower::discover::Discover<Key = String, Service = PeakEwma<Eject<S>>, Error = Infallible>
     + Send
     + Unpin
     + 'static,
@@ -215,7 +221,7 @@ fn discover<S>(
     mut instances: watch::Receiver<Vec<Instance>>,
     addr: fn(&Instance) -> Option<SocketAddr>,
     make: impl Fn(SocketAddr) -> Option<S> + Send + 'static,
-) -> impl tower::discover::Discover<Key = String, Service = PeakEwma<S>, Error = Infallible>
+) -> impl tower::discover::Discover<Key = String, Service = PeakEwma<Eject<S>>, Error = Infallible>
 + Send
 + Unpin
 + 'static
@@ -243,7 +249,7 @@ where
                         Some(service) => {
                             tracing::info!(instance = %id, addr = %at, "client: instance added");
                             let service = PeakEwma::new(
-                                service,
+                                Eject::new(service, *at),
                                 Duration::from_millis(30),
                                 Duration::from_secs(10).as_nanos() as f64,
                                 CompleteOnResponse::default(),

@@ -39,6 +39,7 @@ pub struct ConfigLoader {
     args: Option<Vec<OsString>>,
     env: Option<Vec<(String, String)>>,
     file: Option<PathBuf>,
+    defaults: Option<&'static str>,
 }
 
 impl Default for ConfigLoader {
@@ -72,7 +73,28 @@ impl ConfigLoader {
             args: None,
             env: None,
             file: None,
+            defaults: None,
         }
+    }
+
+    /// Embedded defaults in TOML (usually `include_str!` of the service's own config file),
+    /// below the config file and the environment: the service runs with no file at all.
+    ///
+    /// ```
+    /// use truss::config::{ConfigLoader, NoAppConfig};
+    ///
+    /// let config = ConfigLoader::new()
+    ///     .args(["svc"])
+    ///     .env_vars([("TRUSS_HTTP__ADDR", "127.0.0.1:8181")])
+    ///     .defaults("[http]\naddr = \"0.0.0.0:8081\"\n[grpc]\naddr = \"0.0.0.0:9081\"\n")
+    ///     .load::<NoAppConfig>()
+    ///     .unwrap();
+    /// assert_eq!(config.grpc.addr.port(), 9081); // embedded
+    /// assert_eq!(config.http.addr.port(), 8181); // the environment wins
+    /// ```
+    pub fn defaults(mut self, toml: &'static str) -> Self {
+        self.defaults = Some(toml);
+        self
     }
 
     /// Sets the environment variable prefix (default `TRUSS_`); a trailing `_` is added when
@@ -168,6 +190,9 @@ impl ConfigLoader {
         };
 
         let mut figment = Figment::new();
+        if let Some(defaults) = self.defaults {
+            figment = figment.merge(Toml::string(defaults));
+        }
         if let Some((path, origin)) = &file {
             figment = merge_file(figment, path, origin)?;
         }

@@ -86,6 +86,10 @@ pub(crate) fn spawn_upkeep(
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge};
     describe_counter!(
+        "truss_client_ejections_total",
+        "Client endpoints taken out of balancing because they refused a connection."
+    );
+    describe_counter!(
         "truss_admission_total",
         "Admission decisions, by layer (inflight, ratelimit, shed), route and decision."
     );

@@ -223,7 +223,7 @@ fn retryable<R>(
 }
 
 /// A connection that could not be made: the request was certainly not processed.
-fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
