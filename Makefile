@@ -1,7 +1,7 @@
 # Entry points. Each installs what a fresh Debian machine lacks before it builds.
 .PHONY: run test
 
-# Runs the example service on its embedded defaults.
+# Runs the user and order examples together on their embedded defaults.
 run:
 	bash scripts/run-example.sh
 

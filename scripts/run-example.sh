@@ -1,13 +1,58 @@
 #!/usr/bin/env bash
-# Runs the hello example on its embedded defaults (no etcd needed). Ctrl-C stops it cleanly.
+# Runs the user and order example services together on their embedded defaults (static
+# endpoints, no etcd needed). Ctrl-C stops both cleanly (each drains and exits).
+#
+#   scripts/run-example.sh          # static endpoints
+#   scripts/run-example.sh --etcd   # both register in / discover through etcd on 127.0.0.1:2379
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --locked -p hello
+cargo build --locked -p user -p order
+
+env_etcd=()
+if [[ "${1:-}" == "--etcd" ]]; then
+  # TRUSS_* variables override the embedded defaults: register both, find users in etcd.
+  env_etcd=(TRUSS_REGISTRY__ETCD__ENDPOINTS='["http://127.0.0.1:2379"]')
+  if ! (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null; then
+    data=$(mktemp -d)
+    echo "starting etcd (data in $data)"
+    etcd --data-dir "$data" --listen-client-urls http://127.0.0.1:2379 \
+      --advertise-client-urls http://127.0.0.1:2379 >"$data/etcd.log" 2>&1 &
+    etcd_pid=$!
+    sleep 1
+  fi
+fi
+
+pids=()
+stop() {
+  trap - INT TERM
+  echo
+  echo "stopping..."
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  if [[ -n "${etcd_pid:-}" ]]; then kill "$etcd_pid" 2>/dev/null || true; fi
+  exit 0
+}
+trap stop INT TERM
+
+# Own sessions: Ctrl-C reaches this script only, which then stops each service once.
+setsid env "${env_etcd[@]}" ./target/debug/user &
+pids+=($!)
+setsid env "${env_etcd[@]}" ./target/debug/order &
+pids+=($!)
+sleep 1
+
 cat <<'TXT'
-Try, once it logs "listening":
-  curl 'http://127.0.0.1:8080/hello?name=Ada'
-  curl 'http://127.0.0.1:8080/sleep?ms=500'
-  curl -i http://127.0.0.1:9091/readyz
+
+user  : HTTP 127.0.0.1:8081  gRPC 127.0.0.1:9081  admin 127.0.0.1:9181
+order : HTTP 127.0.0.1:8082  gRPC 127.0.0.1:9082  admin 127.0.0.1:9182
+
+Try:
+  curl -s -XPOST 127.0.0.1:8081/v1/users -d '{"name":"Edsger","email":"ed@example.com"}'
+  curl -s '127.0.0.1:8081/v1/users?page_size=2'
+  curl -si -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":1,"item":"tea","quantity":2}'
+  curl -s -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":99,"item":"tea","quantity":1}'
+  curl -s 127.0.0.1:9182/metrics | grep truss_client
+Ctrl-C stops both.
 TXT
-exec ./target/debug/hello --config examples/hello/hello.toml "$@"
+wait

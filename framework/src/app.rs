@@ -779,6 +779,13 @@ impl From<ConfigError> for AppError {
     }
 }
 
+/// A value checked in code (a client built from config sections, say) that is not usable.
+impl From<crate::config::ValidationError> for AppError {
+    fn from(e: crate::config::ValidationError) -> Self {
+        AppError::Config(ConfigError::one(e.field, "the service's code", e.message))
+    }
+}
+
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -120,29 +120,15 @@ where
             return Error::new(e.status().as_u16(), "INVALID_PATH", e.body_text()).into_response();
         }
     };
-    let mut fields = Map::new();
-    if with_body {
+    let decoded = if with_body {
         match read_object(body).await {
-            Ok(object) => fields = object,
-            Err(e) => return e.into_response(),
+            Ok(object) => decode_json::<M>(object, path),
+            Err(e) => Err(e),
         }
-    } else if let Some(query) = parts.uri.query() {
-        match serde_urlencoded::from_str::<Vec<(String, String)>>(query) {
-            Ok(pairs) => {
-                for (k, v) in pairs {
-                    fields.insert(k, Value::String(v));
-                }
-            }
-            Err(e) => {
-                return Error::bad_request("INVALID_QUERY", format!("malformed query string: {e}"))
-                    .into_response();
-            }
-        }
-    }
-    for (k, v) in path {
-        fields.insert(k, Value::String(v));
-    }
-    let message = match decode::<M>(fields) {
+    } else {
+        decode_query::<M>(parts.uri.query().unwrap_or_default(), path)
+    };
+    let message = match decoded {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -170,15 +156,49 @@ async fn read_object(body: Body) -> Result<Map<String, Value>, Error> {
     }
 }
 
-/// Decodes a message; path and query values are strings, so a failure is retried with those
-/// that look like numbers or booleans as such.
-fn decode<M: DeserializeOwned>(fields: Map<String, Value>) -> Result<M, Error> {
-    let typed: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), coerce(v))).collect();
-    let first = match serde_json::from_value::<M>(Value::Object(fields)) {
+/// Decodes a message from the query string and path parameters (path wins), each field
+/// parsed as the type it has.
+fn decode_query<M: DeserializeOwned>(query: &str, path: Vec<(String, String)>) -> Result<M, Error> {
+    let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| Error::bad_request("INVALID_QUERY", format!("malformed query string: {e}")))?;
+    pairs.retain(|(k, _)| !path.iter().any(|(p, _)| p == k));
+    pairs.extend(path);
+    let encoded = serde_urlencoded::to_string(&pairs)
+        .map_err(|e| Error::bad_request("INVALID_QUERY", e.to_string()))?;
+    serde_urlencoded::from_str::<M>(&encoded).map_err(|e| {
+        // Name the field: the first pair that fails on its own.
+        let field = pairs.iter().find(|pair| {
+            serde_urlencoded::to_string([pair])
+                .is_ok_and(|one| serde_urlencoded::from_str::<M>(&one).is_err())
+        });
+        match field {
+            Some((k, v)) => Error::bad_request(
+                "INVALID_ARGUMENT",
+                format!("invalid request: {k}={v:?}: {e}"),
+            )
+            .with_metadata(k.clone(), e.to_string()),
+            None => Error::bad_request("INVALID_ARGUMENT", format!("invalid request: {e}")),
+        }
+    })
+}
+
+/// Decodes a message from a JSON body and path parameters (path wins). Path values are
+/// strings: when the message does not accept them so, those that look like numbers or
+/// booleans are passed as such.
+fn decode_json<M: DeserializeOwned>(
+    mut fields: Map<String, Value>,
+    path: Vec<(String, String)>,
+) -> Result<M, Error> {
+    let mut typed = fields.clone();
+    for (k, v) in path {
+        typed.insert(k.clone(), coerce(&Value::String(v.clone())));
+        fields.insert(k, Value::String(v));
+    }
+    let first = match serde_json::from_value::<M>(Value::Object(typed)) {
         Ok(m) => return Ok(m),
         Err(e) => e,
     };
-    serde_json::from_value::<M>(Value::Object(typed))
+    serde_json::from_value::<M>(Value::Object(fields))
         .map_err(|_| Error::bad_request("INVALID_ARGUMENT", format!("invalid request: {first}")))
 }
 

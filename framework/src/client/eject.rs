@@ -108,9 +108,7 @@ where
         if let Ok(mut s) = this.state.lock() {
             match &result {
                 Err(e) if is_connect_error(e.as_ref()) => {
-                    let wait = FIRST
-                        .saturating_mul(1 << s.refusals.min(5))
-                        .min(MAX);
+                    let wait = FIRST.saturating_mul(1 << s.refusals.min(5)).min(MAX);
                     s.refusals = s.refusals.saturating_add(1);
                     s.until = Some(Instant::now() + wait);
                     tracing::warn!(addr = %this.addr, ?wait, "client: instance refused the connection; ejected");

@@ -49,8 +49,58 @@ use crate::resilience::deadline::PropagateDeadlineLayer;
 use crate::resilience::retry::{RetryConfig, RetryLayer};
 
 /// A gRPC client service: give it to a tonic-generated client's `new`.
-pub type GrpcChannel =
-    BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, BoxError>;
+///
+/// Its error is a [`ClientError`] rather than a bare `BoxError`, so calls made with it can be
+/// awaited inside `Send` futures (spawned tasks, `impl Future + Send` trait methods): with a
+/// boxed trait object as the error type, rustc cannot prove those futures `Send`.
+#[derive(Clone)]
+pub struct GrpcChannel {
+    inner: BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, BoxError>,
+}
+
+impl std::fmt::Debug for GrpcChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrpcChannel")
+    }
+}
+
+impl tower::Service<Request<tonic::body::Body>> for GrpcChannel {
+    type Response = Response<tonic::body::Body>;
+    type Error = ClientError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, ClientError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ClientError>> {
+        self.inner.poll_ready(cx).map_err(ClientError)
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        let call = self.inner.call(req);
+        Box::pin(async move { call.await.map_err(ClientError) })
+    }
+}
+
+/// Why a client call failed before a response came: a transport error, or a local decision
+/// (breaker open, deadline passed) carrying a `tonic::Status` in its source chain — tonic
+/// finds it there, so the caller sees that status.
+#[derive(Debug)]
+pub struct ClientError(pub BoxError);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 /// What the client stack is built from (the app's `[retry]`, `[breaker]` and `[timeout]`
 /// sections fit here).
@@ -80,6 +130,25 @@ impl Default for ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// The client settings of an app's config: its `[retry]` and `[breaker]` sections and
+    /// `[timeout].margin`.
+    ///
+    /// ```
+    /// let config = truss::Config::<truss::config::NoAppConfig>::default();
+    /// let client = truss::client::ClientConfig::from_config(&config);
+    /// assert_eq!(client.retry, config.retry);
+    /// ```
+    pub fn from_config<T>(config: &crate::Config<T>) -> Self {
+        Self {
+            retry: config.retry.clone(),
+            breaker: config.breaker.clone(),
+            deadline_margin: config.timeout.margin,
+            ..Self::default()
+        }
+    }
+}
+
 /// A balanced, resilient gRPC client for `service`, following `instances`. Call inside a
 /// tokio runtime.
 pub fn grpc_client(
@@ -100,7 +169,8 @@ pub fn grpc_client(
             ))
         },
     );
-    stack(service, discover, config)
+    let inner = stack(service, discover, config)?;
+    Ok(GrpcChannel { inner })
 }
 
 /// An HTTP client service: requests carry a path (and query); the scheme and authority are
@@ -148,8 +218,11 @@ pub fn http_client(
 /// Balancer, buffer and the client layer stack over discovered endpoints.
 fn stack<S, B, R>(
     service: &str,
-    discover: impl tower::discover::Discover<Key = String, Service = PeakEwma<Eject<S>>, Error = Infallible>
-    + Send
+    discover: impl tower::discover::Discover<
+        Key = String,
+        Service = PeakEwma<Eject<S>>,
+        Error = Infallible,
+    > + Send
     + Unpin
     + 'static,
     config: &ClientConfig,

@@ -1,0 +1,18 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Our own API, server side.
+    let fds = protox::compile(["order.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .type_attribute(
+            ".",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+        )
+        .compile_fds(fds)?;
+    // The user service's published contract, client side only.
+    let fds = protox::compile(["user.proto"], ["../user/proto"])?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed=proto/order.proto");
+    println!("cargo:rerun-if-changed=../user/proto/user.proto");
+    Ok(())
+}

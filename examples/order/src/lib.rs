@@ -1,0 +1,109 @@
+//! The `order` example service: placing an order checks the user with the `user` service
+//! over gRPC, found through discovery (`[registry.static]` or etcd), with a deadline,
+//! budgeted retries and a circuit breaker on that client. When the user service is down or
+//! slow the caller gets a clear 503 / 504 and nothing is written.
+//!
+//! ```text
+//! transport   (gRPC + HTTP/JSON from one #[truss::grpc] impl)
+//!   service   (create: check user, then store; get)
+//!     repository (OrderRepository; InMemoryOrders)   users (UserDirectory; GrpcUsers)
+//!       domain   (Order, NewOrder, OrderError)
+//! ```
+//!
+//! ```text
+//! POST /v1/orders       {"user_id":1,"item":"tea","quantity":2}
+//! GET  /v1/orders/{id}
+//! gRPC order.v1.Orders/{CreateOrder,GetOrder}
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use truss::client::{ClientConfig, grpc_client};
+use truss::config::duration::HumanDuration;
+use truss::config::{ConfigLoader, Validate, ValidationError};
+use truss::{App, AppError, Config};
+
+pub mod domain;
+pub mod repository;
+pub mod service;
+pub mod transport;
+pub mod users;
+
+/// Generated gRPC types for `proto/order.proto`.
+pub mod pb {
+    tonic::include_proto!("order.v1");
+}
+
+/// The user service's client, generated from its published `user.proto`.
+pub mod userpb {
+    tonic::include_proto!("user.v1");
+}
+
+use repository::InMemoryOrders;
+use service::OrderService;
+use transport::OrdersApi;
+use users::GrpcUsers;
+
+/// The embedded defaults: `order.toml`.
+pub const DEFAULTS: &str = include_str!("../order.toml");
+
+/// The `[app]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderConfig {
+    /// The name the user service registers under. Default `user`.
+    pub user_service: String,
+    /// Longest a user check may take. Default `1s`.
+    pub user_timeout: HumanDuration,
+}
+
+impl Default for OrderConfig {
+    fn default() -> Self {
+        Self {
+            user_service: "user".to_owned(),
+            user_timeout: HumanDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+impl Validate for OrderConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.user_service.trim().is_empty() {
+            return Err(ValidationError::new("user_service", "must not be empty"));
+        }
+        if self.user_timeout.0.is_zero() {
+            return Err(ValidationError::new("user_timeout", "must be more than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// The app, ready to `run` or `start`. Call inside a tokio runtime.
+pub fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppError> {
+    let discovery = truss::registry::discovery_from(&config.registry);
+    let instances = discovery.watch(&config.app.user_service);
+    let channel = grpc_client(
+        &config.app.user_service,
+        instances,
+        &ClientConfig::from_config(config),
+    )?;
+    let users = GrpcUsers::new(channel, config.app.user_timeout.0);
+    let service = Arc::new(OrderService::new(InMemoryOrders::default(), users));
+    let api = Arc::new(OrdersApi::new(service));
+    Ok(App::builder("order")
+        .version(env!("CARGO_PKG_VERSION"))
+        .config(config)
+        .http(api.clone().http_routes())
+        .grpc(pb::orders_server::OrdersServer::from_arc(api)))
+}
+
+/// Loads the config (embedded defaults < `--config` file < `TRUSS_*`) and serves until
+/// SIGTERM / Ctrl-C.
+pub async fn main() -> Result<(), AppError> {
+    let config = ConfigLoader::new()
+        .defaults(DEFAULTS)
+        .load::<OrderConfig>()?;
+    app(&config)?.run().await
+}

@@ -1,0 +1,113 @@
+//! The `user` example service: users over HTTP/JSON and gRPC.
+//!
+//! Layers, each depending only on the ones below it:
+//!
+//! ```text
+//! transport   (gRPC + HTTP/JSON from one #[truss::grpc] impl; wire <-> domain)
+//!   service   (use cases: create, get, list with paging, update, delete)
+//!     repository (UserRepository trait; InMemoryUsers)
+//!       domain   (User, NewUser, UserPatch, UserError, validation rules)
+//! ```
+//!
+//! ```text
+//! POST   /v1/users            {"name":"Ada","email":"ada@example.com"}
+//! GET    /v1/users/{id}
+//! GET    /v1/users?page_size=10&page_token=...
+//! PATCH  /v1/users/{id}       {"name":"Ada L."}
+//! DELETE /v1/users/{id}
+//! gRPC   user.v1.Users/{CreateUser,GetUser,ListUsers,UpdateUser,DeleteUser}
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use truss::config::duration::HumanDuration;
+use truss::config::{ConfigLoader, Validate, ValidationError};
+use truss::{App, AppError, Config};
+
+pub mod domain;
+pub mod repository;
+pub mod service;
+pub mod transport;
+
+/// Generated gRPC types for `proto/user.proto`.
+pub mod pb {
+    tonic::include_proto!("user.v1");
+}
+
+use domain::NewUser;
+use repository::{InMemoryUsers, UserRepository};
+use service::UserService;
+use transport::UsersApi;
+
+/// The embedded defaults: `user.toml`. A file given with `--config` and `TRUSS_*` variables
+/// override them.
+pub const DEFAULTS: &str = include_str!("../user.toml");
+
+/// The `[app]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserConfig {
+    /// Create three demo users at start (ids 1, 2, 3). Default `true`.
+    pub seed_demo_users: bool,
+    /// Delay added to every read, to try timeouts downstream. Default `0s`.
+    pub read_delay: HumanDuration,
+}
+
+impl Default for UserConfig {
+    fn default() -> Self {
+        Self {
+            seed_demo_users: true,
+            read_delay: HumanDuration(Duration::ZERO),
+        }
+    }
+}
+
+impl Validate for UserConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.read_delay.0 > Duration::from_secs(60) {
+            return Err(ValidationError::new("read_delay", "must be at most 60s"));
+        }
+        Ok(())
+    }
+}
+
+/// The demo users every instance starts with.
+pub const DEMO_USERS: [(&str, &str); 3] = [
+    ("Ada Lovelace", "ada@example.com"),
+    ("Grace Hopper", "grace@example.com"),
+    ("Alan Turing", "alan@example.com"),
+];
+
+/// The app, ready to `run` or `start`.
+pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppError> {
+    let repo = InMemoryUsers::default();
+    if config.app.seed_demo_users {
+        for (name, email) in DEMO_USERS {
+            let new = NewUser {
+                name: name.to_owned(),
+                email: email.to_owned(),
+            };
+            if let Err(e) = repo.insert(new).await {
+                tracing::warn!(error = %e, "could not seed a demo user");
+            }
+        }
+    }
+    let service = Arc::new(UserService::new(repo, config.app.read_delay.0));
+    let api = Arc::new(UsersApi::new(service));
+    Ok(App::builder("user")
+        .version(env!("CARGO_PKG_VERSION"))
+        .config(config)
+        .http(api.clone().http_routes())
+        .grpc(pb::users_server::UsersServer::from_arc(api)))
+}
+
+/// Loads the config (embedded defaults < `--config` file < `TRUSS_*`) and serves until
+/// SIGTERM / Ctrl-C.
+pub async fn main() -> Result<(), AppError> {
+    let config = ConfigLoader::new()
+        .defaults(DEFAULTS)
+        .load::<UserConfig>()?;
+    app(&config).await?.run().await
+}
