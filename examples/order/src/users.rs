@@ -45,10 +45,14 @@ impl UserDirectory for GrpcUsers {
             Ok(reply) => Ok(reply.into_inner().name),
             Err(status) => {
                 let err = truss::Error::from(status);
-                Err(match err.code() {
-                    _ if err.is("USER_NOT_FOUND") => OrderError::UnknownUser(user_id),
-                    504 => OrderError::UserServiceTimeout,
-                    _ => OrderError::UserServiceUnavailable(err.message().to_owned()),
+                Err(if err.is("USER_NOT_FOUND") {
+                    OrderError::UnknownUser(user_id)
+                } else if matches!(err.code(), 499 | 504) || deadline.is_expired() {
+                    // The deadline passed, whichever layer noticed first (tonic reports the
+                    // grpc-timeout it enforces, a few ms early by the margin, as CANCELLED).
+                    OrderError::UserServiceTimeout
+                } else {
+                    OrderError::UserServiceUnavailable(err.message().to_owned())
                 })
             }
         }

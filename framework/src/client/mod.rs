@@ -321,9 +321,12 @@ where
                     match make(*at) {
                         Some(service) => {
                             tracing::info!(instance = %id, addr = %at, "client: instance added");
+                            // A new instance starts out looking fast (1 ms), so it is
+                            // tried and measured at once rather than starved by a
+                            // measured-fast neighbour.
                             let service = PeakEwma::new(
                                 Eject::new(service, *at),
-                                Duration::from_millis(30),
+                                Duration::from_millis(1),
                                 Duration::from_secs(10).as_nanos() as f64,
                                 CompleteOnResponse::default(),
                             );

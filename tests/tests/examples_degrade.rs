@@ -1,0 +1,116 @@
+//! The order service degrades cleanly when the user service is slow, down, or says no: a
+//! clear error, and no order written. Both services run in-process on free ports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+use truss::Config;
+use truss::config::duration::HumanDuration;
+use truss::registry::StaticEndpoint;
+use truss_tests::{call, local_config};
+
+fn config<T: Default>() -> Config<T> {
+    let base = local_config(Duration::ZERO, Duration::from_secs(5));
+    Config {
+        http: base.http,
+        grpc: base.grpc,
+        admin: base.admin,
+        shutdown: base.shutdown,
+        admission: base.admission,
+        ..Config::default()
+    }
+}
+
+async fn user_service(read_delay: Duration) -> truss::RunningApp {
+    let mut config = config::<user::UserConfig>();
+    config.app.read_delay = HumanDuration(read_delay);
+    user::app(&config).await.unwrap().start().await.unwrap()
+}
+
+async fn order_service(user_grpc: SocketAddr) -> truss::RunningApp {
+    let mut config = config::<order::OrderConfig>();
+    config.app.user_timeout = HumanDuration(Duration::from_millis(300));
+    config.registry.static_endpoints.insert(
+        "user".to_owned(),
+        vec![StaticEndpoint {
+            grpc: Some(user_grpc),
+            http: None,
+        }],
+    );
+    order::app(&config).unwrap().start().await.unwrap()
+}
+
+async fn place(order: SocketAddr, user_id: u64) -> (StatusCode, truss::Error, String) {
+    let body = format!(r#"{{"user_id":{user_id},"item":"tea","quantity":1}}"#);
+    let (status, _, text) = call(order, "POST", "/v1/orders", Some(&body))
+        .await
+        .unwrap();
+    (
+        status,
+        truss::Error::from_http(status, text.as_bytes()),
+        text,
+    )
+}
+
+async fn stored(order: SocketAddr) -> StatusCode {
+    call(order, "GET", "/v1/orders/1", None).await.unwrap().0
+}
+
+#[tokio::test]
+async fn places_orders_and_refuses_unknown_users() {
+    let users = user_service(Duration::ZERO).await;
+    let orders = order_service(users.grpc_addr().unwrap()).await;
+    let http = orders.http_addr().unwrap();
+
+    let (status, _, text) = place(http, 99).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(truss::Error::from_http(status, text.as_bytes()).is("UNKNOWN_USER"));
+    assert_eq!(stored(http).await, StatusCode::NOT_FOUND, "nothing written");
+
+    let (status, _, text) = place(http, 2).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("Grace Hopper"), "{text}");
+    assert_eq!(stored(http).await, StatusCode::OK);
+
+    orders.shutdown().await.unwrap();
+    users.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_user_service_gets_a_timeout_and_nothing_is_written() {
+    let users = user_service(Duration::from_secs(5)).await;
+    let orders = order_service(users.grpc_addr().unwrap()).await;
+    let http = orders.http_addr().unwrap();
+
+    let (status, err, text) = place(http, 1).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
+    assert!(err.is("USER_SERVICE_TIMEOUT"), "{text}");
+    assert_eq!(stored(http).await, StatusCode::NOT_FOUND, "nothing written");
+
+    orders.shutdown().await.unwrap();
+    users.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_down_user_service_gets_a_clear_error_and_nothing_is_written() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let orders = order_service(closed).await;
+    let http = orders.http_addr().unwrap();
+
+    for _ in 0..3 {
+        let (status, err, text) = place(http, 1).await;
+        assert!(
+            status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT,
+            "{text}"
+        );
+        assert!(err.reason().starts_with("USER_SERVICE_"), "{text}");
+        assert!(err.message().contains("no order was placed"), "{text}");
+    }
+    assert_eq!(stored(http).await, StatusCode::NOT_FOUND, "nothing written");
+    orders.shutdown().await.unwrap();
+}
