@@ -81,11 +81,26 @@ pub fn expand(args: Args, mut block: ItemImpl) -> syn::Result<TokenStream> {
         ));
     }
     let mut rpcs = Vec::new();
+    // Written in tonic's own form (streaming rpcs and their stream types): moved as they are
+    // into the trait impl.
+    let mut raw: Vec<ImplItem> = Vec::new();
+    let mut kept: Vec<ImplItem> = Vec::new();
+    for item in std::mem::take(&mut block.items) {
+        match item {
+            ImplItem::Type(t) => raw.push(ImplItem::Type(t)),
+            ImplItem::Fn(mut f) if f.attrs.iter().any(|a| a.path().is_ident("raw")) => {
+                f.attrs.retain(|a| !a.path().is_ident("raw"));
+                raw.push(ImplItem::Fn(f));
+            }
+            other => kept.push(other),
+        }
+    }
+    block.items = kept;
     for item in block.items.iter_mut() {
         let ImplItem::Fn(f) = item else {
             return Err(Error::new(
                 item.span(),
-                "only rpc methods belong in a #[truss::grpc] block",
+                "only rpc methods (and, for streaming rpcs, `type ...Stream` and #[raw] methods) belong in a #[truss::grpc] block",
             ));
         };
         let mut http = None;
@@ -250,6 +265,7 @@ pub fn expand(args: Args, mut block: ItemImpl) -> syn::Result<TokenStream> {
 
         #[#tonic::async_trait]
         impl #impl_g #service for #self_ty #where_g {
+            #(#raw)*
             #(#methods)*
         }
 

@@ -182,8 +182,16 @@ pub fn route(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// (`INVALID_ARGUMENT` listing the fields). `#[http(method, "/path/{field}")]` on a method
 /// also serves it as HTTP/JSON from `Arc<Self>::http_routes()`: path parameters and (for
 /// GET/DELETE) query parameters fill message fields of the same name, the JSON body the
-/// rest; the message types need serde derives with `#[serde(default)]`. Streaming rpcs are
-/// not supported: implement those by hand.
+/// rest; the message types need serde derives with `#[serde(default)]`.
+///
+/// Streaming rpcs are written in tonic's own form inside the same block, marked `#[raw]`,
+/// with their stream type; both are moved into the trait impl unchanged:
+///
+/// ```text
+/// type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+/// #[raw]
+/// async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> { ... }
+/// ```
 #[proc_macro_attribute]
 pub fn grpc(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = parse_macro_input!(attr as grpc::Args);

@@ -1,0 +1,255 @@
+//! `cargo truss`: scaffolds truss services.
+//!
+//! ```text
+//! cargo truss new <name> [--grpc] [--templates <dir>] [--path <dir>]
+//!                        [--truss-path <dir> | --truss-version <version>]
+//! cargo truss templates <dir>
+//! cargo truss add rpc [--proto <file>] [--impl <file>]
+//! ```
+//!
+//! Install with `cargo install --path cli`.
+
+mod add_rpc;
+mod names;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+cargo truss: scaffold truss services
+
+USAGE:
+    cargo truss new <name> [--grpc] [--templates <dir>] [--path <dir>]
+                           [--truss-path <dir> | --truss-version <version>]
+        Creates ./<name> (or <dir>/<name>) from the `http` template, or the `grpc` one
+        (HTTP + gRPC with a .proto) with --grpc. --templates renders from your own copy
+        of the templates (see `templates`). The truss dependency is a path to the truss
+        this tool was built from, unless --truss-path or --truss-version says otherwise.
+
+    cargo truss templates <dir>
+        Writes the built-in templates to <dir> (one directory per template) for editing.
+
+    cargo truss add rpc [--proto <file>] [--impl <file>]
+        Adds a method skeleton to the #[truss::grpc] impl (default src/api.rs) for every
+        unary rpc of the .proto (default: the only one under proto/) it does not have yet.
+        Existing code is not touched.
+";
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo truss ...` runs `cargo-truss truss ...`.
+    if args.first().map(String::as_str) == Some("truss") {
+        args.remove(0);
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("new") => new(&args[1..]),
+        Some("templates") => templates(&args[1..]),
+        Some("add") if args.get(1).map(String::as_str) == Some("rpc") => add_rpc(&args[2..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    }
+}
+
+/// Splits `--flag value` options from positional arguments.
+struct Parsed {
+    positional: Vec<String>,
+    options: Vec<(String, Option<String>)>,
+}
+
+fn parse(args: &[String], flags: &[&str], valued: &[&str]) -> Result<Parsed, String> {
+    let mut parsed = Parsed {
+        positional: Vec::new(),
+        options: Vec::new(),
+    };
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if let Some((key, value)) = arg.split_once('=').filter(|(k, _)| k.starts_with("--")) {
+            if !valued.contains(&key) {
+                return Err(format!("unknown option `{key}`"));
+            }
+            parsed
+                .options
+                .push((key.to_owned(), Some(value.to_owned())));
+        } else if flags.contains(&arg.as_str()) {
+            parsed.options.push((arg.clone(), None));
+        } else if valued.contains(&arg.as_str()) {
+            let value = iter
+                .next()
+                .ok_or_else(|| format!("`{arg}` needs a value"))?;
+            parsed.options.push((arg.clone(), Some(value.clone())));
+        } else if arg.starts_with('-') {
+            return Err(format!("unknown option `{arg}`\n\n{USAGE}"));
+        } else {
+            parsed.positional.push(arg.clone());
+        }
+    }
+    Ok(parsed)
+}
+
+impl Parsed {
+    fn flag(&self, name: &str) -> bool {
+        self.options.iter().any(|(k, _)| k == name)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+fn new(args: &[String]) -> Result<(), String> {
+    let p = parse(
+        args,
+        &["--grpc"],
+        &[
+            "--templates",
+            "--path",
+            "--truss-path",
+            "--truss-version",
+            "--template",
+        ],
+    )?;
+    let [name] = p.positional.as_slice() else {
+        return Err(format!("`new` takes exactly one service name\n\n{USAGE}"));
+    };
+    names::check(name)?;
+    let template = match (p.flag("--grpc"), p.value("--template")) {
+        (true, Some(_)) => return Err("use --grpc or --template, not both".to_owned()),
+        (true, None) => "grpc",
+        (false, Some(t)) => t,
+        (false, None) => "http",
+    };
+    let files = match p.value("--templates") {
+        Some(dir) => render::from_dir(Path::new(dir), template)?,
+        None => render::built_in(template).ok_or_else(|| {
+            format!(
+                "template `{template}` not found: the built-in templates are {}",
+                render::built_in_names().join(", ")
+            )
+        })?,
+    };
+    let truss_dep = truss_dependency(p.value("--truss-path"), p.value("--truss-version"))?;
+    let rendered = render::render(&files, &render::Vars::new(name, truss_dep))?;
+    let parent = PathBuf::from(p.value("--path").unwrap_or("."));
+    let target = parent.join(name);
+    render::write_new_dir(&target, &rendered)?;
+    println!(
+        "created {} from the `{template}` template",
+        target.display()
+    );
+    println!("next:\n    cd {}\n    cargo run", target.display());
+    Ok(())
+}
+
+fn truss_dependency(path: Option<&str>, version: Option<&str>) -> Result<String, String> {
+    match (path, version) {
+        (Some(_), Some(_)) => Err("use --truss-path or --truss-version, not both".to_owned()),
+        (Some(path), None) => {
+            let dir =
+                std::fs::canonicalize(path).map_err(|e| format!("--truss-path {path}: {e}"))?;
+            if !dir.join("Cargo.toml").is_file() {
+                return Err(format!("--truss-path {path}: no Cargo.toml there"));
+            }
+            Ok(format!(
+                "truss = {{ path = {:?} }}",
+                dir.display().to_string()
+            ))
+        }
+        (None, Some(version)) => Ok(format!("truss = {version:?}")),
+        (None, None) => {
+            // The truss this tool was built with, when it is still there.
+            let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../framework");
+            match std::fs::canonicalize(&here) {
+                Ok(dir) if dir.join("Cargo.toml").is_file() => Ok(format!(
+                    "truss = {{ path = {:?} }}",
+                    dir.display().to_string()
+                )),
+                _ => Ok(format!("truss = {:?}", env!("CARGO_PKG_VERSION"))),
+            }
+        }
+    }
+}
+
+fn templates(args: &[String]) -> Result<(), String> {
+    let p = parse(args, &[], &[])?;
+    let [dir] = p.positional.as_slice() else {
+        return Err(format!("`templates` takes one directory\n\n{USAGE}"));
+    };
+    let mut files = render::Files::new();
+    for template in render::built_in_names() {
+        for (path, text) in render::built_in(template).unwrap_or_default() {
+            files.insert(format!("{template}/{path}"), text);
+        }
+    }
+    render::write_new_dir(Path::new(dir), &files)?;
+    println!(
+        "wrote the {} templates to {dir}; use them with `cargo truss new <name> --templates {dir}`",
+        render::built_in_names().join(" and ")
+    );
+    Ok(())
+}
+
+fn add_rpc(args: &[String]) -> Result<(), String> {
+    let p = parse(args, &[], &["--proto", "--impl"])?;
+    if !p.positional.is_empty() {
+        return Err(format!("unexpected argument `{}`", p.positional[0]));
+    }
+    let proto = match p.value("--proto") {
+        Some(path) => PathBuf::from(path),
+        None => only_proto(Path::new("proto"))?,
+    };
+    let source = PathBuf::from(p.value("--impl").unwrap_or("src/api.rs"));
+    let done = add_rpc::add_rpc(&proto, &source)?;
+    for s in &done.skipped {
+        eprintln!("skipped {s}");
+    }
+    if done.added.is_empty() {
+        println!("nothing to add: {} already has every rpc", source.display());
+    } else {
+        for a in &done.added {
+            println!("added {a} to {}", source.display());
+        }
+    }
+    Ok(())
+}
+
+fn only_proto(dir: &Path) -> Result<PathBuf, String> {
+    let protos: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e} (give the file with --proto)",
+                dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
+        .collect();
+    match protos.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "no .proto in {} (give one with --proto)",
+            dir.display()
+        )),
+        _ => Err(format!(
+            "several .proto files in {}: choose one with --proto",
+            dir.display()
+        )),
+    }
+}

@@ -1,0 +1,314 @@
+//! `cargo truss` end to end: refusals, custom templates, and every built-in template rendered,
+//! built against the local framework, tested, started and asked for `/healthz` (and gRPC).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cargo-truss");
+
+fn truss(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("truss")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run cargo-truss")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+#[test]
+fn refuses_bad_names_existing_directories_and_missing_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, says) in [
+        ("1svc", "not a valid crate name"),
+        ("My-Svc", "not a valid crate name"),
+        ("my svc", "not a valid crate name"),
+        ("fn", "Rust keyword"),
+        ("truss", "shadow"),
+        ("svc-", "trailing"),
+    ] {
+        let out = truss(dir.path(), &["new", name]);
+        assert!(!out.status.success(), "{name} accepted");
+        assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+    }
+    assert!(entries(dir.path()).is_empty(), "something was written");
+
+    std::fs::create_dir(dir.path().join("taken")).unwrap();
+    std::fs::write(dir.path().join("taken/keep.txt"), "mine").unwrap();
+    let out = truss(dir.path(), &["new", "taken"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(entries(&dir.path().join("taken")), ["keep.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
+        "mine"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let empty_path = empty.path().to_str().unwrap();
+    let out = truss(dir.path(), &["new", "svc", "--templates", empty_path]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("template `http` not found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = truss(dir.path(), &["new", "svc", "--template", "nope"]);
+    assert!(
+        stderr(&out).contains("template `nope` not found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = truss(dir.path(), &["new", "svc", "--frobnicate"]);
+    assert!(
+        stderr(&out).contains("unknown option `--frobnicate`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A template with a typo in a placeholder fails before anything is written.
+    let bad = tempfile::tempdir().unwrap();
+    assert!(truss(bad.path(), &["templates", "tpl"]).status.success());
+    std::fs::write(bad.path().join("tpl/http/src/extra.rs"), "// {{nmae}}\n").unwrap();
+    let tpl = bad.path().join("tpl");
+    let out = truss(
+        dir.path(),
+        &["new", "svc", "--templates", tpl.to_str().unwrap()],
+    );
+    assert!(
+        stderr(&out).contains("unknown placeholder {{nmae}}"),
+        "{}",
+        stderr(&out)
+    );
+
+    assert_eq!(entries(dir.path()), ["taken"], "nothing half-written");
+}
+
+#[test]
+fn a_custom_template_directory_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = truss(dir.path(), &["templates", "tpl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dir.path()
+            .join("tpl/grpc/proto/{{name_snake}}.proto")
+            .is_file()
+    );
+    let readme = dir.path().join("tpl/http/README.md");
+    let mut text = std::fs::read_to_string(&readme).unwrap();
+    text.push_str("\nOwned by the {{Name}} team.\n");
+    std::fs::write(&readme, text).unwrap();
+
+    let out = truss(dir.path(), &["new", "pay-gate", "--templates", "tpl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let made = std::fs::read_to_string(dir.path().join("pay-gate/README.md")).unwrap();
+    assert!(made.contains("Owned by the PayGate team."), "{made}");
+    assert!(made.starts_with("# pay-gate"));
+
+    // Writing templates over an existing directory is refused.
+    let out = truss(dir.path(), &["templates", "tpl"]);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
+
+/// A started service process, killed when dropped.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn listening(log: &Path) -> (SocketAddr, Option<SocketAddr>, SocketAddr) {
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("listening")) {
+            let field = |name: &str| {
+                let start = line.find(&format!("{name}="))? + name.len() + 1;
+                let rest = &line[start..];
+                rest[..rest.find(' ').unwrap_or(rest.len())].parse().ok()
+            };
+            return (
+                field("http").unwrap(),
+                field("grpc"),
+                field("admin").unwrap(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("service never logged 'listening'");
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+fn cargo(project: &Path, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(args)
+        .arg("--offline")
+        .current_dir(project)
+        // Shared by both templates (and kept between runs), apart from the workspace's.
+        .env("CARGO_TARGET_DIR", repo().join("target/scaffold"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?} failed in {}:\n{}",
+        project.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Adds unary, server-streaming and client-streaming rpcs to the proto, then `add rpc`.
+fn add_rpcs(project: &Path) {
+    let proto = project.join("proto/shop_api.proto");
+    let mut text = std::fs::read_to_string(&proto).unwrap();
+    text = text.replace(
+        "package shop_api.v1;\n",
+        "package shop_api.v1;\n\nimport \"google/protobuf/empty.proto\";\n",
+    );
+    text = text.replace(
+        "  rpc GetItem(GetItemRequest) returns (Item);\n",
+        "  rpc GetItem(GetItemRequest) returns (Item);\n  rpc DeleteItem(GetItemRequest) returns (google.protobuf.Empty);\n  rpc WatchItems(GetItemRequest) returns (stream Item);\n  rpc ImportItems(stream Item) returns (Item);\n",
+    );
+    std::fs::write(&proto, text).unwrap();
+
+    let api = project.join("src/api.rs");
+    let before = std::fs::read_to_string(&api).unwrap();
+    let out = truss(project, &["add", "rpc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for rpc in ["DeleteItem", "WatchItems", "ImportItems"] {
+        assert!(stdout.contains(&format!("added ShopApi/{rpc}")), "{stdout}");
+    }
+    assert!(
+        !stdout.contains("CreateItem"),
+        "an existing rpc was added again: {stdout}"
+    );
+    let after = std::fs::read_to_string(&api).unwrap();
+    // Only insertions: the old file is the new one with one block taken out.
+    let cut = before
+        .rfind("\n}\n\nimpl Validate")
+        .expect("end of the grpc impl")
+        + 1;
+    assert!(
+        after.starts_with(&before[..cut]),
+        "code before the insertion changed"
+    );
+    assert!(
+        after.ends_with(&before[cut..]),
+        "code after the insertion changed"
+    );
+    assert!(after.contains(
+        "async fn delete_item(&self, req: pb::GetItemRequest) -> Result<(), truss::Error>"
+    ));
+
+    let again = truss(project, &["add", "rpc"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to add"));
+    assert_eq!(std::fs::read_to_string(&api).unwrap(), after);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn built_in_templates_build_run_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let framework = repo().join("framework");
+    for (name, grpc) in [("shop-api", true), ("shop-web", false)] {
+        let mut args = vec!["new", name, "--truss-path", framework.to_str().unwrap()];
+        if grpc {
+            args.push("--grpc");
+        }
+        let out = truss(dir.path(), &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let project = dir.path().join(name);
+        for file in [
+            "Dockerfile",
+            "deploy/kubernetes.yaml",
+            "config.toml",
+            "tests/api.rs",
+        ] {
+            assert!(project.join(file).is_file(), "{name}: no {file}");
+        }
+        let manifest = std::fs::read_to_string(project.join("deploy/kubernetes.yaml")).unwrap();
+        assert!(manifest.contains("path: /healthz") && manifest.contains("path: /readyz"));
+        // The workspace's lock file: the same versions, already downloaded.
+        std::fs::copy(repo().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+        if grpc {
+            add_rpcs(&project);
+        }
+        cargo(&project, &["build"]);
+        cargo(&project, &["test"]); // the template's own test: real HTTP (and gRPC) calls
+
+        let log = project.join("run.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(repo().join("target/scaffold/debug").join(name))
+            .current_dir(&project)
+            .env("TRUSS_HTTP__ADDR", "127.0.0.1:0")
+            .env("TRUSS_GRPC__ADDR", "127.0.0.1:0")
+            .env("TRUSS_ADMIN__ADDR", "127.0.0.1:0")
+            .env("TRUSS_SHUTDOWN__DRAIN_DELAY", "0s")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let service = Service(child);
+        let (http, grpc_addr, admin) = listening(&log);
+        assert!(http_status(admin, "/healthz").contains("200"), "{name}");
+        assert!(http_status(admin, "/readyz").contains("200"), "{name}");
+        assert!(http_status(http, "/v1/items/1").contains("404"), "{name}");
+        if grpc {
+            let addr = grpc_addr.expect("grpc address");
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let reply = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "shop_api.v1.ShopApi".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                reply.status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+        }
+        drop(service);
+    }
+}

@@ -1,0 +1,55 @@
+//! The `{{name}}` service.
+//!
+//! ```text
+//! handler     HTTP routes (#[truss::route]): decode, validate, call, encode
+//!   service   the use cases
+//!     repository   storage behind a trait (in memory here)
+//! ```
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use truss::config::{Validate, ValidationError};
+use truss::{App, AppBuilder, Config};
+
+pub mod handler;
+pub mod repository;
+pub mod service;
+
+/// The embedded defaults (`config.toml`).
+pub const DEFAULTS: &str = include_str!("../config.toml");
+
+/// The `[app]` section: this service's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Longest item name accepted.
+    pub max_name_len: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self { max_name_len: 100 }
+    }
+}
+
+impl Validate for AppConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.max_name_len == 0 {
+            return Err(ValidationError::new("max_name_len", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The app, ready to `run` (or `start`, in tests).
+pub fn app(config: &Config<AppConfig>) -> AppBuilder {
+    let service = Arc::new(service::ItemService::new(
+        repository::InMemoryItems::default(),
+        config.app.max_name_len,
+    ));
+    App::builder("{{name}}")
+        .version(env!("CARGO_PKG_VERSION"))
+        .config(config)
+        .http(handler::routes(service))
+}
