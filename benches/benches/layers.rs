@@ -88,8 +88,18 @@ fn variants() -> Vec<(&'static str, Router)> {
     let breakers = || Breakers::new(BreakerConfig::default(), Arc::new(DefaultClassifier)).unwrap();
     let open = open_breakers();
     let open_working = open_breakers();
-    vec![
+    let cpu: Arc<dyn truss::resilience::CpuSource> = SystemCpu::manual(0.1);
+    let defaults = truss::config::Config::<truss::config::NoAppConfig>::default();
+    let mut quiet = defaults.clone();
+    quiet.log.access = false;
+    let full = truss::app::server_stack(base(), "http", &defaults, Some(&cpu)).unwrap();
+    let full_quiet = truss::app::server_stack(base(), "http", &quiet, Some(&cpu)).unwrap();
+    let list = vec![
         ("passthrough", base()),
+        // The whole stack the app applies with its default config (trace with access log,
+        // metrics, in-flight limit, shedding, breaker, deadline).
+        ("full_default_stack", full),
+        ("full_stack_no_access_log", full_quiet),
         // A layer that does nothing: what axum's per-route layering itself costs.
         (
             "noop_layer",
@@ -152,7 +162,11 @@ fn variants() -> Vec<(&'static str, Router)> {
                 .unwrap(),
             ),
         ),
-    ]
+    ];
+    // As the app does: handlers become finished services once, not on every request.
+    list.into_iter()
+        .map(|(n, r)| (n, r.with_state(())))
+        .collect()
 }
 
 fn request() -> Request<Body> {

@@ -348,10 +348,32 @@ impl App {
     }
 }
 
-/// Wraps a listener's router in the server stack the config asks for, outermost first:
-/// trace context, request metrics, in-flight limit, rate limits, load shedding, circuit breaker (per
-/// route), deadline.
-/// One `Router::layer` call: axum boxes each layer it applies.
+/// Wraps a listener's router in the server stack the config asks for, as the app does for
+/// its HTTP and gRPC listeners, outermost first: trace context, request metrics, in-flight
+/// limit, rate limits, load shedding, circuit breaker (per route), deadline. `transport` is
+/// the metrics label (`http` or `grpc`); `cpu` replaces the CPU sampler of load shedding.
+///
+/// One `Router::layer` call: axum boxes each layer it applies. Useful to measure the stack
+/// or to serve a router with it outside an [`App`]:
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use truss::config::{Config, NoAppConfig};
+///
+/// let router = Router::new().route("/", get(|| async { "ok" }));
+/// let protected = truss::app::server_stack(router, "http", &Config::<NoAppConfig>::default(), None)
+///     .unwrap();
+/// # let _ = protected;
+/// ```
+pub fn server_stack(
+    router: Router,
+    transport: &'static str,
+    config: &Config<NoAppConfig>,
+    cpu: Option<&Arc<dyn CpuSource>>,
+) -> Result<Router, AppError> {
+    protect(router, transport, config, cpu)
+}
+
 fn protect(
     router: Router,
     transport: &'static str,
@@ -380,7 +402,10 @@ fn protect(
         .layer(admission)
         .option_layer(breaker)
         .layer(DeadlineLayer::new(config.timeout.clone()));
-    Ok(router.layer(stack))
+    // `with_state(())` turns every handler into a finished service now; a `Router<()>` that
+    // skips it rebuilds each handler with its layers on every request (found profiling the
+    // load harness: a clone, the stack's layer calls and a drop per request).
+    Ok(router.layer(stack).with_state(()))
 }
 
 fn local_addr(listener: &TcpListener, name: &'static str) -> Result<SocketAddr, AppError> {
