@@ -6,7 +6,8 @@
 //! Instances that disappear from discovery stop receiving calls; new ones start receiving
 //! them. An instance that refuses connections is ejected for 1 s (doubling to 30 s while it
 //! keeps refusing) before one probe call, so a dead instance discovery still lists does not
-//! attract calls (`truss_client_ejections_total` counts ejections). The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
+//! attract calls (`truss_client_ejections_total` counts ejections). When every instance is
+//! ejected, calls go through anyway and fail fast rather than wait for their deadline. The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
 //! [`registry::etcd::discover`](crate::registry) or [`StaticDiscovery`](crate::registry::StaticDiscovery) provide.
 //!
 //! ```no_run
@@ -37,7 +38,7 @@ use tower::util::BoxCloneSyncService;
 
 mod eject;
 
-use eject::Eject;
+use eject::{Eject, Pool};
 
 use crate::BoxError;
 use crate::config::ValidationError;
@@ -302,6 +303,7 @@ where
     S: Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
+    let pool = Arc::new(Pool::default());
     tokio::spawn(async move {
         let mut current = HashMap::<String, SocketAddr>::new();
         loop {
@@ -325,7 +327,7 @@ where
                             // tried and measured at once rather than starved by a
                             // measured-fast neighbour.
                             let service = PeakEwma::new(
-                                Eject::new(service, *at),
+                                Eject::new(service, *at, pool.clone()),
                                 Duration::from_millis(1),
                                 Duration::from_secs(10).as_nanos() as f64,
                                 CompleteOnResponse::default(),
