@@ -51,6 +51,11 @@ async fn configured_route_limits_apply_to_http_and_grpc_but_not_admin() {
     assert_eq!(conn.get("/hello?name=x").await.unwrap().0, StatusCode::OK);
     let (status, body) = conn.get("/hello").await.unwrap();
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // In the error model: a JSON body with a reason, like handler errors.
+    assert!(
+        truss::Error::from_http(status, body.as_bytes()).is("RATE_LIMITED"),
+        "{body}"
+    );
     // Another route is not limited by /hello's rule.
     assert_eq!(conn.get("/sleep?ms=0").await.unwrap().0, StatusCode::OK);
 
@@ -60,6 +65,10 @@ async fn configured_route_limits_apply_to_http_and_grpc_but_not_admin() {
     grpc.say_hello(HelloRequest::default()).await.unwrap();
     let err = grpc.say_hello(HelloRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        truss::Error::from(err).is("RATE_LIMITED"),
+        "no ErrorInfo reason"
+    );
 
     // The admin listener is never limited: far more than any burst.
     let mut admin = H1::connect(running.admin_addr()).await.unwrap();

@@ -313,8 +313,10 @@ async fn route_options_apply_per_route() {
     let s = serve().await;
 
     // timeout = "100ms" cuts a 30 s handler off (the app's default timeout is 30 s).
-    let (status, _, _) = call(s.http, "GET", "/slow", None).await.unwrap();
+    let (status, _, body) = call(s.http, "GET", "/slow", None).await.unwrap();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    // Framework rejections use the same JSON error body as handlers.
+    assert_eq!(json(&body)["reason"], "DEADLINE_EXCEEDED", "{body}");
 
     // rate_limit = 0.01, burst = 2: two pass, the third is limited.
     let mut codes = Vec::new();
@@ -337,14 +339,11 @@ async fn route_options_apply_per_route() {
     // The breaker opens after 3 failures on a normal route, never on a `breaker = false` one.
     let mut broken = Vec::new();
     let mut exempt = Vec::new();
+    let mut last = String::new();
     for _ in 0..6 {
-        broken.push(
-            call(s.http, "GET", "/broken", None)
-                .await
-                .unwrap()
-                .0
-                .as_u16(),
-        );
+        let (status, _, body) = call(s.http, "GET", "/broken", None).await.unwrap();
+        broken.push(status.as_u16());
+        last = body;
         exempt.push(
             call(s.http, "GET", "/exempt", None)
                 .await
@@ -354,6 +353,7 @@ async fn route_options_apply_per_route() {
         );
     }
     assert_eq!(broken, [500, 500, 500, 503, 503, 503]);
+    assert_eq!(json(&last)["reason"], "CIRCUIT_OPEN", "{last}");
     assert_eq!(exempt, [500; 6]);
 
     s.app.shutdown().await.unwrap();

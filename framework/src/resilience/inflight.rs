@@ -110,6 +110,7 @@ where
                 is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
                 tonic::Code::Unavailable,
+                "TOO_MANY_IN_FLIGHT",
                 "too many requests in flight",
                 None,
             ));

@@ -12,25 +12,31 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// A rejection in the caller's protocol.
+/// A rejection in the caller's protocol, in the error model of [`crate::Error`]: on HTTP the
+/// JSON error body with `reason`, on gRPC the status code with an `ErrorInfo` carrying it.
 pub(crate) fn reject(
     grpc: bool,
     status: StatusCode,
     code: tonic::Code,
+    reason: &'static str,
     message: &'static str,
     retry_after: Option<Duration>,
 ) -> Response<Body> {
+    let error = crate::Error::new(status.as_u16(), reason, message);
     let mut response = if grpc {
-        let (parts, ()) = tonic::Status::new(code, message)
-            .into_http::<()>()
-            .into_parts();
+        let mut grpc_status = error.to_status();
+        if grpc_status.code() != code {
+            grpc_status =
+                tonic::Status::with_details(code, message, grpc_status.details().to_vec().into());
+        }
+        let (parts, ()) = grpc_status.into_http::<()>().into_parts();
         Response::from_parts(parts, Body::empty())
     } else {
-        let mut r = Response::new(Body::from(message));
+        let mut r = Response::new(Body::from(error.to_json()));
         *r.status_mut() = status;
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
+            HeaderValue::from_static("application/json"),
         );
         r
     };

@@ -97,6 +97,7 @@ where
                 is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
                 tonic::Code::Unavailable,
+                "CIRCUIT_OPEN",
                 "circuit breaker open",
                 None,
             ));

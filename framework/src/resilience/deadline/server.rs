@@ -75,6 +75,7 @@ where
                         grpc,
                         StatusCode::BAD_REQUEST,
                         tonic::Code::InvalidArgument,
+                        "INVALID_TIMEOUT",
                         "malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
                         None,
                     ));
@@ -178,6 +179,7 @@ where
                 *this.grpc,
                 StatusCode::GATEWAY_TIMEOUT,
                 tonic::Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
                 "deadline exceeded",
                 None,
             )));

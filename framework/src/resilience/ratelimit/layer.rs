@@ -75,6 +75,7 @@ where
                     is_grpc(req.headers()),
                     StatusCode::TOO_MANY_REQUESTS,
                     tonic::Code::ResourceExhausted,
+                    "RATE_LIMITED",
                     "rate limit exceeded",
                     Some(wait),
                 ))

@@ -75,6 +75,7 @@ where
                     is_grpc(req.headers()),
                     StatusCode::SERVICE_UNAVAILABLE,
                     tonic::Code::Unavailable,
+                    "OVERLOADED",
                     "overloaded: request shed",
                     None,
                 ))
