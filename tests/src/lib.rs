@@ -115,6 +115,21 @@ pub struct Etcd {
     tls: bool,
 }
 
+/// etcd's data directory: on tmpfs when there is one, so its fsyncs cannot stall behind
+/// the disk writeback of a build running before the test (a CI run of the end-to-end test
+/// once waited 30 s for registrations that way).
+fn etcd_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("truss-etcd")
+            .tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().expect("temp dir")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -127,7 +142,7 @@ impl Etcd {
     pub async fn start() -> Etcd {
         let mut etcd = Etcd {
             child: None,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: etcd_dir(),
             client_port: free_port(),
             peer_port: free_port(),
             tls: false,
@@ -141,7 +156,7 @@ impl Etcd {
     pub async fn start_tls() -> Etcd {
         let mut etcd = Etcd {
             child: None,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: etcd_dir(),
             client_port: free_port(),
             peer_port: free_port(),
             tls: true,

@@ -108,7 +108,7 @@ enabled = false
 [registry.etcd]
 endpoints = ["{}"]
 ttl = "3s"
-timeout = "1s"
+timeout = "3s"
 retry_max = "500ms"
 {app}
 "#,
@@ -129,21 +129,28 @@ async fn metric(admin: SocketAddr, parts: &[&str]) -> f64 {
         .sum()
 }
 
-/// Waits until the order service sees `n` user endpoints.
-async fn endpoints(order_admin: SocketAddr, n: f64) {
-    for _ in 0..300 {
-        if metric(
+/// Waits until the order service sees `n` user endpoints; on failure shows every log.
+async fn endpoints(order_admin: SocketAddr, n: f64, procs: &[&Proc]) {
+    let mut seen = 0.0;
+    for _ in 0..600 {
+        seen = metric(
             order_admin,
             &["truss_registry_endpoints{", "target=\"user\""],
         )
-        .await
-            == n
-        {
+        .await;
+        if seen == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the order service never saw {n} user endpoints");
+    let logs: Vec<String> = procs
+        .iter()
+        .map(|p| format!("--- {}\n{}", p.log.display(), p.log()))
+        .collect();
+    panic!(
+        "the order service never saw {n} user endpoints (last: {seen})\n{}",
+        logs.join("\n")
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -253,7 +260,7 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     let (order_http, order_admin) = order.addrs().await;
     user_a.addrs().await;
     user_b.addrs().await;
-    endpoints(order_admin, 2.0).await;
+    endpoints(order_admin, 2.0, &[&order, &user_a, &user_b]).await;
 
     let load = Load::start(order_http);
     load.run_for(100).await;
@@ -265,7 +272,7 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     load.run_for(100).await;
     let user_a2 = Proc::spawn(USER, &user_config, log("user-a2"));
     user_a2.addrs().await;
-    endpoints(order_admin, 2.0).await;
+    endpoints(order_admin, 2.0, &[&order, &user_a2, &user_b]).await;
     load.run_for(100).await;
     let before_kill = load.count();
     let so_far = load.since(0);
@@ -281,7 +288,7 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     load.run_for(200).await;
     let user_b2 = Proc::spawn(USER, &user_config, log("user-b2"));
     let (_, b2_admin) = user_b2.addrs().await;
-    endpoints(order_admin, 2.0).await;
+    endpoints(order_admin, 2.0, &[&order, &user_a2, &user_b2]).await;
 
     // 3. Recovery: once B is back, every order succeeds and B serves its share again.
     load.run_for(50).await;
