@@ -236,6 +236,8 @@ where
     B::Error: Into<BoxError>,
     R: Send + 'static,
 {
+    // Metrics recorded before the app installs the recorder would be lost.
+    let _ = crate::observe::metrics::install();
     let balance = Balance::new(discover);
     let (buffer, worker) = Buffer::pair(balance, config.queue.max(1));
     tokio::spawn(worker);

@@ -294,6 +294,9 @@ pub fn discover(
     config: EtcdConfig,
     service: &str,
 ) -> (watch::Receiver<Vec<Instance>>, JoinHandle<()>) {
+    // The gauge below may be set before the app installs its recorder (clients are often
+    // built first); a value recorded before that would be lost for good.
+    let _ = crate::observe::metrics::install();
     let (tx, rx) = watch::channel(Vec::new());
     let prefix = config.service_prefix(service);
     let service = service.to_owned();
