@@ -149,7 +149,8 @@ impl App {
                 config.admission.shed.cpu_smoothing,
             )),
         };
-        let protect = |router: Router, transport| protect(router, transport, &config, cpu.as_ref());
+        let protect =
+            |router: Router, transport| server_stack(router, transport, &config, cpu.as_ref());
         let prometheus = crate::observe::metrics::install();
 
         let bind = |name: &'static str, addr: SocketAddr| async move {
@@ -366,15 +367,6 @@ impl App {
 /// # let _ = protected;
 /// ```
 pub fn server_stack(
-    router: Router,
-    transport: &'static str,
-    config: &Config<NoAppConfig>,
-    cpu: Option<&Arc<dyn CpuSource>>,
-) -> Result<Router, AppError> {
-    protect(router, transport, config, cpu)
-}
-
-fn protect(
     router: Router,
     transport: &'static str,
     config: &Config<NoAppConfig>,

@@ -109,7 +109,6 @@ where
             return AdmissionFuture::rejected(reject(
                 is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
-                tonic::Code::Unavailable,
                 "TOO_MANY_IN_FLIGHT",
                 "too many requests in flight",
                 None,

@@ -96,7 +96,6 @@ where
             return AdmissionFuture::rejected(reject(
                 is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
-                tonic::Code::Unavailable,
                 "CIRCUIT_OPEN",
                 "circuit breaker open",
                 None,

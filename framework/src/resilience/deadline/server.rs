@@ -74,7 +74,6 @@ where
                     return AdmissionFuture::rejected(reject(
                         grpc,
                         StatusCode::BAD_REQUEST,
-                        tonic::Code::InvalidArgument,
                         "INVALID_TIMEOUT",
                         "malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
                         None,
@@ -178,7 +177,6 @@ where
             return Poll::Ready(Ok(reject(
                 *this.grpc,
                 StatusCode::GATEWAY_TIMEOUT,
-                tonic::Code::DeadlineExceeded,
                 "DEADLINE_EXCEEDED",
                 "deadline exceeded",
                 None,

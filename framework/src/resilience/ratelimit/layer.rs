@@ -74,7 +74,6 @@ where
                 AdmissionFuture::rejected(reject(
                     is_grpc(req.headers()),
                     StatusCode::TOO_MANY_REQUESTS,
-                    tonic::Code::ResourceExhausted,
                     "RATE_LIMITED",
                     "rate limit exceeded",
                     Some(wait),

@@ -74,7 +74,6 @@ where
                 AdmissionFuture::rejected(reject(
                     is_grpc(req.headers()),
                     StatusCode::SERVICE_UNAVAILABLE,
-                    tonic::Code::Unavailable,
                     "OVERLOADED",
                     "overloaded: request shed",
                     None,
