@@ -24,14 +24,21 @@ if [[ "${1:-}" == "--etcd" ]]; then
 fi
 
 pids=()
+names=(user order)
 stop() {
   trap - INT TERM
   echo
   echo "stopping..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  local failed=0 i status
+  for i in "${!pids[@]}"; do
+    status=0
+    wait "${pids[$i]}" 2>/dev/null || status=$?
+    echo "${names[$i]} exited with status $status"
+    [[ "$status" -eq 0 ]] || failed=1
+  done
   if [[ -n "${etcd_pid:-}" ]]; then kill "$etcd_pid" 2>/dev/null || true; fi
-  exit 0
+  exit "$failed"
 }
 trap stop INT TERM
 
@@ -47,12 +54,12 @@ cat <<'TXT'
 user  : HTTP 127.0.0.1:8081  gRPC 127.0.0.1:9081  admin 127.0.0.1:9181
 order : HTTP 127.0.0.1:8082  gRPC 127.0.0.1:9082  admin 127.0.0.1:9182
 
-Try:
+Try (README.md lists the answers):
   curl -s -XPOST 127.0.0.1:8081/v1/users -d '{"name":"Edsger","email":"ed@example.com"}'
   curl -s '127.0.0.1:8081/v1/users?page_size=2'
-  curl -si -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":1,"item":"tea","quantity":2}'
-  curl -s -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":99,"item":"tea","quantity":1}'
-  curl -s 127.0.0.1:9182/metrics | grep truss_client
+  curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":1,"item":"tea","quantity":2}'
+  curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":99,"item":"tea","quantity":1}'
+  curl -s 127.0.0.1:9182/metrics | grep '^truss_client_requests_total' | sort
 Ctrl-C stops both.
 TXT
 wait

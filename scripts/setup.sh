@@ -1,25 +1,61 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine with a Rust toolchain lacks to build and test truss.
-# Idempotent: does nothing when everything is already there.
+# Installs the Debian packages that building, testing and `make run` need, then proves the
+# build's system dependencies work. Idempotent and quiet when nothing is missing.
+#
+# One list, decided by package (dpkg-query), not by command: a command can be present while
+# the files a build needs beside it are not (protoc without the well-known .proto files).
 set -euo pipefail
 
-need=()
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)   # etcd-client's build script
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)         # promtool checks /metrics in tests
-command -v etcd >/dev/null 2>&1 || need+=(etcd-server)            # registry tests start a real etcd
-command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)         # ... and delete keys as an operator would
-command -v openssl >/dev/null 2>&1 || need+=(openssl)             # ... and make certificates for its TLS test
+packages=(
+    protobuf-compiler   # protoc: etcd-client's build script compiles etcd's protos
+    libprotobuf-dev     # google/protobuf/*.proto that those protos import
+    prometheus          # promtool checks /metrics in tests
+    etcd-server         # registry, discovery and end-to-end tests start a real etcd
+    etcd-client         # etcdctl: tests delete keys as an operator would
+    openssl             # certificates for the etcd TLS test
+)
 
-if [ "${#need[@]}" -gt 0 ]; then
+missing=()
+for pkg in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { echo "setup: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+        command -v sudo >/dev/null 2>&1 || {
+            echo "setup: need root or sudo to install: ${missing[*]}" >&2
+            exit 1
+        }
         sudo="sudo"
     fi
-    echo "setup: installing ${need[*]}"
+    echo "setup: installing ${missing[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 fi
+
+# What the build relies on, checked for real: protoc must find the well-known protos.
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+cat >"$probe/probe.proto" <<'PROTO'
+syntax = "proto3";
+import "google/protobuf/descriptor.proto";
+PROTO
+if ! protoc_err=$(protoc --proto_path="$probe" --descriptor_set_out="$probe/out.pb" \
+    "$probe/probe.proto" 2>&1); then
+    echo "setup: protoc cannot compile a proto importing google/protobuf/descriptor.proto" >&2
+    echo "setup: (Debian packages protobuf-compiler and libprotobuf-dev provide it)" >&2
+    echo "$protoc_err" >&2
+    exit 1
+fi
+for tool in promtool etcd etcdctl openssl; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "setup: $tool is still missing after installing packages" >&2
+        exit 1
+    }
+done
 
 for tool in rustfmt clippy-driver; do
     command -v "$tool" >/dev/null 2>&1 || rustup component add "${tool%-driver}" 2>/dev/null || true

@@ -54,12 +54,12 @@ impl Proc {
         );
     }
 
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill {signal} failed");
+    /// Sends `signal` from Rust, not through a `kill` command a minimal machine may lack.
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 
     async fn exit(&mut self, within: Duration) -> ExitStatus {
@@ -266,7 +266,7 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     load.run_for(100).await;
 
     // 1. SIGTERM: user A deregisters, drains and exits 0, without a single failed order.
-    user_a.signal("-TERM");
+    user_a.signal(libc::SIGTERM);
     let status = user_a.exit(Duration::from_secs(20)).await;
     assert!(status.success(), "user A exited with {status}");
     load.run_for(100).await;
@@ -283,7 +283,7 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     );
 
     // 2. SIGKILL: user B dies without deregistering; orders keep being placed.
-    user_b.signal("-KILL");
+    user_b.signal(libc::SIGKILL);
     user_b.exit(Duration::from_secs(10)).await;
     load.run_for(200).await;
     let user_b2 = Proc::spawn(USER, &user_config, log("user-b2"));
