@@ -47,11 +47,9 @@ fn default_features_build_without_protoc() {
     let mut perms = std::fs::metadata(&stub).expect("stub").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&stub, perms).expect("chmod");
-    let path = std::env::join_paths(
-        std::iter::once(bin.clone()).chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )),
-    )
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .expect("PATH");
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -72,7 +70,14 @@ fn default_features_build_without_protoc() {
     assert!(out.status.success(), "probe build failed:\n{stderr}");
 
     let tree = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .args(["tree", "--offline", "--prefix", "none", "-e", "normal,build"])
+        .args([
+            "tree",
+            "--offline",
+            "--prefix",
+            "none",
+            "-e",
+            "normal,build",
+        ])
         .current_dir(&probe)
         .output()
         .expect("cargo tree");

@@ -75,7 +75,11 @@ fn logs_bound_addresses_serves_and_stops_on_sigterm() {
     // Signalled from Rust, not through a `kill` command a minimal machine may lack.
     let pid = libc::pid_t::try_from(child.0.id()).expect("pid");
     // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM failed");
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGTERM) },
+        0,
+        "kill -TERM failed"
+    );
     let exit = child.0.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
