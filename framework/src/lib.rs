@@ -42,9 +42,11 @@ pub mod observe;
 pub mod registry;
 pub mod resilience;
 pub mod route;
+mod section;
 pub mod shutdown;
 mod transport;
 pub mod validate;
+pub mod wire;
 
 #[doc(hidden)]
 pub mod __private {
@@ -75,6 +77,6 @@ pub mod deps {
 
 /// The names most services use.
 pub mod prelude {
-    pub use crate::config::{Config, Validate, ValidationError};
+    pub use crate::config::{Config, Section, ValidationError};
     pub use crate::{App, AppError, Health, ShutdownHandle};
 }

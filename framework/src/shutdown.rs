@@ -19,7 +19,7 @@ pub(crate) enum Level {
 /// Requests shutdown of a running app. Cheap to clone; every clone controls the same app.
 ///
 /// ```no_run
-/// # async fn demo(app: truss::App) -> Result<(), truss::AppError> {
+/// # async fn demo(app: truss::AppBuilder) -> Result<(), truss::AppError> {
 /// let running = app.start().await?;
 /// let handle = running.shutdown_handle();
 /// tokio::spawn(async move {

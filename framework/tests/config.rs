@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use truss::config::{Config, ConfigError, ConfigLoader, Validate, ValidationError};
+use truss::config::{Config, ConfigError, ConfigLoader, Section, ValidationError};
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -13,7 +13,7 @@ struct Team {
     workers: u32,
 }
 
-impl Validate for Team {
+impl Section for Team {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.workers > 64 {
             return Err(ValidationError::new("workers", "must be at most 64"));

@@ -111,14 +111,14 @@ async fn state_machine_breaker_opens_half_opens_and_closes() {
         assert_eq!(call(&app, "/dep").await, StatusCode::INTERNAL_SERVER_ERROR);
     }
     let breaker = layer.breakers().get("/dep").unwrap();
-    assert_eq!(breaker.state(), "open");
+    assert_eq!(breaker.state().as_str(), "open");
     assert_eq!(call(&app, "/dep").await, StatusCode::SERVICE_UNAVAILABLE);
 
     // failsafe keeps time with std::time::Instant, so this waits for real (50 ms).
     healthy.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(call(&app, "/dep").await, StatusCode::OK, "half-open probe");
-    assert_eq!(breaker.state(), "closed");
+    assert_eq!(breaker.state().as_str(), "closed");
     assert_eq!(call(&app, "/dep").await, StatusCode::OK);
 }
 

@@ -13,7 +13,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Deserialize;
-use truss::config::{Validate, ValidationError};
+use truss::config::{Section, ValidationError};
 
 /// Generated gRPC types for `proto/hello.proto`.
 pub mod pb {
@@ -39,7 +39,7 @@ impl Default for HelloConfig {
     }
 }
 
-impl Validate for HelloConfig {
+impl Section for HelloConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.greeting.trim().is_empty() {
             return Err(ValidationError::new("greeting", "must not be empty"));

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use truss::client::{ClientConfig, grpc_client};
 use truss::config::duration::HumanDuration;
-use truss::config::{ConfigLoader, Validate, ValidationError};
+use truss::config::{ConfigLoader, Section, ValidationError};
 use truss::{App, AppError, Config};
 
 pub mod domain;
@@ -68,7 +68,7 @@ impl Default for OrderConfig {
     }
 }
 
-impl Validate for OrderConfig {
+impl Section for OrderConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.user_service.trim().is_empty() {
             return Err(ValidationError::new("user_service", "must not be empty"));

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use truss::config::duration::HumanDuration;
-use truss::config::{ConfigLoader, Validate, ValidationError};
+use truss::config::{ConfigLoader, Section, ValidationError};
 use truss::{App, AppError, Config};
 
 pub mod domain;
@@ -64,7 +64,7 @@ impl Default for UserConfig {
     }
 }
 
-impl Validate for UserConfig {
+impl Section for UserConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.read_delay.0 > Duration::from_secs(60) {
             return Err(ValidationError::new("read_delay", "must be at most 60s"));

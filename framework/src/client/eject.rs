@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use crate::BoxError;
-use crate::resilience::retry::is_connect_error;
+use crate::wire::is_connect_error;
 
 const FIRST: Duration = Duration::from_secs(1);
 const MAX: Duration = Duration::from_secs(30);

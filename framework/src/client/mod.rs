@@ -41,13 +41,13 @@ mod eject;
 use eject::{Eject, Pool};
 
 use crate::BoxError;
-use crate::config::ValidationError;
 use crate::observe::metrics::ClientMetricsLayer;
 use crate::observe::trace::InjectTraceLayer;
 use crate::registry::Instance;
 use crate::resilience::breaker::{BreakerConfig, Breakers, ClientBreakerLayer, DefaultClassifier};
 use crate::resilience::deadline::PropagateDeadlineLayer;
 use crate::resilience::retry::{RetryConfig, RetryLayer};
+use crate::section::ValidationError;
 
 /// A gRPC client service: give it to a tonic-generated client's `new`.
 ///

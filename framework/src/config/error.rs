@@ -1,32 +1,5 @@
 use std::fmt;
 
-/// A problem with one field of a decoded config section, reported by [`Validate`](super::Validate).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationError {
-    /// The field path inside the section, e.g. `greeting` or `db.url`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ValidationError {
-    /// A validation error for `field` (relative to its section).
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-impl std::error::Error for ValidationError {}
-
 /// Why configuration could not be loaded. Each problem names the key path and its source.
 ///
 /// ```text

@@ -8,25 +8,9 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 
 use super::error::{ConfigError, Problem};
-use super::sections::{AdminConfig, GrpcConfig, HttpConfig, LogConfig, ShutdownConfig};
-use super::{Config, Validate};
-use crate::resilience::AdmissionConfig;
+use super::{Config, ReadSection, SECTIONS, Section};
 
 const ENV_SOURCE: &str = "environment";
-const SECTIONS: &[&str] = &[
-    "http",
-    "grpc",
-    "admin",
-    "shutdown",
-    "log",
-    "admission",
-    "timeout",
-    "breaker",
-    "retry",
-    "trace",
-    "registry",
-    "app",
-];
 
 /// Builds a [`Config`] from defaults, a file and environment variables.
 ///
@@ -175,7 +159,7 @@ impl ConfigLoader {
     }
 
     /// Loads and validates the whole configuration.
-    pub fn load<T: DeserializeOwned + Validate>(&self) -> Result<Config<T>, ConfigError> {
+    pub fn load<T: DeserializeOwned + Section>(&self) -> Result<Config<T>, ConfigError> {
         let env = self.env();
         let file_var = format!("{}CONFIG", self.env_prefix);
         let file = match &self.file {
@@ -234,103 +218,86 @@ fn merge_file(figment: Figment, path: &Path, origin: &FileOrigin) -> Result<Figm
     })
 }
 
-/// Decodes every section, collecting all problems rather than stopping at the first.
-fn extract<T: DeserializeOwned + Validate>(
-    figment: &Figment,
-    prefix: &str,
-) -> Result<Config<T>, ConfigError> {
-    let describe = |e: figment::Error| problems(e, prefix);
-    let top: Dict = figment
-        .extract()
-        .map_err(|e| ConfigError::new(describe(e)))?;
+/// Reads sections from a figment, collecting every problem rather than stopping at the first.
+struct Reader<'a> {
+    figment: &'a Figment,
+    top: &'a Dict,
+    prefix: &'a str,
+    found: Vec<Problem>,
+}
 
-    let mut found = Vec::new();
-    for key in top.keys() {
-        if !SECTIONS.contains(&key.as_str()) {
-            found.push(Problem {
-                key: key.clone(),
-                source: source_of(figment, key, prefix),
-                message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
-            });
-        }
-    }
-
-    fn section<S: DeserializeOwned + Default>(
-        figment: &Figment,
-        top: &Dict,
-        key: &str,
-        found: &mut Vec<Problem>,
-        prefix: &str,
-    ) -> S {
-        if !top.contains_key(key) {
+impl ReadSection for Reader<'_> {
+    fn read<S: DeserializeOwned + Default>(&mut self, key: &'static str) -> S {
+        if !self.top.contains_key(key) {
             return S::default();
         }
-        figment.extract_inner(key).unwrap_or_else(|e| {
-            found.extend(section_problems(e, key, prefix));
+        self.figment.extract_inner(key).unwrap_or_else(|e| {
+            self.found.extend(section_problems(e, key, self.prefix));
             S::default()
         })
     }
+}
 
-    let http: HttpConfig = section(figment, &top, "http", &mut found, prefix);
-    let grpc: GrpcConfig = section(figment, &top, "grpc", &mut found, prefix);
-    let admin: AdminConfig = section(figment, &top, "admin", &mut found, prefix);
-    let shutdown: ShutdownConfig = section(figment, &top, "shutdown", &mut found, prefix);
-    let log: LogConfig = section(figment, &top, "log", &mut found, prefix);
-    let admission: AdmissionConfig = section(figment, &top, "admission", &mut found, prefix);
-    let timeout = section(figment, &top, "timeout", &mut found, prefix);
-    let breaker = section(figment, &top, "breaker", &mut found, prefix);
-    let retry = section(figment, &top, "retry", &mut found, prefix);
-    let trace = section(figment, &top, "trace", &mut found, prefix);
-    let registry = section(figment, &top, "registry", &mut found, prefix);
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
-        found.push(Problem {
-            key: "log.level".to_owned(),
-            source: source_of(figment, "log.level", prefix),
-            message: format!("invalid log filter {:?}: {e}", log.level),
-        });
+impl Reader<'_> {
+    fn unknown_sections(&mut self) {
+        for key in self.top.keys() {
+            if !SECTIONS.contains(&key.as_str()) {
+                self.found.push(Problem {
+                    key: key.clone(),
+                    source: source_of(self.figment, key, self.prefix),
+                    message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+                });
+            }
+        }
     }
-    let app: Option<T> = if top.contains_key("app") {
-        figment
-            .extract_inner("app")
-            .map_err(|e| found.extend(section_problems(e, "app", prefix)))
-            .ok()
-    } else {
-        T::deserialize(&Value::from(Dict::new()))
-            .map_err(|e| found.extend(section_problems(e.with_path("app"), "app", prefix)))
-            .ok()
-    };
 
-    if let Some(app) = &app
-        && let Err(invalid) = app.validate()
-    {
-        let key = if invalid.field.is_empty() {
-            "app".to_owned()
+    /// The team's `[app]` section, validated; `None` (with the problem recorded) when unusable.
+    fn app<T: DeserializeOwned + Section>(&mut self) -> Option<T> {
+        let (figment, prefix) = (self.figment, self.prefix);
+        let app: T = if self.top.contains_key("app") {
+            figment
+                .extract_inner("app")
+                .map_err(|e| self.found.extend(section_problems(e, "app", prefix)))
+                .ok()?
         } else {
-            format!("app.{}", invalid.field)
+            T::deserialize(&Value::from(Dict::new()))
+                .map_err(|e| {
+                    let e = e.with_path("app");
+                    self.found.extend(section_problems(e, "app", prefix));
+                })
+                .ok()?
         };
-        found.push(Problem {
-            source: source_of(figment, &key, prefix),
-            key,
-            message: invalid.message,
-        });
+        if let Err(invalid) = app.validate() {
+            let key = invalid.within("app");
+            self.found.push(Problem {
+                source: source_of(figment, &key.field, prefix),
+                key: key.field,
+                message: key.message,
+            });
+        }
+        Some(app)
     }
+}
 
-    match app {
-        Some(app) if found.is_empty() => {
-            let config = Config {
-                http,
-                grpc,
-                admin,
-                shutdown,
-                log,
-                admission,
-                timeout,
-                breaker,
-                retry,
-                trace,
-                registry,
-                app,
-            };
+/// Decodes every section, collecting all problems rather than stopping at the first.
+fn extract<T: DeserializeOwned + Section>(
+    figment: &Figment,
+    prefix: &str,
+) -> Result<Config<T>, ConfigError> {
+    let top: Dict = figment
+        .extract()
+        .map_err(|e| ConfigError::new(problems(e, prefix)))?;
+    let mut reader = Reader {
+        figment,
+        top: &top,
+        prefix,
+        found: Vec::new(),
+    };
+    reader.unknown_sections();
+    let framework = Config::read(&mut reader, ());
+    let config = reader.app::<T>().map(|app| framework.with_app(app));
+    match config {
+        Some(config) if reader.found.is_empty() => {
             if let Err(invalid) = config.check_framework() {
                 return Err(ConfigError::new(vec![Problem {
                     source: source_of(figment, &invalid.field, prefix),
@@ -340,7 +307,7 @@ fn extract<T: DeserializeOwned + Validate>(
             }
             Ok(config)
         }
-        _ => Err(ConfigError::new(found)),
+        _ => Err(ConfigError::new(reader.found)),
     }
 }
 

@@ -27,11 +27,11 @@
 //!   `registry` ([`RegistryConfig`]) and `app`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
-//! * **Validation**: the team's section implements [`Validate`].
+//! * **Validation**: every section implements [`Section`]; so does the team's.
 //!
 //! ```
 //! use serde::Deserialize;
-//! use truss::config::{Config, ConfigLoader, Validate, ValidationError};
+//! use truss::config::{Config, ConfigLoader, Section, ValidationError};
 //!
 //! #[derive(Debug, Default, Deserialize)]
 //! #[serde(deny_unknown_fields, default)]
@@ -39,7 +39,7 @@
 //!     greeting: String,
 //! }
 //!
-//! impl Validate for Hello {
+//! impl Section for Hello {
 //!     fn validate(&self) -> Result<(), ValidationError> {
 //!         if self.greeting.is_empty() {
 //!             return Err(ValidationError::new("greeting", "must not be empty"));
@@ -59,10 +59,14 @@
 
 pub mod duration;
 mod error;
+mod framework;
 mod loader;
 mod sections;
 
-pub use error::{ConfigError, ValidationError};
+pub use crate::section::{Section, ValidationError};
+pub use error::ConfigError;
+pub use framework::Config;
+pub(crate) use framework::{ReadSection, SECTIONS};
 pub use loader::ConfigLoader;
 pub use sections::{
     AdminConfig, GrpcConfig, HttpConfig, LogConfig, LogFormat, NoAppConfig, ShutdownConfig,
@@ -70,78 +74,11 @@ pub use sections::{
 
 use serde::de::DeserializeOwned;
 
-use crate::observe::otel::TraceConfig;
-use crate::registry::RegistryConfig;
-use crate::resilience::AdmissionConfig;
-use crate::resilience::breaker::BreakerConfig;
-use crate::resilience::deadline::TimeoutConfig;
-use crate::resilience::retry::RetryConfig;
-
-/// The whole configuration of a truss app: the framework's sections and the team's `app`.
-#[derive(Debug, Clone, Default)]
-pub struct Config<T = NoAppConfig> {
-    /// `[http]`
-    pub http: HttpConfig,
-    /// `[grpc]`
-    pub grpc: GrpcConfig,
-    /// `[admin]`
-    pub admin: AdminConfig,
-    /// `[shutdown]`
-    pub shutdown: ShutdownConfig,
-    /// `[log]`
-    pub log: LogConfig,
-    /// `[admission]`: in-flight limit, rate limits, load shedding.
-    pub admission: AdmissionConfig,
-    /// `[timeout]`: request timeouts and deadline propagation.
-    pub timeout: TimeoutConfig,
-    /// `[breaker]`: circuit breakers.
-    pub breaker: BreakerConfig,
-    /// `[retry]`: client retries.
-    pub retry: RetryConfig,
-    /// `[trace]`: trace export.
-    pub trace: TraceConfig,
-    /// `[registry]`: registration and discovery.
-    pub registry: RegistryConfig,
-    /// `[app]`: the team's own section.
-    pub app: T,
-}
-
-impl<T: DeserializeOwned + Validate> Config<T> {
+impl<T: DeserializeOwned + Section> Config<T> {
     /// Loads from the process's command line (`--config`) and environment (`TRUSS_*`).
     ///
     /// Shorthand for `ConfigLoader::new().load()`.
     pub fn load() -> Result<Self, ConfigError> {
         ConfigLoader::new().load()
-    }
-}
-
-/// Checks a config section after it has been decoded.
-///
-/// Return a [`ValidationError`] naming the field (relative to the section); the loader adds
-/// the section and the source the value came from.
-pub trait Validate {
-    /// Returns `Ok(())` when the section is usable.
-    fn validate(&self) -> Result<(), ValidationError> {
-        Ok(())
-    }
-}
-
-impl Validate for NoAppConfig {}
-
-impl<T> Config<T> {
-    /// Checks the framework sections, naming the failing key. The loader runs this (naming
-    /// each value's source); the app runs it again at start for configs built in code.
-    pub fn check_framework(&self) -> Result<(), ValidationError> {
-        let within = |section: &str, e: ValidationError| {
-            ValidationError::new(format!("{section}.{}", e.field), e.message)
-        };
-        self.admission
-            .validate()
-            .map_err(|e| within("admission", e))?;
-        self.timeout.check().map_err(|e| within("timeout", e))?;
-        self.breaker.check().map_err(|e| within("breaker", e))?;
-        self.retry.check().map_err(|e| within("retry", e))?;
-        self.trace.check().map_err(|e| within("trace", e))?;
-        self.registry.check().map_err(|e| within("registry", e))
     }
 }

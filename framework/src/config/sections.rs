@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::duration;
+use crate::section::{Section, ValidationError};
 
 /// `[http]`: the public HTTP listener (HTTP/1.1 and h2c on one port).
 ///
@@ -165,3 +166,19 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoAppConfig {}
+
+impl Section for HttpConfig {}
+impl Section for GrpcConfig {}
+impl Section for AdminConfig {}
+impl Section for ShutdownConfig {}
+impl Section for NoAppConfig {}
+
+impl Section for LogConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map(drop)
+            .map_err(|e| {
+                ValidationError::new("level", format!("invalid log filter {:?}: {e}", self.level))
+            })
+    }
+}

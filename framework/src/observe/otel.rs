@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, duration};
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// `[trace]`: trace export.
 ///
@@ -40,9 +41,8 @@ impl Default for TraceConfig {
     }
 }
 
-impl TraceConfig {
-    /// Checks the values; field names are relative to the section.
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for TraceConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err(ValidationError::new("sample_ratio", "must be from 0 to 1"));
         }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, duration};
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// `[registry]`.
 ///
@@ -70,9 +71,8 @@ pub struct StaticEndpoint {
     pub grpc: Option<SocketAddr>,
 }
 
-impl RegistryConfig {
-    /// Checks the values; field names are relative to the section.
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for RegistryConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         for (service, endpoints) in &self.static_endpoints {
             if endpoints
                 .iter()

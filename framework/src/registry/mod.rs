@@ -124,3 +124,39 @@ pub fn discovery_from(config: &RegistryConfig) -> std::sync::Arc<dyn Discovery> 
     }
     std::sync::Arc::new(StaticDiscovery::new(config.static_endpoints.clone()))
 }
+
+/// The registrar an app uses: the one given in code, else etcd when `[registry.etcd]` is
+/// configured (feature `etcd`; its keepalive reports into `health`), else none.
+pub fn registrar_from(
+    config: &RegistryConfig,
+    given: Option<std::sync::Arc<dyn Registrar>>,
+    health: &crate::Health,
+) -> Option<std::sync::Arc<dyn Registrar>> {
+    if given.is_some() {
+        return given;
+    }
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = &config.etcd {
+        let registrar = etcd::EtcdRegistrar::new(etcd.clone()).with_health(health.clone());
+        return Some(std::sync::Arc::new(registrar));
+    }
+    let _ = (config, health);
+    None
+}
+
+/// The address to announce for a bound one: an unspecified IP (`0.0.0.0`, `::`) becomes
+/// `registry.advertise_host`, or `127.0.0.1` when that is not set.
+///
+/// ```
+/// use truss::registry::{RegistryConfig, advertise};
+///
+/// let bound = "0.0.0.0:8080".parse().unwrap();
+/// assert_eq!(advertise(&RegistryConfig::default(), bound).to_string(), "127.0.0.1:8080");
+/// ```
+pub fn advertise(config: &RegistryConfig, mut bound: SocketAddr) -> SocketAddr {
+    if bound.ip().is_unspecified() {
+        let host = config.advertise_host;
+        bound.set_ip(host.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])));
+    }
+    bound
+}

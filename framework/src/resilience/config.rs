@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ratelimit::RateLimitRule;
 use super::shed::ShedConfig;
-use crate::config::{Validate, ValidationError};
+use crate::section::{Section, ValidationError};
 
 /// `[admission]`: what the app applies, per listener (HTTP and gRPC separately), before a
 /// request reaches a handler. The admin listener is never limited.
@@ -51,19 +51,15 @@ impl Default for AdmissionConfig {
     }
 }
 
-impl Validate for AdmissionConfig {
+impl Section for AdmissionConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if let Some(rule) = &self.rate_limit {
-            rule.check()
-                .map_err(|e| ValidationError::new(format!("rate_limit.{}", e.field), e.message))?;
+            rule.validate().map_err(|e| e.within("rate_limit"))?;
         }
         for (route, rule) in &self.routes {
-            rule.check().map_err(|e| {
-                ValidationError::new(format!("routes.\"{route}\".{}", e.field), e.message)
-            })?;
+            rule.validate()
+                .map_err(|e| e.within(&format!("routes.\"{route}\"")))?;
         }
-        self.shed
-            .check()
-            .map_err(|e| ValidationError::new(format!("shed.{}", e.field), e.message))
+        self.shed.validate().map_err(|e| e.within("shed"))
     }
 }

@@ -20,9 +20,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::counters::DecisionCounters;
-use super::future::{AdmissionFuture, Completion};
-use super::reject::{is_grpc, reject};
-use super::route_label;
+use crate::wire::is_grpc;
+use crate::wire::reject::reject;
+use crate::wire::route_label;
+use crate::wire::{Completion, GuardedFuture};
 
 #[derive(Debug)]
 struct State {
@@ -92,7 +93,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = AdmissionFuture<S::Future, Slot>;
+    type Future = GuardedFuture<S::Future, Slot>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -106,7 +107,7 @@ where
         if before >= self.state.max {
             drop(slot);
             self.state.counters.record(route, false);
-            return AdmissionFuture::rejected(reject(
+            return GuardedFuture::rejected(reject(
                 is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TOO_MANY_IN_FLIGHT",
@@ -115,6 +116,6 @@ where
             ));
         }
         self.state.counters.record(route, true);
-        AdmissionFuture::admitted(self.inner.call(req), slot)
+        GuardedFuture::admitted(self.inner.call(req), slot)
     }
 }

@@ -29,20 +29,15 @@ pub(crate) mod clock;
 mod config;
 mod counters;
 pub mod deadline;
-pub(crate) mod future;
 pub mod inflight;
 pub mod ratelimit;
-pub(crate) mod reject;
 pub mod retry;
-pub(crate) mod route;
 pub mod shed;
 
 pub use clock::TokioClock;
 pub use config::AdmissionConfig;
-pub use future::{AdmissionFuture, Completion};
 pub use inflight::{InFlightLimit, InFlightLimitLayer};
 pub use ratelimit::{KeySpec, RateLimit, RateLimitLayer, RateLimitRule, RateLimits};
-pub use route::route_label;
 pub use shed::{CpuSource, Shed, ShedConfig, ShedLayer, Shedder};
 
 use std::sync::Arc;
@@ -51,7 +46,7 @@ use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
 use tower::util::Either;
 
-use crate::config::ValidationError;
+use crate::section::ValidationError;
 
 /// The admission layers `[admission]` asks for, as one layer: in-flight limit (outermost),
 /// rate limits, load shedding (innermost). Absent parts pass requests straight through.

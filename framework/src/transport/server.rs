@@ -14,11 +14,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_service::Service;
 
-use crate::shutdown::ShutdownHandle;
+use super::listener::{Drain, Listener};
+use crate::registry::BoxFuture;
 
 /// Which protocols a listener speaks.
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +30,22 @@ pub(crate) enum Protocol {
     Http2 { max_concurrent_streams: u32 },
 }
 
+/// A TCP listener served by hyper through an axum router: the HTTP, gRPC and admin
+/// listeners.
 pub(crate) struct Server {
-    pub(crate) name: &'static str,
-    pub(crate) listener: TcpListener,
-    pub(crate) router: Router,
-    pub(crate) protocol: Protocol,
+    name: &'static str,
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    protocol: Protocol,
+}
+
+/// A listener that could not be bound.
+#[derive(Debug)]
+pub(crate) struct BindError {
+    pub(crate) listener: &'static str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) source: std::io::Error,
 }
 
 fn builder(protocol: Protocol) -> Builder<TokioExecutor> {
@@ -62,21 +74,45 @@ fn builder(protocol: Protocol) -> Builder<TokioExecutor> {
 }
 
 impl Server {
+    /// Binds `addr` for `router`, speaking `protocol`.
+    pub(crate) async fn bind(
+        name: &'static str,
+        addr: SocketAddr,
+        router: Router,
+        protocol: Protocol,
+    ) -> Result<Self, BindError> {
+        let error = |source| BindError {
+            listener: name,
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(error)?;
+        let addr = listener.local_addr().map_err(error)?;
+        Ok(Server {
+            name,
+            listener,
+            addr,
+            router,
+            protocol,
+        })
+    }
+
     /// Serves until `stop` turns true, then closes the listener, reports that on `closed`, and
     /// drains for up to `grace` (or until `force`).
-    pub(crate) async fn serve(
-        self,
-        mut stop: watch::Receiver<bool>,
-        closed: oneshot::Sender<()>,
-        grace: Duration,
-        force: ShutdownHandle,
-    ) {
+    async fn run(self, drain: Drain) {
         let Server {
             name,
             listener,
             router,
             protocol,
+            ..
         } = self;
+        let Drain {
+            mut stop,
+            closed,
+            grace,
+            force,
+        } = drain;
         let builder = Arc::new(builder(protocol));
         let conn_stop = stop.clone();
         let mut conns = JoinSet::new();
@@ -116,6 +152,20 @@ impl Server {
             }
         }
         conns.shutdown().await;
+    }
+}
+
+impl Listener for Server {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.addr)
+    }
+
+    fn serve(self: Box<Self>, drain: Drain) -> BoxFuture<'static, ()> {
+        Box::pin(self.run(drain))
     }
 }
 

@@ -11,7 +11,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::labels::BoundedMap;
-use crate::resilience::reject::is_grpc;
+use crate::wire::headers::GRPC_STATUS;
+use crate::wire::is_grpc;
 
 /// Counts and times calls to another service:
 /// `truss_client_requests_total{target, operation, code}` and
@@ -170,7 +171,7 @@ where
         this.op.duration.record(this.start.elapsed().as_secs_f64());
         match &out {
             Ok(resp) => {
-                let grpc = resp.headers().get("grpc-status");
+                let grpc = resp.headers().get(GRPC_STATUS);
                 let code = match grpc.and_then(|v| v.to_str().ok()) {
                     Some(code) => code.to_owned(),
                     None if is_grpc(resp.headers()) => "0".to_owned(),

@@ -10,8 +10,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::labels::BoundedMap;
-use crate::resilience::future::{AdmissionFuture, Completion};
-use crate::resilience::route_label;
+use crate::wire::{Completion, GuardedFuture};
+use crate::wire::{Transport, grpc_status, route_label};
 
 /// Counts and times every request of one listener (rejections by inner layers included).
 /// Clones share state.
@@ -29,13 +29,13 @@ impl std::fmt::Debug for MetricsLayer {
 }
 
 struct Shared {
-    transport: &'static str,
+    transport: Transport,
     in_flight: Gauge,
     routes: BoundedMap<Arc<RouteMeters>>,
 }
 
 struct RouteMeters {
-    transport: &'static str,
+    transport: Transport,
     route: String,
     duration: Histogram,
     codes: RwLock<HashMap<u16, Counter>>,
@@ -57,7 +57,7 @@ impl RouteMeters {
             .or_insert_with(|| {
                 metrics::counter!(
                     "truss_server_requests_total",
-                    "transport" => self.transport,
+                    "transport" => self.transport.as_str(),
                     "route" => self.route.clone(),
                     "code" => code.to_string()
                 )
@@ -68,7 +68,7 @@ impl RouteMeters {
 
 impl MetricsLayer {
     /// Metrics for a listener serving `transport` (`http` or `grpc`).
-    pub fn new(transport: &'static str) -> Self {
+    pub fn new(transport: Transport) -> Self {
         metrics::describe_counter!(
             "truss_server_requests_total",
             "Requests served, by transport, route and status code."
@@ -82,7 +82,7 @@ impl MetricsLayer {
         Self {
             shared: Arc::new(Shared {
                 transport,
-                in_flight: metrics::gauge!("truss_server_requests_in_flight", "transport" => transport),
+                in_flight: metrics::gauge!("truss_server_requests_in_flight", "transport" => transport.as_str()),
                 routes: BoundedMap::default(),
             }),
         }
@@ -96,7 +96,7 @@ impl MetricsLayer {
                 route: label.to_owned(),
                 duration: metrics::histogram!(
                     "truss_server_request_duration_seconds",
-                    "transport" => transport,
+                    "transport" => transport.as_str(),
                     "route" => label.to_owned()
                 ),
                 codes: RwLock::new(HashMap::new()),
@@ -134,18 +134,11 @@ pub struct Observation {
 
 impl Completion for Observation {
     fn completed(&mut self, response: &Response<Body>) {
-        let code = response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u16>().ok())
-            .unwrap_or_else(|| {
-                if self.meters.transport == "grpc" && response.status().is_success() {
-                    0
-                } else {
-                    response.status().as_u16()
-                }
-            });
+        let code = match grpc_status(response.headers()) {
+            Some(code) => code as u16,
+            None if self.meters.transport == Transport::Grpc && response.status().is_success() => 0,
+            None => response.status().as_u16(),
+        };
         self.meters.count(code);
         self.meters
             .duration
@@ -170,7 +163,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = AdmissionFuture<S::Future, Observation>;
+    type Future = GuardedFuture<S::Future, Observation>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -187,6 +180,6 @@ where
             start: Instant::now(),
             done: false,
         };
-        AdmissionFuture::admitted(self.inner.call(req), observation)
+        GuardedFuture::admitted(self.inner.call(req), observation)
     }
 }

@@ -14,8 +14,9 @@ use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
 use super::context::{CURRENT, TraceContext};
-use crate::resilience::route::label_of;
-use crate::resilience::route_label;
+use crate::wire::headers::{GRPC_STATUS, TRACEPARENT, TRACESTATE, X_TRACE_ID};
+use crate::wire::label_of;
+use crate::wire::route_label;
 
 /// Server side: extracts or starts the trace, runs the request in a `tracing` span carrying
 /// `trace_id` and `span_id`, returns `x-trace-id`, and (optionally) writes one access-log
@@ -78,9 +79,9 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let ctx = req
             .headers()
-            .get("traceparent")
+            .get(TRACEPARENT)
             .and_then(|tp| {
-                let state = req.headers().get("tracestate").cloned();
+                let state = req.headers().get(TRACESTATE).cloned();
                 TraceContext::from_traceparent(tp.as_bytes(), state)
             })
             .unwrap_or_else(|| TraceContext::new_root_sampled(self.sample_ratio));
@@ -137,14 +138,14 @@ where
         let mut out = std::task::ready!(this.inner.as_mut().poll(cx));
         if let Ok(response) = &mut out {
             if let Some(id) = this.header.take() {
-                response.headers_mut().insert("x-trace-id", id);
+                response.headers_mut().insert(X_TRACE_ID, id);
             }
             if let Some(access) = this.access.take() {
                 let span = this.inner.as_ref().get_ref().span();
                 let status = response.status().as_u16();
                 let grpc_status = response
                     .headers()
-                    .get("grpc-status")
+                    .get(GRPC_STATUS)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 tracing::info!(
@@ -197,7 +198,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if !req.headers().contains_key("traceparent") {
+        if !req.headers().contains_key(TRACEPARENT) {
             let ctx = req
                 .extensions()
                 .get::<TraceContext>()
@@ -205,9 +206,9 @@ where
                 .or_else(TraceContext::current);
             if let Some(ctx) = ctx {
                 req.headers_mut()
-                    .insert("traceparent", ctx.child_traceparent());
+                    .insert(TRACEPARENT, ctx.child_traceparent());
                 if let Some(state) = ctx.tracestate {
-                    req.headers_mut().insert("tracestate", state);
+                    req.headers_mut().insert(TRACESTATE, state);
                 }
             }
         }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::{ValidationError, duration};
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// Adaptive throttling parameters. Defaults follow go-zero.
 ///
@@ -46,9 +47,8 @@ impl Default for AdaptiveConfig {
     }
 }
 
-impl AdaptiveConfig {
-    /// Checks the values.
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for AdaptiveConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if !self.k.is_finite() || self.k < 1.0 {
             return Err(ValidationError::new("k", "must be at least 1.0"));
         }

@@ -1,5 +1,7 @@
 use http::{HeaderMap, StatusCode};
 
+use crate::wire::grpc_status;
+
 /// Decides whether a response counts as a failure for a breaker.
 pub trait Classify: Send + Sync + 'static {
     /// `true` when the response (status and headers) is a failure.
@@ -17,9 +19,17 @@ impl Classify for DefaultClassifier {
         if status.is_server_error() {
             return true;
         }
-        let Some(code) = headers.get("grpc-status") else {
-            return false;
-        };
-        matches!(code.as_bytes(), b"14" | b"4" | b"13" | b"15" | b"12" | b"8")
+        use tonic::Code;
+        matches!(
+            grpc_status(headers),
+            Some(
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::Internal
+                    | Code::DataLoss
+                    | Code::Unimplemented
+                    | Code::ResourceExhausted
+            )
+        )
     }
 }

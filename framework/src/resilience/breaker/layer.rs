@@ -11,10 +11,11 @@ use tower_service::Service;
 
 use super::{Breaker, Breakers};
 use crate::BoxError;
-use crate::resilience::future::{AdmissionFuture, Completion};
-use crate::resilience::reject::{is_grpc, reject};
-use crate::resilience::route_label;
 use crate::route::BreakerExempt;
+use crate::wire::is_grpc;
+use crate::wire::reject::reject;
+use crate::wire::route_label;
+use crate::wire::{Completion, GuardedFuture};
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = AdmissionFuture<S::Future, Option<Ticket>>;
+    type Future = GuardedFuture<S::Future, Option<Ticket>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -90,10 +91,10 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let Some(breaker) = self.breakers.get(route_label(&req)) else {
-            return AdmissionFuture::admitted(self.inner.call(req), None);
+            return GuardedFuture::admitted(self.inner.call(req), None);
         };
         if !breaker.allow() {
-            return AdmissionFuture::rejected(reject(
+            return GuardedFuture::rejected(reject(
                 is_grpc(req.headers()),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CIRCUIT_OPEN",
@@ -105,7 +106,7 @@ where
             breaker,
             breakers: self.breakers.clone(),
         };
-        AdmissionFuture::admitted(self.inner.call(req), Some(ticket))
+        GuardedFuture::admitted(self.inner.call(req), Some(ticket))
     }
 }
 

@@ -25,6 +25,7 @@
 mod adaptive;
 mod classify;
 mod layer;
+mod state;
 mod state_machine;
 
 use std::collections::BTreeSet;
@@ -35,10 +36,11 @@ use serde::{Deserialize, Serialize};
 pub use adaptive::AdaptiveConfig;
 pub use classify::{Classify, DefaultClassifier};
 pub use layer::{BreakerLayer, BreakerService, ClientBreaker, ClientBreakerLayer};
+pub use state::BreakerState;
 pub use state_machine::{OpenPolicy, StateMachineConfig};
 
-use crate::config::ValidationError;
 use crate::labels::BoundedMap;
+use crate::section::{Section, ValidationError};
 
 /// Which breaker algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -102,15 +104,12 @@ impl Default for BreakerConfig {
     }
 }
 
-impl BreakerConfig {
-    /// Checks the values; field names are relative to the section.
-    pub fn check(&self) -> Result<(), ValidationError> {
-        self.adaptive
-            .check()
-            .map_err(|e| ValidationError::new(format!("adaptive.{}", e.field), e.message))?;
+impl Section for BreakerConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        self.adaptive.validate().map_err(|e| e.within("adaptive"))?;
         self.state_machine
-            .check()
-            .map_err(|e| ValidationError::new(format!("state_machine.{}", e.field), e.message))
+            .validate()
+            .map_err(|e| e.within("state_machine"))
     }
 }
 
@@ -207,11 +206,11 @@ impl Breaker {
         }
     }
 
-    /// `closed`, `open` or `half_open` (adaptive: `throttling` while it rejects some).
-    pub fn state(&self) -> &'static str {
+    /// Closed, open or half-open (adaptive: throttling while it rejects some).
+    pub fn state(&self) -> BreakerState {
         match &self.kind {
-            Kind::Adaptive(a) if a.drop_ratio() > 0.0 => "throttling",
-            Kind::Adaptive(_) => "closed",
+            Kind::Adaptive(a) if a.drop_ratio() > 0.0 => BreakerState::Throttling,
+            Kind::Adaptive(_) => BreakerState::Closed,
             Kind::StateMachine(m) => m.state(),
         }
     }
@@ -244,7 +243,7 @@ impl Breakers {
         config: BreakerConfig,
         classify: Arc<dyn Classify>,
     ) -> Result<Self, ValidationError> {
-        config.check()?;
+        config.validate()?;
         Ok(Self {
             config,
             classify,

@@ -6,7 +6,9 @@ use failsafe::failure_policy::{ConsecutiveFailures, FailurePolicy, SuccessRateOv
 use failsafe::{Instrument, StateMachine};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, duration};
+use super::BreakerState;
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// When the state machine opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -57,9 +59,8 @@ impl Default for StateMachineConfig {
     }
 }
 
-impl StateMachineConfig {
-    /// Checks the values (failsafe would panic on some of them).
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for StateMachineConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.consecutive_failures == 0 {
             return Err(ValidationError::new(
                 "consecutive_failures",
@@ -143,29 +144,30 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    fn state(&self, value: f64, to: &'static str) {
+    fn state(&self, to: BreakerState) {
+        let value = to.gauge();
         self.state.store(value as u8, Ordering::Relaxed);
         metrics::gauge!("truss_breaker_state", "breaker" => self.name.clone()).set(value);
         metrics::counter!(
             "truss_breaker_transitions_total",
             "breaker" => self.name.clone(),
-            "to" => to
+            "to" => to.as_str()
         )
         .increment(1);
-        tracing::info!(breaker = %self.name, state = to, "circuit breaker state changed");
+        tracing::info!(breaker = %self.name, state = %to, "circuit breaker state changed");
     }
 }
 
 impl Instrument for Metrics {
     fn on_call_rejected(&self) {}
     fn on_open(&self) {
-        self.state(2.0, "open");
+        self.state(BreakerState::Open);
     }
     fn on_half_open(&self) {
-        self.state(1.0, "half_open");
+        self.state(BreakerState::HalfOpen);
     }
     fn on_closed(&self) {
-        self.state(0.0, "closed");
+        self.state(BreakerState::Closed);
     }
 }
 
@@ -222,14 +224,14 @@ impl Machine {
         }
     }
 
-    pub(crate) fn state(&self) -> &'static str {
+    pub(crate) fn state(&self) -> BreakerState {
         // failsafe exposes no state query (`is_call_permitted` would move open → half-open),
         // so this is the last transition the instrument saw: an open breaker whose backoff
         // has run out reads `open` until the next call half-opens it.
         match self.state.load(Ordering::Relaxed) {
-            0 => "closed",
-            1 => "half_open",
-            _ => "open",
+            0 => BreakerState::Closed,
+            1 => BreakerState::HalfOpen,
+            _ => BreakerState::Open,
         }
     }
 }

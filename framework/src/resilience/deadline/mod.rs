@@ -39,8 +39,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::ValidationError;
 use crate::config::duration::{self, HumanDuration};
+use crate::section::{Section, ValidationError};
 
 pub use propagate::{PropagateDeadline, PropagateDeadlineLayer};
 pub use server::{DeadlineLayer, DeadlineService};
@@ -133,9 +133,10 @@ impl TimeoutConfig {
         let t = self.routes.get(route).map_or(self.default, |d| d.0);
         (!t.is_zero()).then_some(t)
     }
+}
 
-    /// Checks the values; field names are relative to the section.
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for TimeoutConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.margin > Duration::from_secs(10) {
             return Err(ValidationError::new("margin", "must be at most 10s"));
         }

@@ -11,6 +11,7 @@ use tower_service::Service;
 
 use super::{Deadline, grpc_timeout};
 use crate::BoxError;
+use crate::wire::headers::GRPC_TIMEOUT;
 
 /// Client side: sends the remaining budget of the current deadline, minus `margin`, as
 /// `grpc-timeout`, and fails the call with `DEADLINE_EXCEEDED` locally when it passes.
@@ -100,11 +101,11 @@ where
         }
         let existing = req
             .headers()
-            .get("grpc-timeout")
+            .get(GRPC_TIMEOUT)
             .and_then(|v| grpc_timeout::parse(v.as_bytes()).ok());
         if existing.is_none_or(|e| e > budget) {
             req.headers_mut()
-                .insert("grpc-timeout", grpc_timeout::format(budget));
+                .insert(GRPC_TIMEOUT, grpc_timeout::format(budget));
         }
         PropagateFuture::Limited {
             future: self.inner.call(req),

@@ -12,10 +12,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Deadline, TimeoutConfig, grpc_timeout};
-use crate::resilience::future::AdmissionFuture;
-use crate::resilience::reject::{is_grpc, reject};
-use crate::resilience::route::label_of;
-use crate::resilience::route_label;
+use crate::wire::GuardedFuture;
+use crate::wire::headers::GRPC_TIMEOUT;
+use crate::wire::is_grpc;
+use crate::wire::label_of;
+use crate::wire::reject::reject;
+use crate::wire::route_label;
 use axum::extract::MatchedPath;
 
 /// Gives every request a deadline; answers 504 / `DEADLINE_EXCEEDED` when it passes.
@@ -57,7 +59,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = AdmissionFuture<DeadlineFuture<S::Future>>;
+    type Future = GuardedFuture<DeadlineFuture<S::Future>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -66,12 +68,12 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let grpc = is_grpc(req.headers());
-        let caller = match req.headers().get("grpc-timeout") {
+        let caller = match req.headers().get(GRPC_TIMEOUT) {
             None => None,
             Some(v) => match grpc_timeout::parse(v.as_bytes()) {
                 Ok(t) => Some(t),
                 Err(_) => {
-                    return AdmissionFuture::rejected(reject(
+                    return GuardedFuture::rejected(reject(
                         grpc,
                         StatusCode::BAD_REQUEST,
                         "INVALID_TIMEOUT",
@@ -119,7 +121,7 @@ where
                 route,
             },
         };
-        AdmissionFuture::admitted(future, ())
+        GuardedFuture::admitted(future, ())
     }
 }
 

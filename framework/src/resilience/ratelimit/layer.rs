@@ -8,9 +8,10 @@ use tower_service::Service;
 
 use super::limiter::RateLimits;
 use crate::resilience::counters::DecisionCounters;
-use crate::resilience::future::AdmissionFuture;
-use crate::resilience::reject::{is_grpc, reject};
-use crate::resilience::route_label;
+use crate::wire::GuardedFuture;
+use crate::wire::is_grpc;
+use crate::wire::reject::reject;
+use crate::wire::route_label;
 
 /// Applies [`RateLimits`] to every request. Clones share state.
 #[derive(Debug, Clone)]
@@ -55,7 +56,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = AdmissionFuture<S::Future>;
+    type Future = GuardedFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -67,11 +68,11 @@ where
         match self.limits.check(route, &req) {
             Ok(()) => {
                 self.counters.record(route, true);
-                AdmissionFuture::admitted(self.inner.call(req), ())
+                GuardedFuture::admitted(self.inner.call(req), ())
             }
             Err(wait) => {
                 self.counters.record(route, false);
-                AdmissionFuture::rejected(reject(
+                GuardedFuture::rejected(reject(
                     is_grpc(req.headers()),
                     StatusCode::TOO_MANY_REQUESTS,
                     "RATE_LIMITED",

@@ -14,8 +14,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use http::{HeaderValue, Request};
 
 use super::rule::{KeySpec, RateLimitRule};
-use crate::config::ValidationError;
 use crate::resilience::TokioClock;
+use crate::section::{Section, ValidationError};
 
 type Direct = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 type Keyed = governor::RateLimiter<
@@ -60,7 +60,7 @@ impl std::fmt::Debug for Limiter {
 impl Limiter {
     /// Builds the limiter for `rule`, checking it first.
     pub fn new(rule: &RateLimitRule) -> Result<Self, ValidationError> {
-        rule.check()?;
+        rule.validate()?;
         let burst = NonZeroU32::new(rule.effective_burst())
             .ok_or_else(|| ValidationError::new("burst", "must be at least 1"))?;
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rule.rps))
@@ -136,7 +136,7 @@ fn request_key<B>(spec: &KeySpec, req: &Request<B>) -> RequestKey {
 }
 
 /// Every limit one [`RateLimitLayer`](super::RateLimitLayer) applies: an optional global one
-/// and one per route label (see [`route_label`](crate::resilience::route_label)).
+/// and one per route label (see [`route_label`](crate::wire::route_label)).
 #[derive(Debug, Default)]
 pub struct RateLimits {
     global: Option<Limiter>,
@@ -150,16 +150,12 @@ impl RateLimits {
         routes: &BTreeMap<String, RateLimitRule>,
     ) -> Result<Self, ValidationError> {
         let global = global
-            .map(|rule| {
-                Limiter::new(rule)
-                    .map_err(|e| ValidationError::new(format!("global.{}", e.field), e.message))
-            })
+            .map(|rule| Limiter::new(rule).map_err(|e| e.within("global")))
             .transpose()?;
         let mut built = HashMap::with_capacity(routes.len());
         for (route, rule) in routes {
-            let limiter = Limiter::new(rule).map_err(|e| {
-                ValidationError::new(format!("routes.\"{route}\".{}", e.field), e.message)
-            })?;
+            let limiter =
+                Limiter::new(rule).map_err(|e| e.within(&format!("routes.\"{route}\"")))?;
             built.insert(route.clone(), limiter);
         }
         Ok(Self {

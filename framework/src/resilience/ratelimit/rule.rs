@@ -4,7 +4,8 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, duration};
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// What a rate limit counts separately.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -100,9 +101,10 @@ impl RateLimitRule {
         self.burst
             .unwrap_or_else(|| self.rps.ceil().clamp(1.0, f64::from(u32::MAX)) as u32)
     }
+}
 
-    /// Checks the rule; field names are relative to the rule.
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for RateLimitRule {
+    fn validate(&self) -> Result<(), ValidationError> {
         if !self.rps.is_finite() || self.rps <= 0.0 {
             return Err(ValidationError::new(
                 "rps",
@@ -146,7 +148,7 @@ mod tests {
     #[test]
     fn bad_rules_are_rejected() {
         let bad = |rule: RateLimitRule, field: &str| {
-            assert_eq!(rule.check().unwrap_err().field, field, "{rule:?}");
+            assert_eq!(rule.validate().unwrap_err().field, field, "{rule:?}");
         };
         bad(
             RateLimitRule {

@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, duration};
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// `[retry]`: client retries.
 ///
@@ -68,9 +69,8 @@ impl Default for RetryConfig {
     }
 }
 
-impl RetryConfig {
-    /// Checks the values; field names are relative to the section.
-    pub fn check(&self) -> Result<(), ValidationError> {
+impl Section for RetryConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.max_attempts == 0 {
             return Err(ValidationError::new("max_attempts", "must be at least 1"));
         }

@@ -14,8 +14,9 @@ use tower_service::Service;
 use super::body::{Buffered, Replay, ReplayBody, buffer};
 use super::config::RetryConfig;
 use crate::BoxError;
-use crate::config::ValidationError;
 use crate::resilience::deadline::Deadline;
+use crate::section::{Section, ValidationError};
+use crate::wire::{grpc_status, is_connect_error};
 
 /// Retries calls to one target within a shared budget. Clones share the budget.
 #[derive(Clone)]
@@ -41,7 +42,7 @@ impl std::fmt::Debug for RetryLayer {
 impl RetryLayer {
     /// Retries for calls to `target` (used as a metric label), checking `config` first.
     pub fn new(target: impl Into<String>, config: &RetryConfig) -> Result<Self, ValidationError> {
-        config.check()?;
+        config.validate()?;
         let backoff = ExponentialBackoffMaker::new(
             config.backoff_min,
             config.backoff_max,
@@ -203,13 +204,8 @@ fn retryable<R>(
 ) -> bool {
     match result {
         Ok(resp) => {
-            if let Some(code) = resp
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-            {
-                return config.grpc_codes.contains(&code);
+            if let Some(code) = grpc_status(resp.headers()) {
+                return config.grpc_codes.contains(&(code as i32));
             }
             idempotent && config.http_statuses.contains(&resp.status().as_u16())
         }
@@ -220,21 +216,4 @@ fn retryable<R>(
             is_connect_error(error.as_ref()) || idempotent
         }
     }
-}
-
-/// A connection that could not be made: the request was certainly not processed.
-pub(crate) fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
-            )
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }

@@ -29,5 +29,4 @@ mod layer;
 
 pub use body::{Replay, ReplayBody};
 pub use config::RetryConfig;
-pub(crate) use layer::is_connect_error;
 pub use layer::{Retry, RetryLayer};

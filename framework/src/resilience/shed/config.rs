@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ValidationError, duration};
+use crate::config::duration;
+use crate::section::{Section, ValidationError};
 
 /// `[admission.shed]`: adaptive load shedding. Defaults follow go-zero.
 ///
@@ -58,8 +59,14 @@ impl Default for ShedConfig {
 }
 
 impl ShedConfig {
-    /// Checks the values; field names are relative to the section.
-    pub fn check(&self) -> Result<(), ValidationError> {
+    /// The length of one bucket.
+    pub fn bucket(&self) -> Duration {
+        self.window / self.buckets.max(1)
+    }
+}
+
+impl Section for ShedConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if !(1..=100).contains(&self.cpu_threshold) {
             return Err(ValidationError::new(
                 "cpu_threshold",
@@ -91,10 +98,5 @@ impl ShedConfig {
             ));
         }
         Ok(())
-    }
-
-    /// The length of one bucket.
-    pub fn bucket(&self) -> Duration {
-        self.window / self.buckets.max(1)
     }
 }

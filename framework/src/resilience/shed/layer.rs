@@ -8,9 +8,10 @@ use tower_service::Service;
 
 use super::shedder::{Permit, Shedder};
 use crate::resilience::counters::DecisionCounters;
-use crate::resilience::future::AdmissionFuture;
-use crate::resilience::reject::{is_grpc, reject};
-use crate::resilience::route_label;
+use crate::wire::GuardedFuture;
+use crate::wire::is_grpc;
+use crate::wire::reject::reject;
+use crate::wire::route_label;
 
 /// Sheds load with a shared [`Shedder`]: HTTP 503, gRPC `UNAVAILABLE`.
 #[derive(Debug, Clone)]
@@ -55,7 +56,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = AdmissionFuture<S::Future, Permit>;
+    type Future = GuardedFuture<S::Future, Permit>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -67,11 +68,11 @@ where
         match self.shedder.try_acquire() {
             Some(permit) => {
                 self.counters.record(route, true);
-                AdmissionFuture::admitted(self.inner.call(req), permit)
+                GuardedFuture::admitted(self.inner.call(req), permit)
             }
             None => {
                 self.counters.record(route, false);
-                AdmissionFuture::rejected(reject(
+                GuardedFuture::rejected(reject(
                     is_grpc(req.headers()),
                     StatusCode::SERVICE_UNAVAILABLE,
                     "OVERLOADED",

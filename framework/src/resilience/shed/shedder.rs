@@ -7,7 +7,7 @@ use axum::body::Body;
 use http::Response;
 use tokio::time::Instant;
 
-use crate::resilience::future::Completion;
+use crate::wire::Completion;
 
 use super::config::ShedConfig;
 use super::cpu::{CpuSource, SystemCpu};

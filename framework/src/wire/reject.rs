@@ -2,16 +2,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::IntoResponse;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-
-/// Whether a request or response is gRPC, by its content type (so a rejection must be a
-/// gRPC status).
-#[inline]
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
+use http::{HeaderValue, Response, StatusCode, header};
 
 /// A rejection in the caller's protocol, in the error model of [`crate::Error`]: on HTTP the
 /// JSON error body with `reason`, on gRPC the status's code (from the HTTP↔gRPC table) with an

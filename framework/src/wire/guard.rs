@@ -6,11 +6,12 @@ use axum::body::Body;
 use http::Response;
 use pin_project::pin_project;
 
-/// The response future of the admission layers: the inner service's future (holding `G`, a
-/// guard released when the request completes or is dropped), or a ready rejection.
+/// The response future of the guarding layers (admission, breaker, metrics, deadline): the
+/// inner service's future holding `G`, a guard released when the request completes or is
+/// dropped, or a ready rejection.
 #[pin_project(project = Proj)]
 #[derive(Debug)]
-pub enum AdmissionFuture<F, G = ()> {
+pub enum GuardedFuture<F, G = ()> {
     /// Admitted: the inner service is serving it.
     Admitted {
         /// The inner future.
@@ -26,7 +27,7 @@ pub enum AdmissionFuture<F, G = ()> {
     },
 }
 
-impl<F, G> AdmissionFuture<F, G> {
+impl<F, G> GuardedFuture<F, G> {
     pub(crate) fn admitted(future: F, guard: G) -> Self {
         Self::Admitted {
             future,
@@ -49,7 +50,7 @@ pub trait Completion {
 
 impl Completion for () {}
 
-impl<F, G, E> Future for AdmissionFuture<F, G>
+impl<F, G, E> Future for GuardedFuture<F, G>
 where
     F: Future<Output = Result<Response<Body>, E>>,
     G: Completion,
@@ -69,7 +70,7 @@ where
             }
             Proj::Rejected { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
-                None => panic!("AdmissionFuture polled after completion"),
+                None => panic!("GuardedFuture polled after completion"),
             },
         }
     }

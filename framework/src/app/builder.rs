@@ -1,0 +1,208 @@
+//! [`AppBuilder`]: what the team hands the framework.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::Route;
+use tonic::server::NamedService;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Hook;
+use crate::config::{Config, ConfigLoader, NoAppConfig};
+use crate::observe::health::Health;
+use crate::registry::Registrar;
+use crate::resilience::CpuSource;
+use crate::shutdown::ShutdownHandle;
+
+type RouterMap = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// Configures an [`App`](super::App). Created by [`App::builder`](super::App::builder).
+pub struct AppBuilder {
+    pub(super) name: String,
+    pub(super) version: String,
+    pub(super) config: Option<Config<NoAppConfig>>,
+    pub(super) loader: ConfigLoader,
+    pub(super) http: Option<Router>,
+    pub(super) grpc: Option<tonic::service::Routes>,
+    pub(super) grpc_names: Vec<&'static str>,
+    pub(super) admin: Router,
+    pub(super) http_layers: Vec<RouterMap>,
+    pub(super) grpc_layers: Vec<RouterMap>,
+    pub(super) before_stop: Vec<Hook>,
+    pub(super) after_stop: Vec<Hook>,
+    pub(super) registrar: Option<Arc<dyn Registrar>>,
+    pub(super) metadata: BTreeMap<String, String>,
+    pub(super) health: Health,
+    pub(super) handle: ShutdownHandle,
+    pub(super) cpu: Option<Arc<dyn CpuSource>>,
+}
+
+impl AppBuilder {
+    pub(super) fn new(name: String) -> Self {
+        AppBuilder {
+            name,
+            version: "0.0.0".to_owned(),
+            config: None,
+            loader: ConfigLoader::new(),
+            http: None,
+            grpc: None,
+            grpc_names: Vec::new(),
+            admin: Router::new(),
+            http_layers: Vec::new(),
+            grpc_layers: Vec::new(),
+            before_stop: Vec::new(),
+            after_stop: Vec::new(),
+            registrar: None,
+            metadata: Default::default(),
+            health: Health::new(),
+            handle: ShutdownHandle::new(),
+            cpu: None,
+        }
+    }
+
+    /// The service's name, as given to [`App::builder`](super::App::builder).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl AppBuilder {
+    /// The service version, announced to the registry. Default `0.0.0`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Uses the framework sections of an already loaded config. Without it, the app loads
+    /// config itself with [`ConfigLoader::new`] (and an empty `[app]` section).
+    pub fn config<T>(mut self, config: &Config<T>) -> Self {
+        self.config = Some(config.framework());
+        self
+    }
+
+    /// The loader used when no [`config`](Self::config) is given.
+    pub fn config_loader(mut self, loader: ConfigLoader) -> Self {
+        self.loader = loader;
+        self
+    }
+
+    /// Serves these routes on the HTTP listener. Called again, the routers are merged.
+    pub fn http(mut self, router: Router) -> Self {
+        self.http = Some(match self.http.take() {
+            Some(existing) => existing.merge(router),
+            None => router,
+        });
+        self
+    }
+
+    /// Serves a tonic service on the gRPC listener. Call once per service.
+    pub fn grpc<S>(mut self, service: S) -> Self
+    where
+        S: Service<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: IntoResponse,
+        S::Future: Send + 'static,
+    {
+        let routes = self.grpc.take().unwrap_or_default();
+        self.grpc = Some(routes.add_service(service));
+        self.grpc_names.push(S::NAME);
+        self
+    }
+
+    /// Wraps every HTTP route in `layer` (after routing, so the route template is known).
+    /// The first layer added is the innermost.
+    pub fn http_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.http_layers
+            .push(Box::new(move |r: Router| r.layer(layer)));
+        self
+    }
+
+    /// Wraps every gRPC service in `layer`. The first layer added is the innermost.
+    pub fn grpc_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.grpc_layers
+            .push(Box::new(move |r: Router| r.layer(layer)));
+        self
+    }
+
+    /// Adds routes to the admin listener (next to `/healthz` and `/readyz`). The admin
+    /// listener bypasses every layer added with `http_layer` and `grpc_layer`.
+    pub fn admin(mut self, router: Router) -> Self {
+        self.admin = self.admin.merge(router);
+        self
+    }
+
+    /// Runs `hook` at the start of shutdown, after readiness went false and the registrar
+    /// deregistered, before the drain delay. Bounded by `shutdown.hook_timeout`.
+    pub fn before_stop<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.before_stop.push(Box::new(move || Box::pin(hook())));
+        self
+    }
+
+    /// Runs `hook` after every listener has stopped, before `run` returns. Bounded by
+    /// `shutdown.hook_timeout`.
+    pub fn after_stop<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.after_stop.push(Box::new(move || Box::pin(hook())));
+        self
+    }
+
+    /// Registers the instance once bound; deregisters it first thing on shutdown.
+    pub fn registrar(mut self, registrar: impl Registrar) -> Self {
+        self.registrar = Some(Arc::new(registrar));
+        self
+    }
+
+    /// Adds a metadata entry announced with the instance (zone, weight, ...).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The app's readiness state, to add checks of your own.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// A handle that shuts the app down, usable before it starts.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Uses `cpu` as the load shedder's CPU figure instead of sampling the system (for tests
+    /// and for platforms where truss cannot read CPU usage).
+    pub fn cpu_source(mut self, cpu: Arc<dyn CpuSource>) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+}

@@ -1,0 +1,321 @@
+//! Start-up: config, listeners, registration, lifecycle — one named step each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::lifecycle::Lifecycle;
+use super::running::Addrs;
+use super::{AppBuilder, AppError, Phase, RunningApp, server_stack};
+use crate::config::{Config, ConfigError, NoAppConfig};
+use crate::registry::{self, Instance, Registrar};
+use crate::resilience::{CpuSource, shed::SystemCpu};
+use crate::shutdown::{ShutdownHandle, listen_for_signals};
+use crate::transport::admin;
+use crate::transport::listener::{Drain, Listener};
+use crate::transport::server::{Protocol, Server};
+use crate::wire::Transport;
+
+/// The gRPC health service's reporter and the names it reports for.
+type GrpcHealth = (tonic_health::server::HealthReporter, Vec<&'static str>);
+
+impl AppBuilder {
+    /// Binds every listener and starts serving; returns once the app is ready.
+    ///
+    /// The returned [`RunningApp`] tells the bound addresses (ports may be 0 in config) and
+    /// controls shutdown. Unlike [`run`](Self::run), it installs neither logging nor signal
+    /// handlers, which suits tests and embedding.
+    pub async fn start(mut self) -> Result<RunningApp, AppError> {
+        let config = self.resolve_config()?;
+        let cpu = cpu_source(&config, self.cpu.take());
+        let prometheus = crate::observe::metrics::install();
+        let (listeners, grpc_health) = self.bind_listeners(&config, cpu.as_ref()).await?;
+        let admin = self.bind_admin(&config, prometheus.clone()).await?;
+        let addrs = addresses(&listeners, &admin);
+        let serving = Serving::spawn(listeners, admin, &config, &self.handle);
+        let instance = self.instance(&config, &addrs);
+        let registrar =
+            registry::registrar_from(&config.registry, self.registrar.take(), &self.health);
+        register(
+            registrar.as_deref(),
+            &instance,
+            config.shutdown.hook_timeout,
+        )
+        .await;
+        self.health.set_ready(true);
+        let upkeep = crate::observe::metrics::spawn_upkeep(prometheus, Duration::from_secs(5));
+        Ok(self.launch(
+            config,
+            serving,
+            registrar,
+            grpc_health,
+            addrs,
+            instance,
+            upkeep,
+        ))
+    }
+
+    /// Runs the service until SIGTERM or SIGINT (or its [`ShutdownHandle`]), then shuts down
+    /// gracefully within the configured bounds.
+    ///
+    /// Installs the `tracing` subscriber from `[log]` and logs, in one line, the addresses it
+    /// bound.
+    pub async fn run(mut self) -> Result<(), AppError> {
+        let config = self.resolve_config()?;
+        let guard =
+            crate::observe::log::init(&config.log, &config.trace, &self.name, &self.version)?;
+        self.config = Some(config);
+        listen_for_signals(self.handle.clone()).map_err(AppError::Signal)?;
+        let running = self.start().await?;
+        let fmt_addr = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        tracing::info!(
+            service = %running.name,
+            http = %fmt_addr(running.http_addr()),
+            grpc = %fmt_addr(running.grpc_addr()),
+            admin = %running.admin_addr(),
+            "listening"
+        );
+        let result = running.wait().await;
+        guard.shutdown().await;
+        result
+    }
+
+    /// The config given to the builder, or loaded now; checked either way.
+    fn resolve_config(&mut self) -> Result<Config<NoAppConfig>, AppError> {
+        let config = match self.config.take() {
+            Some(config) => config,
+            None => self.loader.load::<NoAppConfig>()?,
+        };
+        config.check_framework().map_err(|e| {
+            ConfigError::one(
+                e.field,
+                "the configuration given to the app builder",
+                e.message,
+            )
+        })?;
+        Ok(config)
+    }
+
+    /// The HTTP and gRPC listeners the team asked for, each behind the server stack.
+    async fn bind_listeners(
+        &mut self,
+        config: &Config<NoAppConfig>,
+        cpu: Option<&Arc<dyn CpuSource>>,
+    ) -> Result<(Vec<Server>, Option<GrpcHealth>), AppError> {
+        let mut listeners = Vec::new();
+        if let Some(router) = self.http.take() {
+            let router = apply(router, std::mem::take(&mut self.http_layers));
+            let router = server_stack(router, Transport::Http, config, cpu)?;
+            let protocol = Protocol::Auto {
+                header_read_timeout: config.http.header_read_timeout,
+            };
+            listeners.push(Server::bind("http", config.http.addr, router, protocol).await?);
+        }
+        let mut grpc_health = None;
+        if let Some(routes) = self.grpc.take() {
+            let (health, router) = self.grpc_router(routes).await;
+            grpc_health = Some(health);
+            let router = server_stack(router, Transport::Grpc, config, cpu)?;
+            let protocol = Protocol::Http2 {
+                max_concurrent_streams: config.grpc.max_concurrent_streams,
+            };
+            listeners.push(Server::bind("grpc", config.grpc.addr, router, protocol).await?);
+        }
+        Ok((listeners, grpc_health))
+    }
+
+    /// The team's gRPC services plus the standard `grpc.health.v1` service, SERVING until
+    /// shutdown begins.
+    async fn grpc_router(&mut self, routes: tonic::service::Routes) -> (GrpcHealth, Router) {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        for name in self.grpc_names.iter().copied().chain([""]) {
+            reporter
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let router = routes.add_service(health_service).into_axum_router();
+        let router = apply(router, std::mem::take(&mut self.grpc_layers));
+        ((reporter, self.grpc_names.clone()), router)
+    }
+
+    /// The admin listener: health, readiness, metrics and the team's admin routes.
+    async fn bind_admin(
+        &mut self,
+        config: &Config<NoAppConfig>,
+        prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Result<Server, AppError> {
+        let extra = std::mem::take(&mut self.admin);
+        let router = admin::router(self.health.clone(), prometheus).merge(extra);
+        let protocol = Protocol::Auto {
+            header_read_timeout: config.http.header_read_timeout,
+        };
+        Ok(Server::bind("admin", config.admin.addr, router, protocol).await?)
+    }
+
+    /// What is announced to the registry.
+    fn instance(&mut self, config: &Config<NoAppConfig>, addrs: &Addrs) -> Instance {
+        let advertise =
+            |addr: Option<SocketAddr>| addr.map(|a| registry::advertise(&config.registry, a));
+        Instance {
+            id: instance_id(&self.name),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            http: advertise(addrs.http),
+            grpc: advertise(addrs.grpc),
+            metadata: std::mem::take(&mut self.metadata),
+        }
+    }
+
+    /// Hands everything shutdown needs to the lifecycle task.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        self,
+        config: Config<NoAppConfig>,
+        serving: Serving,
+        registrar: Option<Arc<dyn Registrar>>,
+        grpc_health: Option<GrpcHealth>,
+        addrs: Addrs,
+        instance: Instance,
+        upkeep: JoinHandle<()>,
+    ) -> RunningApp {
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let lifecycle = Lifecycle {
+            config,
+            health: self.health.clone(),
+            handle: self.handle.clone(),
+            registrar,
+            before_stop: self.before_stop,
+            after_stop: self.after_stop,
+            stop_tx: serving.stop_tx,
+            admin_stop_tx: serving.admin_stop_tx,
+            closed: serving.closed,
+            tasks: serving.tasks,
+            admin_task: serving.admin_task,
+            phase_tx,
+            grpc_health,
+        };
+        let task = tokio::spawn(async move {
+            lifecycle.run().await;
+            upkeep.abort();
+        });
+        RunningApp {
+            name: self.name,
+            addrs,
+            instance,
+            handle: self.handle,
+            health: self.health,
+            phase: phase_rx,
+            task,
+        }
+    }
+}
+
+/// The listeners, serving, and how to stop them: the public ones first, the admin listener
+/// (readyz = 503 while draining) once they have drained.
+struct Serving {
+    stop_tx: watch::Sender<bool>,
+    admin_stop_tx: watch::Sender<bool>,
+    closed: Vec<oneshot::Receiver<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    admin_task: JoinHandle<()>,
+}
+
+impl Serving {
+    fn spawn(
+        listeners: Vec<Server>,
+        admin: Server,
+        config: &Config<NoAppConfig>,
+        handle: &ShutdownHandle,
+    ) -> Self {
+        let grace = config.shutdown.grace;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        let mut closed = Vec::new();
+        let mut tasks = Vec::new();
+        for listener in listeners {
+            let (closed_tx, closed_rx) = oneshot::channel();
+            closed.push(closed_rx);
+            let drain = Drain {
+                stop: stop_rx.clone(),
+                closed: closed_tx,
+                grace,
+                force: handle.clone(),
+            };
+            tasks.push(tokio::spawn(Box::new(listener).serve(drain)));
+        }
+        let admin_drain = Drain {
+            stop: admin_stop_rx,
+            closed: oneshot::channel().0,
+            grace: grace.min(Duration::from_secs(1)),
+            force: handle.clone(),
+        };
+        let admin_task = tokio::spawn(Box::new(admin).serve(admin_drain));
+        Serving {
+            stop_tx,
+            admin_stop_tx,
+            closed,
+            tasks,
+            admin_task,
+        }
+    }
+}
+
+/// Applies the team's own layers; the first added is the innermost.
+fn apply(mut router: Router, layers: Vec<Box<dyn FnOnce(Router) -> Router + Send>>) -> Router {
+    for layer in layers {
+        router = layer(router);
+    }
+    router
+}
+
+/// The load shedder's CPU figure: none when shedding is off, the one given in code, or a
+/// sampler of this process's cgroup / system.
+fn cpu_source(
+    config: &Config<NoAppConfig>,
+    given: Option<Arc<dyn CpuSource>>,
+) -> Option<Arc<dyn CpuSource>> {
+    let shed = &config.admission.shed;
+    if !shed.enabled {
+        return None;
+    }
+    given.or_else(|| Some(SystemCpu::spawn(shed.cpu_interval, shed.cpu_smoothing)))
+}
+
+fn addresses(listeners: &[Server], admin: &Server) -> Addrs {
+    let find = |name: &str| {
+        listeners
+            .iter()
+            .find(|l| l.name() == name)
+            .and_then(Listener::local_addr)
+    };
+    Addrs {
+        http: find("http"),
+        grpc: find("grpc"),
+        admin: admin
+            .local_addr()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+    }
+}
+
+/// Registers once, bounded by `limit`; a failure is logged, never fatal (the registrar keeps
+/// trying on its own).
+async fn register(registrar: Option<&dyn Registrar>, instance: &Instance, limit: Duration) {
+    let Some(registrar) = registrar else { return };
+    match tokio::time::timeout(limit, registrar.register(instance)).await {
+        Ok(Ok(())) => tracing::info!(id = %instance.id, "registered"),
+        Ok(Err(error)) => tracing::error!(%error, "registration failed"),
+        Err(_) => tracing::error!("registration timed out"),
+    }
+}
+
+fn instance_id(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{name}-{}-{nanos:08x}", std::process::id())
+}

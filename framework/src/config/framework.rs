@@ -1,0 +1,89 @@
+//! The one list of framework sections. Loading, validation, the list of accepted top-level
+//! keys and the app builder all iterate over it, so adding a section is its own module plus
+//! one line here (see "Adding a config section" in the crate docs).
+
+use serde::de::DeserializeOwned;
+
+use super::sections::{
+    AdminConfig, GrpcConfig, HttpConfig, LogConfig, NoAppConfig, ShutdownConfig,
+};
+use crate::observe::otel::TraceConfig;
+use crate::registry::RegistryConfig;
+use crate::resilience::AdmissionConfig;
+use crate::resilience::breaker::BreakerConfig;
+use crate::resilience::deadline::TimeoutConfig;
+use crate::resilience::retry::RetryConfig;
+use crate::section::{Section, ValidationError};
+
+/// Reads one section by its key; the loader implements it over figment, collecting problems.
+pub(crate) trait ReadSection {
+    /// The section at `key`, or its default (recording why) when it cannot be read.
+    fn read<S: DeserializeOwned + Default>(&mut self, key: &'static str) -> S;
+}
+
+/// Declares [`Config`] from the list of `key: Type` sections.
+macro_rules! framework_sections {
+    ($( $(#[$doc:meta])* $key:ident: $ty:ty, )*) => {
+        /// The whole configuration of a truss app: the framework's sections and the team's
+        /// `app`.
+        #[derive(Debug, Clone, Default)]
+        pub struct Config<T = NoAppConfig> {
+            $( $(#[$doc])* pub $key: $ty, )*
+            /// `[app]`: the team's own section.
+            pub app: T,
+        }
+
+        /// Every accepted top-level key, the framework's in order, then `app`.
+        pub(crate) const SECTIONS: &[&str] = &[$(stringify!($key),)* "app"];
+
+        impl<T> Config<T> {
+            /// Checks the framework sections, naming the failing key (`admission.shed.…`).
+            /// The loader runs this (naming each value's source); the app runs it again at
+            /// start for configs built in code.
+            pub fn check_framework(&self) -> Result<(), ValidationError> {
+                $( Section::validate(&self.$key).map_err(|e| e.within(stringify!($key)))?; )*
+                Ok(())
+            }
+
+            /// The framework sections alone, without the team's `app`.
+            pub fn framework(&self) -> Config<NoAppConfig> {
+                Config { $( $key: self.$key.clone(), )* app: NoAppConfig {} }
+            }
+
+            /// The same framework sections next to another `app` section.
+            pub(crate) fn with_app<U>(self, app: U) -> Config<U> {
+                Config { $( $key: self.$key, )* app }
+            }
+
+            /// Reads every framework section through `reader`, next to an `app` section.
+            pub(crate) fn read(reader: &mut impl ReadSection, app: T) -> Self {
+                Config { $( $key: reader.read(stringify!($key)), )* app }
+            }
+        }
+    };
+}
+
+framework_sections! {
+    /// `[http]`
+    http: HttpConfig,
+    /// `[grpc]`
+    grpc: GrpcConfig,
+    /// `[admin]`
+    admin: AdminConfig,
+    /// `[shutdown]`
+    shutdown: ShutdownConfig,
+    /// `[log]`
+    log: LogConfig,
+    /// `[admission]`: in-flight limit, rate limits, load shedding.
+    admission: AdmissionConfig,
+    /// `[timeout]`: request timeouts and deadline propagation.
+    timeout: TimeoutConfig,
+    /// `[breaker]`: circuit breakers.
+    breaker: BreakerConfig,
+    /// `[retry]`: client retries.
+    retry: RetryConfig,
+    /// `[trace]`: trace export.
+    trace: TraceConfig,
+    /// `[registry]`: registration and discovery.
+    registry: RegistryConfig,
+}
