@@ -29,9 +29,7 @@ pub struct RouteOptions {
     status: Option<u16>,
 }
 
-/// Marks a response the server's circuit breaker must not count (`breaker = false`).
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerExempt;
+pub use crate::resilience::breaker::BreakerExempt;
 
 impl RouteOptions {
     /// No options.

@@ -12,72 +12,44 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
-use axum::body::Body;
-use http::{Request, Response, StatusCode};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::{Request, StatusCode};
 
-use super::counters::DecisionCounters;
-use crate::wire::is_grpc;
-use crate::wire::reject::reject;
-use crate::wire::route_label;
-use crate::wire::{Completion, GuardedFuture};
-
-#[derive(Debug)]
-struct State {
-    max: usize,
-    in_flight: AtomicUsize,
-    counters: DecisionCounters,
-}
+use super::admit::{Admit, AdmitLayer, Policy, Rejection};
+use crate::wire::Completion;
 
 /// Rejects requests beyond `max` in flight (HTTP 503, gRPC `UNAVAILABLE`). Clones of the
 /// layer, and every service it builds, share one count: apply it once per listener.
-#[derive(Debug, Clone)]
-pub struct InFlightLimitLayer {
-    state: Arc<State>,
+pub type InFlightLimitLayer = AdmitLayer<InFlight>;
+
+/// The service built by [`InFlightLimitLayer`].
+pub type InFlightLimit<S> = Admit<S, InFlight>;
+
+/// The in-flight limit as an admission [`Policy`].
+#[derive(Debug)]
+pub struct InFlight {
+    max: usize,
+    in_flight: AtomicUsize,
 }
 
-impl InFlightLimitLayer {
+impl AdmitLayer<InFlight> {
     /// At most `max` requests in flight.
     pub fn new(max: usize) -> Self {
-        Self {
-            state: Arc::new(State {
-                max,
-                in_flight: AtomicUsize::new(0),
-                counters: DecisionCounters::new("inflight"),
-            }),
-        }
+        Self::from_policy(Arc::new(InFlight {
+            max,
+            in_flight: AtomicUsize::new(0),
+        }))
     }
 
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
-        self.state.in_flight.load(Ordering::Relaxed)
+        self.policy.in_flight.load(Ordering::Relaxed)
     }
 }
 
-impl<S> Layer<S> for InFlightLimitLayer {
-    type Service = InFlightLimit<S>;
-
-    fn layer(&self, inner: S) -> InFlightLimit<S> {
-        InFlightLimit {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The service built by [`InFlightLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct InFlightLimit<S> {
-    inner: S,
-    state: Arc<State>,
-}
-
-/// Holds one in-flight slot; released on drop.
+/// A place among the requests in flight, given back when the request completes.
 #[derive(Debug)]
-pub struct Slot(Arc<State>);
+pub struct Slot(Arc<InFlight>);
 
 impl Completion for Slot {}
 
@@ -87,35 +59,22 @@ impl Drop for Slot {
     }
 }
 
-impl<S, B> Service<Request<B>> for InFlightLimit<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = GuardedFuture<S::Future, Slot>;
+impl Policy for InFlight {
+    type Guard = Slot;
+    const COUNTED_AS: Option<&'static str> = Some("inflight");
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let before = self.state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(self.state.clone());
-        let route = route_label(&req);
-        if before >= self.state.max {
+    fn admit<B>(self: &Arc<Self>, _route: &str, _req: &Request<B>) -> Result<Slot, Rejection> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(self.clone());
+        if before >= self.max {
             drop(slot);
-            self.state.counters.record(route, false);
-            return GuardedFuture::rejected(reject(
-                is_grpc(req.headers()),
+            return Err(Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TOO_MANY_IN_FLIGHT",
                 "too many requests in flight",
-                None,
             ));
         }
-        self.state.counters.record(route, true);
-        GuardedFuture::admitted(self.inner.call(req), slot)
+        Ok(slot)
     }
 }

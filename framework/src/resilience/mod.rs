@@ -24,6 +24,7 @@
 //! Every decision increments `truss_admission_total{layer, route, decision}` through the
 //! `metrics` facade (`decision` is `admitted` or `rejected`).
 
+pub mod admit;
 pub mod breaker;
 pub(crate) mod clock;
 mod config;
@@ -34,9 +35,10 @@ pub mod ratelimit;
 pub mod retry;
 pub mod shed;
 
+pub use admit::{Admit, AdmitLayer, Policy, Rejection};
 pub use clock::TokioClock;
 pub use config::AdmissionConfig;
-pub use inflight::{InFlightLimit, InFlightLimitLayer};
+pub use inflight::{InFlight, InFlightLimit, InFlightLimitLayer};
 pub use ratelimit::{KeySpec, RateLimit, RateLimitLayer, RateLimitRule, RateLimits};
 pub use shed::{CpuSource, Shed, ShedConfig, ShedLayer, Shedder};
 

@@ -11,49 +11,31 @@ use tower_service::Service;
 
 use super::{Breaker, Breakers};
 use crate::BoxError;
-use crate::route::BreakerExempt;
-use crate::wire::is_grpc;
-use crate::wire::reject::reject;
-use crate::wire::route_label;
-use crate::wire::{Completion, GuardedFuture};
+use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
+use crate::wire::Completion;
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
-#[derive(Debug, Clone)]
-pub struct BreakerLayer {
-    breakers: Arc<Breakers>,
-}
+pub type BreakerLayer = AdmitLayer<Breakers>;
 
-impl BreakerLayer {
+/// The service built by [`BreakerLayer`].
+pub type BreakerService<S> = Admit<S, Breakers>;
+
+impl AdmitLayer<Breakers> {
     /// A layer using `breakers`.
     pub fn new(breakers: Breakers) -> Self {
-        Self {
-            breakers: Arc::new(breakers),
-        }
+        Self::from_policy(Arc::new(breakers))
     }
 
     /// The breakers, to inspect them.
     pub fn breakers(&self) -> &Arc<Breakers> {
-        &self.breakers
+        self.policy()
     }
 }
 
-impl<S> Layer<S> for BreakerLayer {
-    type Service = BreakerService<S>;
-
-    fn layer(&self, inner: S) -> BreakerService<S> {
-        BreakerService {
-            inner,
-            breakers: self.breakers.clone(),
-        }
-    }
-}
-
-/// The service built by [`BreakerLayer`].
-#[derive(Debug, Clone)]
-pub struct BreakerService<S> {
-    inner: S,
-    breakers: Arc<Breakers>,
-}
+/// Marks a response the server's circuit breaker must not count (`breaker = false` on a
+/// route).
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerExempt;
 
 /// Records an admitted call's outcome when it completes (nothing if it is cancelled).
 pub struct Ticket {
@@ -76,37 +58,30 @@ impl Completion for Ticket {
     }
 }
 
-impl<S, B> Service<Request<B>> for BreakerService<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = GuardedFuture<S::Future, Option<Ticket>>;
+impl Policy for Breakers {
+    type Guard = Option<Ticket>;
+    const COUNTED_AS: Option<&'static str> = None;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(breaker) = self.breakers.get(route_label(&req)) else {
-            return GuardedFuture::admitted(self.inner.call(req), None);
+    fn admit<B>(
+        self: &Arc<Self>,
+        route: &str,
+        _req: &Request<B>,
+    ) -> Result<Option<Ticket>, Rejection> {
+        let Some(breaker) = self.get(route) else {
+            return Ok(None);
         };
         if !breaker.allow() {
-            return GuardedFuture::rejected(reject(
-                is_grpc(req.headers()),
+            return Err(Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CIRCUIT_OPEN",
                 "circuit breaker open",
-                None,
             ));
         }
-        let ticket = Ticket {
+        Ok(Some(Ticket {
             breaker,
-            breakers: self.breakers.clone(),
-        };
-        GuardedFuture::admitted(self.inner.call(req), Some(ticket))
+            breakers: self.clone(),
+        }))
     }
 }
 

@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 
 pub use adaptive::AdaptiveConfig;
 pub use classify::{Classify, DefaultClassifier};
-pub use layer::{BreakerLayer, BreakerService, ClientBreaker, ClientBreakerLayer};
+pub use layer::{
+    BreakerExempt, BreakerLayer, BreakerService, ClientBreaker, ClientBreakerLayer, Ticket,
+};
 pub use state::BreakerState;
 pub use state_machine::{OpenPolicy, StateMachineConfig};
 

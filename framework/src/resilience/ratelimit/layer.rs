@@ -1,85 +1,37 @@
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::Body;
-use http::{Request, Response, StatusCode};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::{Request, StatusCode};
 
 use super::limiter::RateLimits;
-use crate::resilience::counters::DecisionCounters;
-use crate::wire::GuardedFuture;
-use crate::wire::is_grpc;
-use crate::wire::reject::reject;
-use crate::wire::route_label;
+use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
 
-/// Applies [`RateLimits`] to every request. Clones share state.
-#[derive(Debug, Clone)]
-pub struct RateLimitLayer {
-    counters: Arc<DecisionCounters>,
-    limits: Arc<RateLimits>,
-}
-
-impl RateLimitLayer {
-    /// A layer enforcing `limits`.
-    pub fn new(limits: RateLimits) -> Self {
-        Self {
-            counters: Arc::new(DecisionCounters::new("ratelimit")),
-            limits: Arc::new(limits),
-        }
-    }
-}
-
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
-
-    fn layer(&self, inner: S) -> RateLimit<S> {
-        RateLimit {
-            inner,
-            counters: self.counters.clone(),
-            limits: self.limits.clone(),
-        }
-    }
-}
+/// Applies [`RateLimits`] to every request (429, gRPC `RESOURCE_EXHAUSTED`, with
+/// `Retry-After`). Clones share state.
+pub type RateLimitLayer = AdmitLayer<RateLimits>;
 
 /// The service built by [`RateLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct RateLimit<S> {
-    inner: S,
-    counters: Arc<DecisionCounters>,
-    limits: Arc<RateLimits>,
+pub type RateLimit<S> = Admit<S, RateLimits>;
+
+impl AdmitLayer<RateLimits> {
+    /// A layer enforcing `limits`.
+    pub fn new(limits: RateLimits) -> Self {
+        Self::from_policy(Arc::new(limits))
+    }
 }
 
-impl<S, B> Service<Request<B>> for RateLimit<S>
-where
-    S: Service<Request<B>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = GuardedFuture<S::Future>;
+impl Policy for RateLimits {
+    type Guard = ();
+    const COUNTED_AS: Option<&'static str> = Some("ratelimit");
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = route_label(&req);
-        match self.limits.check(route, &req) {
-            Ok(()) => {
-                self.counters.record(route, true);
-                GuardedFuture::admitted(self.inner.call(req), ())
-            }
-            Err(wait) => {
-                self.counters.record(route, false);
-                GuardedFuture::rejected(reject(
-                    is_grpc(req.headers()),
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RATE_LIMITED",
-                    "rate limit exceeded",
-                    Some(wait),
-                ))
-            }
-        }
+    fn admit<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> Result<(), Rejection> {
+        self.check(route, req).map_err(|wait| Rejection {
+            retry_after: Some(wait),
+            ..Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "rate limit exceeded",
+            )
+        })
     }
 }
