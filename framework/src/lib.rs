@@ -18,16 +18,49 @@
 //! }
 //! ```
 //!
-//! * [`App`] / [`AppBuilder`]: the builder and run loop; [`RunningApp`] for tests.
-//! * [`config`]: defaults < file < environment, strict and typed, errors naming key and source.
+//! * [`App`] / [`AppBuilder`]: the builder and run loop; [`RunningApp`] for tests;
+//!   [`app::server_stack`], the framework's layers in their one order.
+//! * [`config`]: defaults < file < environment, strict and typed, errors naming key and source;
+//!   every section implements [`config::Section`].
+//! * [`resilience`]: admission ([`resilience::Admit`] over a [`resilience::Policy`]: in-flight,
+//!   rate limits, shedding), circuit breakers, deadlines, budgeted retries.
+//! * [`observe`]: health and readiness, logs and the access log, Prometheus metrics, W3C
+//!   trace context, OTLP export (feature `otlp`).
+//! * [`client`]: HTTP and gRPC clients by service name, with the client layer stack.
+//! * [`registry`]: registration and discovery (etcd with feature `etcd`, or static).
+//! * [`error`] ([`Error`]), [`validate`], [`route`], [`grpc`] and the macros
+//!   [`route`](macro@route), [`grpc`](macro@grpc), [`Error`](derive@Error): handlers and the
+//!   Kratos-compatible error model.
+//! * [`wire`]: protocol plumbing shared by all of the above (route labels, header names,
+//!   `grpc-status`, the guarded response future).
 //! * [`shutdown`]: signals and the [`ShutdownHandle`].
-//! * [`observe`]: health/readiness and logging.
-//! * [`registry`]: the [`Registrar`](registry::Registrar) the app calls on start and stop.
 //!
 //! Everything the framework adds around handlers is a `tower::Layer`; plug your own in with
 //! [`AppBuilder::http_layer`] and [`AppBuilder::grpc_layer`].
+//!
+//! # Adding a config section
+//!
+//! 1. In the module that owns the capability, define the section struct with
+//!    `#[serde(deny_unknown_fields, default)]`, a `Default` with documented defaults, and
+//!    durations through [`config::duration`].
+//! 2. `impl config::Section for YourConfig` with its checks; name fields relative to the
+//!    section and let [`config::ValidationError::within`] add prefixes for nested parts.
+//! 3. Add one line `your_key: YourConfig,` to the list in `config/framework.rs`. Loading,
+//!    validation, the accepted top-level keys and the builder all follow from that list.
+//! 4. Document the section in `examples/hello/hello.toml` and the README's table.
+//!
+//! # Adding a listener kind
+//!
+//! A new kind of input (a message consumer, say) implements the crate-internal
+//! `transport::listener::Listener` trait: it is bound or connected before the app turns
+//! ready, serves through the protected stack until its `Drain::stop` turns true, reports on
+//! `Drain::closed` once it takes no new work, and finishes in-flight work within
+//! `Drain::grace` (or stops at once when shutdown is forced). `app/start.rs` then spawns it
+//! with the others; the shutdown phases, readiness and the hard deadline come for free.
 
 #![warn(missing_docs)]
+#![deny(clippy::too_many_lines)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The macros name `::truss`; this makes that path work inside the crate too.
 extern crate self as truss;

@@ -129,8 +129,7 @@ impl AppBuilder {
         <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
         <L::Service as Service<Request>>::Future: Send + 'static,
     {
-        self.http_layers
-            .push(Box::new(move |r: Router| r.layer(layer)));
+        self.http_layers.push(router_map(layer));
         self
     }
 
@@ -143,8 +142,7 @@ impl AppBuilder {
         <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
         <L::Service as Service<Request>>::Future: Send + 'static,
     {
-        self.grpc_layers
-            .push(Box::new(move |r: Router| r.layer(layer)));
+        self.grpc_layers.push(router_map(layer));
         self
     }
 
@@ -205,4 +203,16 @@ impl AppBuilder {
         self.cpu = Some(cpu);
         self
     }
+}
+
+/// `layer` as a deferred `Router::layer` call.
+fn router_map<L>(layer: L) -> RouterMap
+where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+{
+    Box::new(move |r: Router| r.layer(layer))
 }

@@ -1,4 +1,13 @@
-//! Observability: health and readiness, logging.
+//! Observability, one module per signal:
+//!
+//! * [`health`]: liveness and readiness ([`Health`](health::Health)), served on the admin
+//!   listener as `/healthz` and `/readyz`.
+//! * [`log`]: the `tracing` subscriber the app installs from `[log]`, and the access log.
+//! * [`metrics`]: the Prometheus recorder, server metrics ([`MetricsLayer`](metrics::MetricsLayer))
+//!   and client metrics ([`ClientMetricsLayer`](metrics::ClientMetricsLayer)).
+//! * [`otel`]: `[trace]` ([`TraceConfig`](otel::TraceConfig)) and OTLP export (feature `otlp`).
+//! * [`trace`]: W3C trace context: extraction on the server ([`TraceLayer`](trace::TraceLayer)),
+//!   injection on the client ([`InjectTraceLayer`](trace::InjectTraceLayer)).
 
 pub mod health;
 pub mod log;

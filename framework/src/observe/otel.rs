@@ -65,6 +65,7 @@ impl Section for TraceConfig {
 }
 
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use export::{Exporter, OtlpLayer, layer};
 
 #[cfg(feature = "otlp")]

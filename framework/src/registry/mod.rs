@@ -1,5 +1,12 @@
-//! Service registration: the [`Registrar`] trait the app calls after binding and before
-//! draining.
+//! Service registration and discovery.
+//!
+//! * [`Registrar`]: what the app calls after binding and before draining;
+//!   [`registrar_from`] picks the one `[registry]` asks for.
+//! * [`Discovery`]: where clients learn a service's instances; [`StaticDiscovery`] for fixed
+//!   `[registry.static]` endpoints, [`discovery_from`] picks one.
+//! * [`etcd`] (feature `etcd`): both, on etcd, with leases that are renewed forever.
+//! * [`Instance`] (what is announced), [`advertise`] (the address others reach), and the
+//!   config section [`RegistryConfig`].
 //!
 //! The app registers once every listener is bound (with the addresses it actually bound) and
 //! deregisters first thing on shutdown, before the drain delay, so clients stop sending before
@@ -36,6 +43,7 @@ pub struct Instance {
 
 mod config;
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
 
 pub use config::{EtcdConfig, EtcdTls, RegistryConfig, StaticEndpoint};

@@ -1,17 +1,18 @@
-//! Server-side protection as tower layers: concurrency limit, adaptive load shedding and rate
-//! limiting.
+//! Protection as tower layers: admission (in-flight limit, rate limits, adaptive load
+//! shedding), circuit breakers ([`breaker`]), deadlines ([`deadline`]) and budgeted client
+//! retries ([`retry`]).
 //!
 //! Each layer works on `http::Request<B>` → `http::Response<axum::body::Body>` services, so it
 //! wraps axum routes and tonic services (served through axum) alike. Rejections are cheap and
 //! speak the caller's protocol: a gRPC request (content-type `application/grpc…`) gets a
 //! trailers-only gRPC status, anything else a plain HTTP status.
 //!
-//! | layer | HTTP | gRPC | when |
-//! | --- | --- | --- | --- |
 //! The app applies them outermost first in this order (in-flight limit, rate limits,
 //! shedding): shedding sits innermost so that its window measures handler work, not cheap
-//! rejections.
+//! rejections. Each is an [`AdmitLayer`] over a [`Policy`]; the server breaker is one too.
 //!
+//! | layer | HTTP | gRPC | when |
+//! | --- | --- | --- | --- |
 //! | [`InFlightLimitLayer`] | 503 | `UNAVAILABLE` | more than `max_in_flight` requests in flight |
 //! | [`ShedLayer`] | 503 | `UNAVAILABLE` | CPU over threshold (or a drop < `cool_off` ago) and in-flight above estimated capacity |
 //! | [`RateLimitLayer`] | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` | token bucket (GCRA) empty, globally, per route or per key |

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// A CPU usage figure: `0.0` idle, `1.0` the whole quota in use.
 ///
-/// Tests and benchmarks use [`ManualCpu`](SystemCpu::manual); production uses
+/// Tests and benchmarks use a fixed figure from [`SystemCpu::manual`]; production uses
 /// [`SystemCpu::spawn`].
 pub trait CpuSource: Send + Sync + 'static {
     /// The current usage.
@@ -19,8 +19,9 @@ pub trait CpuSource: Send + Sync + 'static {
 /// It reads, in order of preference: cgroup v2 (`cpu.stat` `usage_usec` against `cpu.max`),
 /// cgroup v1 (`cpuacct.usage` against `cpu.cfs_quota_us` / `cpu.cfs_period_us`), and the
 /// host's `/proc/stat`. Without a quota the host's core count (or the process's affinity) is
-/// the capacity. Samples are smoothed with an exponential moving average (β = 0.95, as in
-/// go-zero).
+/// the capacity. Samples are smoothed with an exponential moving average whose time constant
+/// is `admission.shed.cpu_smoothing` (default `1s`; go-zero's β = 0.95 per 250 ms sample is
+/// about 5 s).
 #[derive(Debug, Default)]
 pub struct SystemCpu {
     usage_bits: AtomicU64,
