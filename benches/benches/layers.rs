@@ -92,8 +92,11 @@ fn variants() -> Vec<(&'static str, Router)> {
     let defaults = truss::config::Config::<truss::config::NoAppConfig>::default();
     let mut quiet = defaults.clone();
     quiet.log.access = false;
-    let full = truss::app::server_stack(base(), truss::wire::Transport::Http, &defaults, Some(&cpu)).unwrap();
-    let full_quiet = truss::app::server_stack(base(), truss::wire::Transport::Http, &quiet, Some(&cpu)).unwrap();
+    let full =
+        truss::app::server_stack(base(), truss::wire::Transport::Http, &defaults, Some(&cpu))
+            .unwrap();
+    let full_quiet =
+        truss::app::server_stack(base(), truss::wire::Transport::Http, &quiet, Some(&cpu)).unwrap();
     let list = vec![
         ("passthrough", base()),
         // The whole stack the app applies with its default config (trace with access log,
@@ -140,7 +143,10 @@ fn variants() -> Vec<(&'static str, Router)> {
         ),
         ("trace", base().layer(TraceLayer::new(false))),
         ("trace_access_log", base().layer(TraceLayer::new(true))),
-        ("metrics", base().layer(MetricsLayer::new(truss::wire::Transport::Http))),
+        (
+            "metrics",
+            base().layer(MetricsLayer::new(truss::wire::Transport::Http)),
+        ),
         (
             "trace_and_metrics",
             base().layer(

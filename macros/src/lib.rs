@@ -6,7 +6,7 @@
 mod error;
 mod grpc;
 mod route;
-mod util;
+mod shared;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, ItemFn, ItemImpl, parse_macro_input};

@@ -57,7 +57,7 @@
 //! assert_eq!(config.admin.addr.to_string(), "127.0.0.1:9091");
 //! ```
 
-pub mod duration;
+pub use crate::section::duration;
 mod error;
 mod framework;
 mod loader;

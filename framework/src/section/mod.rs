@@ -5,7 +5,7 @@
 //! they depend on this module only, and `config` depends on them, so there is no cycle.
 //! Everything here is re-exported from [`config`](crate::config).
 
-// duration moves here from config once its parser is shared with the macros.
+pub mod duration;
 
 use std::fmt;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::duration;
+use crate::section::duration;
 use crate::section::{Section, ValidationError};
 
 /// Adaptive throttling parameters. Defaults follow go-zero.

@@ -7,7 +7,7 @@ use failsafe::{Instrument, StateMachine};
 use serde::{Deserialize, Serialize};
 
 use super::BreakerState;
-use crate::config::duration;
+use crate::section::duration;
 use crate::section::{Section, ValidationError};
 
 /// When the state machine opens.

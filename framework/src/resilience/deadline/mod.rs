@@ -39,7 +39,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::duration::{self, HumanDuration};
+use crate::section::duration::{self, HumanDuration};
 use crate::section::{Section, ValidationError};
 
 pub use propagate::{PropagateDeadline, PropagateDeadlineLayer};

@@ -4,7 +4,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration;
+use crate::section::duration;
 use crate::section::{Section, ValidationError};
 
 /// What a rate limit counts separately.

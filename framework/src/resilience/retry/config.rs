@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration;
+use crate::section::duration;
 use crate::section::{Section, ValidationError};
 
 /// `[retry]`: client retries.

@@ -1,45 +1,12 @@
-//! Parsing shared by the macros: durations and route paths, checked at compile time.
+//! Route paths (axum 0.8 syntax), checked at compile time.
 
 use syn::{Error, LitStr};
 
-/// Parses "250ms", "2s", "1m", "1h" (also "1.5s") into nanoseconds.
-pub fn duration_nanos(lit: &LitStr) -> syn::Result<u64> {
-    let text = lit.value();
-    let bad = || {
-        Error::new(
-            lit.span(),
-            format!(
-                "invalid duration `{text}`: expected a number and a unit (ms, s, m or h), e.g. \"250ms\" or \"2s\""
-            ),
-        )
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => return Err(bad()),
-    };
-    let nanos = number * scale;
-    if !(1.0..=1e18).contains(&nanos) {
-        return Err(Error::new(
-            lit.span(),
-            format!("invalid duration `{text}`: must be between 1ns and about 30 years"),
-        ));
-    }
-    Ok(nanos as u64)
-}
-
-/// A segment of a route path.
+/// A `{name}` or `{*name}` parameter of a route path.
 pub struct PathParam {
+    /// The parameter's name.
     pub name: String,
+    /// `{*name}`: it matches the rest of the path.
     pub wildcard: bool,
 }
 

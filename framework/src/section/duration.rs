@@ -22,19 +22,10 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 
-/// Units accepted after a number, longest first so `ms` is not read as `m`.
-const UNITS: &[(&str, f64)] = &[
-    ("ns", 1e-9),
-    ("us", 1e-6),
-    ("µs", 1e-6),
-    ("ms", 1e-3),
-    ("s", 1.0),
-    ("m", 60.0),
-    ("h", 3600.0),
-    ("d", 86400.0),
-];
-
 /// Parses `"250ms"`, `"3s"`, `"1.5s"`, `"1m30s"` or `"0"` into a [`Duration`].
+///
+/// The grammar is `truss-duration`'s, the one the macros read too: a number and a unit
+/// (ns, us, µs, ms, s, m, h, d), repeated for compounds.
 ///
 /// ```
 /// use std::time::Duration;
@@ -42,57 +33,18 @@ const UNITS: &[(&str, f64)] = &[
 /// assert!(truss::config::duration::parse("3 sec").is_err());
 /// ```
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let err = || {
+    truss_duration::parse(text).map_err(|_| {
+        let text = text.trim();
         format!(
             "invalid duration {text:?}: expected a number followed by a unit \
              (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1m30s\""
         )
-    };
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return Err(err());
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if num_len == 0 {
-            return Err(err());
-        }
-        let value: f64 = rest[..num_len].parse().map_err(|_| err())?;
-        rest = &rest[num_len..];
-        let (unit, scale) = UNITS
-            .iter()
-            .filter(|(u, _)| rest.starts_with(u))
-            .max_by_key(|(u, _)| u.len())
-            .ok_or_else(err)?;
-        total += value * scale;
-        rest = &rest[unit.len()..];
-    }
-    if !total.is_finite() || total > u64::MAX as f64 {
-        return Err(err());
-    }
-    Ok(Duration::from_secs_f64(total))
+    })
 }
 
-/// Formats a duration the way [`parse`] reads it (`"1.5s"`, `"250ms"`).
+/// Formats a duration the way [`parse`] reads it (`"3s"`, `"250ms"`).
 pub fn format(d: Duration) -> String {
-    if d.is_zero() {
-        "0".to_owned()
-    } else if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else if d.as_nanos().is_multiple_of(1_000) {
-        format!("{}us", d.as_micros())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
+    truss_duration::format(d)
 }
 
 /// Serde `deserialize_with` for a [`Duration`] written as a string with a unit.

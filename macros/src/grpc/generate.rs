@@ -1,0 +1,124 @@
+//! [`Service`] -> the block as written, the tonic trait impl calling its methods, and
+//! `http_routes()` for the rpcs marked `#[http]`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::Type;
+
+use super::model::{Http, Rpc, Service};
+
+/// The whole expansion.
+pub fn service(s: &Service) -> TokenStream {
+    let Service {
+        service,
+        block,
+        raw,
+        rpcs,
+    } = s;
+    let self_ty = &block.self_ty;
+    let (impl_g, _, where_g) = block.generics.split_for_impl();
+    let tonic = quote! { ::truss::deps::tonic };
+    let methods = rpcs.iter().map(|rpc| trait_method(self_ty, rpc));
+    let http_routes = http_routes(s);
+
+    quote! {
+        #block
+
+        #[#tonic::async_trait]
+        impl #impl_g #service for #self_ty #where_g {
+            #(#raw)*
+            #(#methods)*
+        }
+
+        #http_routes
+    }
+}
+
+/// The trait method: unwrap the request, validate, call the plain method, wrap the reply.
+fn trait_method(self_ty: &Type, rpc: &Rpc) -> TokenStream {
+    let tonic = quote! { ::truss::deps::tonic };
+    let private = quote! { ::truss::__private };
+    let Rpc {
+        name,
+        message,
+        reply,
+        ..
+    } = rpc;
+    let ctx = rpc.with_context.then(|| quote! { , __truss_ctx });
+    quote! {
+        async fn #name(
+            &self,
+            request: #tonic::Request<#message>,
+        ) -> ::core::result::Result<#tonic::Response<#reply>, #tonic::Status> {
+            #[allow(unused_imports)]
+            use #private::{ViaNothing as _, ViaValidate as _};
+            #[allow(unused_variables)]
+            let (__truss_ctx, message) = ::truss::grpc::Context::from_request(request);
+            if let ::core::result::Result::Err(e) = (&#private::Probe(&message)).__truss_validate() {
+                return ::core::result::Result::Err(e.to_status());
+            }
+            match <#self_ty>::#name(self, message #ctx).await {
+                ::core::result::Result::Ok(reply) => ::core::result::Result::Ok(#tonic::Response::new(reply)),
+                ::core::result::Result::Err(e) => ::core::result::Result::Err(#private::to_status(e)),
+            }
+        }
+    }
+}
+
+/// `impl Service { fn http_routes(self: Arc<Self>) -> Router }`, when an rpc has `#[http]`.
+fn http_routes(s: &Service) -> Option<TokenStream> {
+    let axum = quote! { ::truss::deps::axum };
+    let self_ty = &s.block.self_ty;
+    let (impl_g, _, where_g) = s.block.generics.split_for_impl();
+    let routes: Vec<TokenStream> = s
+        .rpcs
+        .iter()
+        .filter_map(|rpc| rpc.http.as_ref().map(|h| http_route(self_ty, rpc, h)))
+        .collect();
+    (!routes.is_empty()).then(|| {
+        quote! {
+            impl #impl_g #self_ty #where_g {
+                /// HTTP/JSON routes for the rpcs marked `#[http(...)]`, calling the same methods.
+                pub fn http_routes(self: ::std::sync::Arc<Self>) -> #axum::Router {
+                    let router = #axum::Router::new();
+                    #(#routes)*
+                    router
+                }
+            }
+        }
+    })
+}
+
+/// Adds to `router` the HTTP/JSON route of one rpc.
+fn http_route(self_ty: &Type, rpc: &Rpc, h: &Http) -> TokenStream {
+    let axum = quote! { ::truss::deps::axum };
+    let private = quote! { ::truss::__private };
+    let Rpc { name, message, .. } = rpc;
+    let path = &h.path;
+    let upper = format_ident!(
+        "{}",
+        h.method.to_string().to_uppercase(),
+        span = h.method.span()
+    );
+    let body = matches!(h.method.to_string().as_str(), "post" | "put" | "patch");
+    let ctx = rpc.with_context.then(|| quote! { , ctx });
+    quote! {
+        let router = {
+            let svc = ::std::sync::Arc::clone(&self);
+            router.route(#path, #axum::routing::on(
+                #axum::routing::MethodFilter::#upper,
+                move |request: #axum::extract::Request| {
+                    let svc = ::std::sync::Arc::clone(&svc);
+                    #private::bridge(request, #body, move |message: #message, ctx: ::truss::grpc::Context| async move {
+                        #[allow(unused_imports)]
+                        use #private::{ViaNothing as _, ViaValidate as _};
+                        #[allow(unused_variables)]
+                        let ctx = ctx;
+                        (&#private::Probe(&message)).__truss_validate()?;
+                        <#self_ty>::#name(&svc, message #ctx).await.map_err(#private::into_error)
+                    })
+                },
+            ))
+        };
+    }
+}
