@@ -3,6 +3,8 @@
 //! Re-exported by `truss`: depend on `truss` alone and write `#[truss::route]`,
 //! `#[truss::grpc]` and `#[derive(truss::Error)]`.
 
+#![deny(clippy::too_many_lines)]
+
 mod error;
 mod grpc;
 mod route;
