@@ -1,4 +1,5 @@
-//! Embeds every file under `../templates` in the binary.
+//! Embeds every file in the directories of `../templates` (`base/` and one per template) in
+//! the binary. Files directly in `../templates` (its README) are not part of any template.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     walk(&root, &mut files)?;
     files.sort();
     let mut code = String::from(
-        "/// (template, path inside it, contents)\npub static BUILT_IN: &[(&str, &str, &str)] = &[\n",
+        "/// (`base` or a template, path inside that directory, contents)\npub static BUILT_IN: &[(&str, &str, &str)] = &[\n",
     );
     for file in &files {
         let rel = file.strip_prefix(&root)?;
+        if rel.components().count() < 2 {
+            continue;
+        }
         let mut parts = rel.components();
         let template = parts
             .next()

@@ -7,9 +7,11 @@
 //! cargo truss add rpc [--proto <file>] [--impl <file>]
 //! ```
 //!
-//! Install with `cargo install --path cli`.
+//! Install with `cargo install --path cli`. The templates are a shared `base/` plus one
+//! directory per template (`templates/README.md`); see the `layout` and `render` modules.
 
 mod add_rpc;
+mod layout;
 mod names;
 mod render;
 
@@ -28,7 +30,9 @@ USAGE:
         this tool was built from, unless --truss-path or --truss-version says otherwise.
 
     cargo truss templates <dir>
-        Writes the built-in templates to <dir> (one directory per template) for editing.
+        Writes the built-in templates to <dir> for editing: base/ with the files they all
+        start from, one directory per template with the files it adds or replaces, and a
+        README.md on how they are merged and on {{#if <template>}} sections.
 
     cargo truss add rpc [--proto <file>] [--impl <file>]
         Adds a method skeleton to the #[truss::grpc] impl (default src/api.rs) for every
@@ -137,11 +141,11 @@ fn new(args: &[String]) -> Result<(), String> {
         (false, None) => "http",
     };
     let files = match p.value("--templates") {
-        Some(dir) => render::from_dir(Path::new(dir), template)?,
-        None => render::built_in(template).ok_or_else(|| {
+        Some(dir) => layout::from_dir(Path::new(dir), template)?,
+        None => layout::built_in(template).ok_or_else(|| {
             format!(
                 "template `{template}` not found: the built-in templates are {}",
-                render::built_in_names().join(", ")
+                layout::built_in_names().join(", ")
             )
         })?,
     };
@@ -192,16 +196,12 @@ fn templates(args: &[String]) -> Result<(), String> {
     let [dir] = p.positional.as_slice() else {
         return Err(format!("`templates` takes one directory\n\n{USAGE}"));
     };
-    let mut files = render::Files::new();
-    for template in render::built_in_names() {
-        for (path, text) in render::built_in(template).unwrap_or_default() {
-            files.insert(format!("{template}/{path}"), text);
-        }
-    }
-    render::write_new_dir(Path::new(dir), &files)?;
+    render::write_new_dir(Path::new(dir), &layout::built_in_tree())?;
     println!(
-        "wrote the {} templates to {dir}; use them with `cargo truss new <name> --templates {dir}`",
-        render::built_in_names().join(" and ")
+        "wrote the {} templates and their shared {} to {dir} ({dir}/README.md explains the layout); \
+         use them with `cargo truss new <name> --templates {dir}`",
+        layout::built_in_names().join(" and "),
+        layout::BASE
     );
     Ok(())
 }

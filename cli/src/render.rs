@@ -1,80 +1,15 @@
-//! Rendering a template into a new directory: all in memory first, then written to a
-//! temporary sibling directory and renamed into place, so a failure leaves nothing behind.
+//! Rendering a template into a new directory: `{{#if NAME}}` sections, then `{{placeholders}}`
+//! (the rules are in `templates/README.md`), all in memory first, then written to a temporary
+//! sibling directory and renamed into place, so a failure leaves nothing behind.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::layout::Template;
 use crate::names;
-
-include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 
 /// The template files: path inside the template → contents.
 pub type Files = BTreeMap<String, String>;
-
-/// The built-in templates' names.
-pub fn built_in_names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = BUILT_IN.iter().map(|(t, _, _)| *t).collect();
-    names.dedup();
-    names
-}
-
-/// A built-in template's files.
-pub fn built_in(template: &str) -> Option<Files> {
-    let files: Files = BUILT_IN
-        .iter()
-        .filter(|(t, _, _)| *t == template)
-        .map(|(_, path, text)| ((*path).to_owned(), (*text).to_owned()))
-        .collect();
-    (!files.is_empty()).then_some(files)
-}
-
-/// A template from a directory of templates (`<dir>/<template>/...`).
-pub fn from_dir(dir: &Path, template: &str) -> Result<Files, String> {
-    let root = dir.join(template);
-    if !root.join("Cargo.toml.tmpl").is_file() {
-        let available: Vec<String> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter(|e| e.path().join("Cargo.toml.tmpl").is_file())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Err(format!(
-            "template `{template}` not found: expected {} (templates in {}: {})",
-            root.join("Cargo.toml.tmpl").display(),
-            dir.display(),
-            if available.is_empty() {
-                "none".to_owned()
-            } else {
-                available.join(", ")
-            }
-        ));
-    }
-    let mut files = Files::new();
-    read_tree(&root, &root, &mut files).map_err(|e| format!("reading {}: {e}", root.display()))?;
-    Ok(files)
-}
-
-fn read_tree(root: &Path, dir: &Path, files: &mut Files) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            read_tree(root, &path, files)?;
-        } else {
-            let rel = path
-                .strip_prefix(root)
-                .map_err(std::io::Error::other)?
-                .to_string_lossy()
-                .replace('\\', "/");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            files.insert(rel, text);
-        }
-    }
-    Ok(())
-}
 
 /// The values substituted into templates.
 pub struct Vars {
@@ -133,10 +68,11 @@ impl Vars {
     }
 }
 
-/// Renders paths and contents (`Cargo.toml.tmpl` → `Cargo.toml`).
-pub fn render(files: &Files, vars: &Vars) -> Result<Files, String> {
+/// Renders `template`'s paths and contents: sections, placeholders, and `Cargo.toml.tmpl` →
+/// `Cargo.toml`.
+pub fn render(template: &Template, vars: &Vars) -> Result<Files, String> {
     let mut out = Files::new();
-    for (path, text) in files {
+    for (path, text) in &template.files {
         let path = vars.apply(path, path)?;
         let path = path.strip_suffix(".tmpl").unwrap_or(&path).to_owned();
         if path.split('/').any(|p| p == ".." || p.is_empty()) {
@@ -144,9 +80,102 @@ pub fn render(files: &Files, vars: &Vars) -> Result<Files, String> {
                 "template path `{path}` leaves the project directory"
             ));
         }
-        out.insert(path.clone(), vars.apply(text, &path)?);
+        let text = select(text, &path, &template.name, &template.names)?;
+        let text = vars.apply(&text, &path)?;
+        if out.insert(path.clone(), text).is_some() {
+            return Err(format!("two template files render to `{path}`"));
+        }
     }
     Ok(out)
+}
+
+const IF: &str = "{{#if";
+const ELSE: &str = "{{else}}";
+const END: &str = "{{/if}}";
+
+/// A line that opens, splits or closes a section.
+enum Directive<'a> {
+    If(&'a str),
+    Else,
+    End,
+}
+
+/// The directive `line` is, if it is one (alone on its line, spaces around allowed).
+fn directive(line: &str) -> Option<Directive<'_>> {
+    let line = line.trim();
+    if line == ELSE {
+        return Some(Directive::Else);
+    }
+    if line == END {
+        return Some(Directive::End);
+    }
+    let name = line.strip_prefix(IF)?.strip_suffix("}}")?;
+    (name.is_empty() || name.starts_with(' ')).then(|| Directive::If(name.trim()))
+}
+
+/// An open section: whether its lines are kept now, whether `{{else}}` was seen, and the
+/// line it opened on.
+struct Open {
+    keep: bool,
+    in_else: bool,
+    line: usize,
+}
+
+/// Keeps the lines that the `{{#if NAME}}` / `{{else}}` / `{{/if}}` sections of `text` select
+/// when rendering template `template` (NAME is kept when it is `template`), and drops the
+/// directive lines. NAME must be one of `names`; `file` is for errors.
+pub fn select(text: &str, file: &str, template: &str, names: &[String]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Vec<Open> = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let at = format!("{file}:{}", i + 1);
+        match directive(line) {
+            Some(Directive::If(name)) => {
+                if !names.iter().any(|n| n == name) {
+                    return Err(format!(
+                        "{at}: `{IF} {name}}}}}` names no template (templates: {})",
+                        names.join(", ")
+                    ));
+                }
+                let keep = name == template;
+                open.push(Open {
+                    keep,
+                    in_else: false,
+                    line: i + 1,
+                });
+            }
+            Some(Directive::Else) => match open.last_mut() {
+                Some(section) if !section.in_else => {
+                    section.keep = !section.keep;
+                    section.in_else = true;
+                }
+                Some(_) => return Err(format!("{at}: a second `{ELSE}` in one section")),
+                None => return Err(format!("{at}: `{ELSE}` outside a `{IF} NAME}}}}` section")),
+            },
+            Some(Directive::End) => {
+                if open.pop().is_none() {
+                    return Err(format!("{at}: `{END}` without a `{IF} NAME}}}}`"));
+                }
+            }
+            None if [IF, ELSE, END].iter().any(|d| line.contains(d)) => {
+                return Err(format!(
+                    "{at}: `{IF} NAME}}}}`, `{ELSE}` and `{END}` must be alone on their line"
+                ));
+            }
+            None => {
+                if open.iter().all(|s| s.keep) {
+                    out.push_str(line);
+                }
+            }
+        }
+    }
+    match open.last() {
+        Some(section) => Err(format!(
+            "{file}:{}: `{IF} ...}}}}` is never closed by `{END}`",
+            section.line
+        )),
+        None => Ok(out),
+    }
 }
 
 /// Writes `files` as the new directory `target`, all or nothing.
@@ -210,10 +239,74 @@ mod tests {
         );
     }
 
+    fn names() -> Vec<String> {
+        vec!["grpc".to_owned(), "http".to_owned()]
+    }
+
     #[test]
-    fn built_in_templates_are_embedded() {
-        assert_eq!(built_in_names(), ["grpc", "http"]);
-        let http = built_in("http").unwrap();
-        assert!(http.contains_key("Cargo.toml.tmpl") && http.contains_key("src/main.rs"));
+    fn sections_keep_the_lines_of_the_template_rendered() {
+        let text = "a\n{{#if grpc}}\ng\n  {{#if http}}\nnever\n  {{/if}}\n{{else}}\nh\n{{/if}}\nz";
+        assert_eq!(select(text, "f", "grpc", &names()).unwrap(), "a\ng\nz");
+        assert_eq!(select(text, "f", "http", &names()).unwrap(), "a\nh\nz");
+        let crlf = "{{#if http}}\r\nh\r\n{{/if}}\r\n";
+        assert_eq!(select(crlf, "f", "http", &names()).unwrap(), "h\r\n");
+        assert_eq!(
+            select("{{ not a section }}\n", "f", "http", &names()).unwrap(),
+            "{{ not a section }}\n"
+        );
+    }
+
+    #[test]
+    fn sections_refuse_mistakes() {
+        for (text, says) in [
+            (
+                "x\n{{#if gprc}}\n{{/if}}\n",
+                "f:2: `{{#if gprc}}` names no template (templates: grpc, http)",
+            ),
+            (
+                "{{#if grpc}}\nx\n",
+                "f:1: `{{#if ...}}` is never closed by `{{/if}}`",
+            ),
+            ("{{/if}}\n", "f:1: `{{/if}}` without"),
+            ("{{else}}\n", "f:1: `{{else}}` outside"),
+            (
+                "{{#if grpc}}\n{{else}}\n{{else}}\n{{/if}}\n",
+                "f:3: a second `{{else}}`",
+            ),
+            (
+                "let x = 1; {{#if grpc}}\n",
+                "f:1: `{{#if NAME}}`, `{{else}}` and `{{/if}}` must be alone",
+            ),
+        ] {
+            let err = select(text, "f", "http", &names()).unwrap_err();
+            assert!(err.starts_with(says), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn renders_a_template_and_refuses_clashing_paths() {
+        let vars = Vars::new("pay-gate", "truss = \"0.1\"".into());
+        let mut template = Template {
+            name: "http".to_owned(),
+            names: names(),
+            files: Files::from([
+                (
+                    "Cargo.toml.tmpl".to_owned(),
+                    "{{#if http}}\n{{name}}\n{{/if}}\n".to_owned(),
+                ),
+                ("src/{{name_snake}}.rs".to_owned(), "{{Name}}\n".to_owned()),
+            ]),
+        };
+        let out = render(&template, &vars).unwrap();
+        assert_eq!(out["Cargo.toml"], "pay-gate\n");
+        assert_eq!(out["src/pay_gate.rs"], "PayGate\n");
+        template
+            .files
+            .insert("Cargo.toml".to_owned(), String::new());
+        let err = render(&template, &vars).unwrap_err();
+        assert!(
+            err.contains("two template files render to `Cargo.toml`"),
+            "{err}"
+        );
     }
 }

@@ -111,21 +111,63 @@ fn a_custom_template_directory_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let out = truss(dir.path(), &["templates", "tpl"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        dir.path()
-            .join("tpl/grpc/proto/{{name_snake}}.proto")
-            .is_file()
-    );
-    let readme = dir.path().join("tpl/http/README.md");
+    let tpl = dir.path().join("tpl");
+    for file in [
+        "README.md",
+        "base/Cargo.toml.tmpl",
+        "http/src/handler.rs",
+        "grpc/proto/{{name_snake}}.proto",
+    ] {
+        assert!(tpl.join(file).is_file(), "no tpl/{file}");
+    }
+    assert_eq!(entries(&tpl), ["README.md", "base", "grpc", "http"]);
+
+    // An edit to base/ reaches every template; a template's own file replaces base's.
+    let readme = tpl.join("base/README.md");
     let mut text = std::fs::read_to_string(&readme).unwrap();
     text.push_str("\nOwned by the {{Name}} team.\n");
     std::fs::write(&readme, text).unwrap();
+    std::fs::write(tpl.join("grpc/README.md"), "# {{name}} speaks gRPC\n").unwrap();
+    std::fs::write(
+        tpl.join("base/NOTES.md"),
+        "{{#if grpc}}\ngRPC notes\n{{else}}\nother notes\n{{/if}}\n",
+    )
+    .unwrap();
+    // A new template: base plus its own files.
+    std::fs::create_dir_all(tpl.join("worker/src")).unwrap();
+    std::fs::write(tpl.join("worker/src/worker.rs"), "// {{Name}}\n").unwrap();
 
-    let out = truss(dir.path(), &["new", "pay-gate", "--templates", "tpl"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let made = std::fs::read_to_string(dir.path().join("pay-gate/README.md")).unwrap();
+    for args in [
+        &["new", "pay-gate", "--templates", "tpl"][..],
+        &["new", "pay-api", "--templates", "tpl", "--grpc"],
+        &[
+            "new",
+            "pay-job",
+            "--templates",
+            "tpl",
+            "--template",
+            "worker",
+        ],
+    ] {
+        let out = truss(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let read = |path: &str| std::fs::read_to_string(dir.path().join(path)).unwrap();
+    let made = read("pay-gate/README.md");
     assert!(made.contains("Owned by the PayGate team."), "{made}");
     assert!(made.starts_with("# pay-gate"));
+    assert_eq!(read("pay-gate/NOTES.md"), "other notes\n");
+    assert_eq!(read("pay-api/README.md"), "# pay-api speaks gRPC\n");
+    assert_eq!(read("pay-api/NOTES.md"), "gRPC notes\n");
+    assert!(dir.path().join("pay-api/proto/pay_api.proto").is_file());
+    assert_eq!(read("pay-job/src/worker.rs"), "// PayJob\n");
+    assert!(read("pay-job/README.md").contains("Owned by the PayJob team."));
+
+    let out = truss(
+        dir.path(),
+        &["new", "svc", "--templates", "tpl", "--template", "base"],
+    );
+    assert!(stderr(&out).contains("not a template"), "{}", stderr(&out));
 
     // Writing templates over an existing directory is refused.
     let out = truss(dir.path(), &["templates", "tpl"]);

@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -183,24 +184,48 @@ fn decode_query<M: DeserializeOwned>(query: &str, path: Vec<(String, String)>) -
 }
 
 /// Decodes a message from a JSON body and path parameters (path wins). Path values are
-/// strings: when the message does not accept them so, those that look like numbers or
-/// booleans are passed as such.
+/// strings; those that look like numbers or booleans may be meant as such. Each combination
+/// of "as typed" and "as string" for those is tried, all typed first (at most
+/// [`MAX_AMBIGUOUS_PATH`] of them vary; past that, all typed or all strings).
 fn decode_json<M: DeserializeOwned>(
-    mut fields: Map<String, Value>,
+    fields: Map<String, Value>,
     path: Vec<(String, String)>,
 ) -> Result<M, Error> {
-    let mut typed = fields.clone();
-    for (k, v) in path {
-        typed.insert(k.clone(), coerce(&Value::String(v.clone())));
-        fields.insert(k, Value::String(v));
-    }
-    let first = match serde_json::from_value::<M>(Value::Object(typed)) {
-        Ok(m) => return Ok(m),
-        Err(e) => e,
+    let ambiguous: Vec<usize> = (0..path.len())
+        .filter(|&i| !coerce(&Value::String(path[i].1.clone())).is_string())
+        .collect();
+    let all = (1u32 << ambiguous.len().min(MAX_AMBIGUOUS_PATH)) - 1;
+    let masks: Vec<u32> = if ambiguous.len() <= MAX_AMBIGUOUS_PATH {
+        (0..=all).rev().collect()
+    } else {
+        vec![u32::MAX, 0]
     };
-    serde_json::from_value::<M>(Value::Object(fields))
-        .map_err(|_| Error::bad_request("INVALID_ARGUMENT", format!("invalid request: {first}")))
+    let mut first = None;
+    for mask in masks {
+        let mut message = fields.clone();
+        for (i, (k, v)) in path.iter().enumerate() {
+            let bit = ambiguous.iter().position(|&a| a == i);
+            let typed = bit.is_some_and(|b| mask == u32::MAX || (b < 32 && mask & (1 << b) != 0));
+            let value = Value::String(v.clone());
+            message.insert(k.clone(), if typed { coerce(&value) } else { value });
+        }
+        match serde_json::from_value::<M>(Value::Object(message)) {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    let first = first.map_or_else(String::new, |e| e.to_string());
+    Err(Error::bad_request(
+        "INVALID_ARGUMENT",
+        format!("invalid request: {first}"),
+    ))
 }
+
+/// How many ambiguous path values [`decode_json`] tries both ways (2^N decodes at most, and
+/// only for a request that does not decode at once).
+const MAX_AMBIGUOUS_PATH: usize = 4;
 
 fn coerce(v: &Value) -> Value {
     let Value::String(s) = v else {

@@ -1,4 +1,8 @@
+{{#if grpc}}
+//! Starts the service on free ports and calls it over real gRPC and HTTP.
+{{else}}
 //! Starts the service on free ports and calls it over real HTTP.
+{{/if}}
 
 use std::net::SocketAddr;
 
@@ -29,6 +33,24 @@ async fn creates_and_reads_an_item() {
     let app = {{name_snake}}::app(&config).start().await.unwrap();
     let addr = app.http_addr().unwrap();
 
+{{#if grpc}}
+    let mut client =
+        {{name_snake}}::pb::{{name_snake}}_client::{{Name}}Client::connect(format!("http://{}", app.grpc_addr().unwrap()))
+            .await
+            .unwrap();
+    let item = client
+        .create_item({{name_snake}}::pb::CreateItemRequest { name: "by grpc".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(item.id, 1);
+    let status = client
+        .get_item({{name_snake}}::pb::GetItemRequest { id: 42 })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+{{/if}}
     let body = r#"{"name":"first"}"#;
     let created = http(
         addr,
@@ -38,9 +60,15 @@ async fn creates_and_reads_an_item() {
         ),
     )
     .await;
+{{#if grpc}}
+    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+
+    let got = http(addr, "GET /v1/items/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+{{else}}
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
 
     let got = http(addr, "GET /v1/items/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+{{/if}}
     assert!(got.contains(r#""name":"first""#), "{got}");
 
     let missing = http(addr, "GET /v1/items/9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
