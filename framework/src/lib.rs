@@ -28,7 +28,7 @@
 //!   trace context, OTLP export (feature `otlp`).
 //! * [`client`]: HTTP and gRPC clients by service name, with the client layer stack.
 //! * [`registry`]: registration and discovery (etcd with feature `etcd`, or static).
-//! * [`error`] ([`Error`]), [`validate`], [`route`], [`grpc`] and the macros
+//! * [`error`] ([`Error`](struct@Error)), [`validate`], [`route`](mod@route), [`grpc`](mod@grpc) and the macros
 //!   [`route`](macro@route), [`grpc`](macro@grpc), [`Error`](derive@Error): handlers and the
 //!   Kratos-compatible error model.
 //! * [`wire`]: protocol plumbing shared by all of the above (route labels, header names,

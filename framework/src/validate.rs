@@ -29,7 +29,7 @@
 //! assert_eq!(errors.to_string(), "email must be an email address; name must not be empty");
 //! ```
 //!
-//! (This is for requests; config sections use [`config::Validate`](crate::config::Validate).)
+//! (This is for requests; config sections use [`config::Section`](crate::config::Section).)
 
 use std::collections::BTreeMap;
 use std::fmt;

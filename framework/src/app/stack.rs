@@ -19,7 +19,7 @@ use crate::wire::Transport;
 /// the metrics label; `cpu` replaces the CPU sampler of load shedding.
 ///
 /// One `Router::layer` call: axum boxes each layer it applies. Useful to measure the stack
-/// or to serve a router with it outside an [`App`]:
+/// or to serve a router with it outside an [`App`](super::App):
 ///
 /// ```
 /// use axum::{Router, routing::get};

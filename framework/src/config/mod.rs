@@ -22,9 +22,13 @@
 //!   `TRUSS_HTTP__ADDR=0.0.0.0:80`, `TRUSS_APP__GREETING=Hi`. The prefix is set with
 //!   [`ConfigLoader::env_prefix`].
 //! * **Sections**: `http`, `grpc`, `admin`, `shutdown`, `log`, `admission`
-//!   ([`AdmissionConfig`]), `timeout` ([`TimeoutConfig`]), `breaker` ([`BreakerConfig`]),
-//!   `retry` ([`RetryConfig`]), `trace` ([`TraceConfig`]),
-//!   `registry` ([`RegistryConfig`]) and `app`.
+//!   ([`AdmissionConfig`](crate::resilience::AdmissionConfig)), `timeout`
+//!   ([`TimeoutConfig`](crate::resilience::deadline::TimeoutConfig)), `breaker`
+//!   ([`BreakerConfig`](crate::resilience::breaker::BreakerConfig)), `retry`
+//!   ([`RetryConfig`](crate::resilience::retry::RetryConfig)), `trace`
+//!   ([`TraceConfig`](crate::observe::otel::TraceConfig)), `registry`
+//!   ([`RegistryConfig`](crate::registry::RegistryConfig)) and `app`. The list lives in one
+//!   place, `config/framework.rs`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
 //! * **Validation**: every section implements [`Section`]; so does the team's.

@@ -25,7 +25,7 @@
 //! is rounded to the nearest nanosecond, halves up, per component. A total beyond
 //! [`Duration::MAX`] is [`ParseError::Overflow`]. [`parse`] never panics.
 //!
-//! [`format`] prints the shortest exact form in one unit (`0`, `3s`, `250ms`, `7us`,
+//! [`format()`] prints the shortest exact form in one unit (`0`, `3s`, `250ms`, `7us`,
 //! `9ns`), which [`parse`] reads back to the same value for every [`Duration`].
 
 #![forbid(unsafe_code)]

@@ -39,7 +39,7 @@ impl std::fmt::Debug for Shedder {
 }
 
 impl Shedder {
-    /// A shedder reading CPU from `cpu`. `config` is assumed valid ([`ShedConfig::check`]).
+    /// A shedder reading CPU from `cpu`. `config` is assumed valid (see its [`Section::validate`](crate::config::Section::validate)).
     pub fn new(config: &ShedConfig, cpu: Arc<dyn CpuSource>) -> Arc<Self> {
         let bucket = config.bucket().max(Duration::from_micros(1));
         Arc::new(Self {
