@@ -1,4 +1,15 @@
 //! The `tracing` subscriber the app installs from `[log]` (and `[trace]` for export).
+//!
+//! Lines are formatted on the thread that logs them and written by one writer thread through
+//! a bounded queue ([`NonBlocking`]): a request never waits on the stdout lock. A full queue
+//! drops lines and counts them in `truss_log_dropped_total`; [`LogGuard::shutdown`] writes
+//! out everything queued before it returns.
+
+mod writer;
+
+pub use writer::{LineWriter, NonBlocking};
+
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -13,11 +24,25 @@ use crate::observe::otel::TraceConfig;
 pub struct LogGuard {
     #[cfg(feature = "otlp")]
     exporter: Option<crate::observe::otel::Exporter>,
+    writer: Option<NonBlocking>,
 }
 
+/// Lines the log queue holds before it drops new ones.
+pub const QUEUE_LINES: usize = 64 * 1024;
+
+/// How long [`LogGuard::shutdown`] waits for queued lines to be written.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
 impl LogGuard {
-    /// Flushes exported spans (a no-op without the `otlp` feature or an endpoint).
+    /// Writes out every queued log line, then flushes exported spans (a no-op without the
+    /// `otlp` feature or an endpoint).
     pub async fn shutdown(self) {
+        if let Some(writer) = self.writer.clone() {
+            let flushed = tokio::task::spawn_blocking(move || writer.flush(FLUSH_LIMIT)).await;
+            if !matches!(flushed, Ok(true)) {
+                eprintln!("truss: log lines may be lost: the log writer did not flush in time");
+            }
+        }
         #[cfg(feature = "otlp")]
         if let Some(exporter) = self.exporter {
             let flushed = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
@@ -50,6 +75,7 @@ pub fn init(
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = (trace, service, version);
+    let (writer, _thread) = NonBlocking::new(std::io::stdout(), QUEUE_LINES);
 
     #[cfg(feature = "otlp")]
     {
@@ -63,24 +89,41 @@ pub fn init(
             None => (None, None),
         };
         let fmt = match log.format {
-            LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(writer.clone())
+                .boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(writer.clone())
+                .boxed(),
         };
         let _ = tracing_subscriber::registry()
             .with(otel)
             .with(fmt.with_filter(filter))
             .try_init();
-        Ok(LogGuard { exporter })
+        Ok(LogGuard {
+            exporter,
+            writer: Some(writer),
+        })
     }
     #[cfg(not(feature = "otlp"))]
     {
         let fmt = match log.format {
-            LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(writer.clone())
+                .boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(writer.clone())
+                .boxed(),
         };
         let _ = tracing_subscriber::registry()
             .with(fmt.with_filter(filter))
             .try_init();
-        Ok(LogGuard {})
+        Ok(LogGuard {
+            writer: Some(writer),
+        })
     }
 }
