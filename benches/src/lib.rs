@@ -4,6 +4,8 @@
 //!   pass-through router, ns per request) and prints allocations per request.
 //! * `cargo run --release -p truss-benches --bin overload` runs the overload experiment.
 
+pub mod variants;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 

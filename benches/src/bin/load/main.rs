@@ -1,0 +1,236 @@
+//! What truss costs over bare hyper and bare tonic, end to end over loopback.
+//!
+//! ```sh
+//! cargo run --release -p truss-benches --bin load                  # defaults
+//! cargo run --release -p truss-benches --bin load -- --secs 10 --conns 32 --workers 1
+//! ```
+//!
+//! Servers, each in its own child process with the same number of tokio worker
+//! threads (`--workers`, default 1) and the same trivial handler: bare hyper (HTTP/1.1),
+//! axum with no layers, a hand-built axum + tower-http stack doing comparable work (trace span
+//! with a request id and an INFO line per response, timeout, concurrency limit, Prometheus
+//! metrics), truss HTTP (the app with its full default stack: trace + access log, metrics,
+//! in-flight limit, load shedding, breaker, deadline), bare tonic, and truss gRPC (the same
+//! stack). Each server's output goes to a file, as a deployed service's stdout would.
+//!
+//! Reported per server: throughput, the server's CPU time per request (from
+//! `/proc/<pid>/stat`: the figure that does not depend on the load generator), the load
+//! generator's own CPU use (near 1.0 means the generator, not the server, was the limit),
+//! and latency percentiles; then open-loop latency at 50 % of bare's and of truss's own
+//! capacity, and resident memory with `--idle` (default 10 000) idle keep-alive connections.
+//!
+//! Each is driven in turn by the same closed-loop generator (`--conns` connections or
+//! streams, each sending the next request when the last answer arrived; every answer is
+//! checked: status 200 and body `ok`, or `grpc-status` 0 and the reply message) for `--secs`
+//! after a one-second warm-up. Then an open-loop pass offers 50 % of bare's maximum rate to
+//! both (latency measured from each request's scheduled send time, so queueing counts), and
+//! the added p50 / p99 are printed. `axum` (axum's own server, same route, no layers) and the
+//! `-quiet` variants (truss without the access-log line) show where the cost comes from;
+//! `LOAD_LOG_LEVEL=warn` turns truss's request logging off entirely.
+//!
+//! With two or more CPUs the servers are pinned (`taskset`) to the last CPU and the
+//! generator to the others. Load shedding stays in the stack but with a 100 % threshold: it
+//! follows the host's CPU, which a benchmark saturates by design.
+
+mod clients;
+mod idle;
+mod servers;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clients::{Stats, closed, open};
+use servers::{pin_generator, serve, start};
+
+mod pb {
+    tonic::include_proto!("bench.v1");
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve") {
+        let kind = args.get(2).cloned().unwrap_or_default();
+        let addr: SocketAddr = args.get(3).and_then(|a| a.parse().ok()).expect("address");
+        serve(&kind, addr, arg("--workers", 1) as usize);
+        return;
+    }
+    let secs = Duration::from_secs(arg("--secs", 5));
+    let conns = arg("--conns", 32) as usize;
+    let workers = arg("--workers", 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let idle_conns = arg("--idle", 10_000) as usize;
+    rt.block_on(drive(secs, conns, workers, idle_conns));
+}
+
+/// One closed-loop row, measured.
+struct Row {
+    kind: &'static str,
+    stats: Stats,
+}
+
+fn print_row(row: &Row, bare: Option<&Stats>) {
+    let s = &row.stats;
+    let (ratio, cpu_ratio) = bare.map_or(("—".to_owned(), "—".to_owned()), |b| {
+        (
+            format!("{:.2}", s.rps / b.rps),
+            format!("{:.2}", s.server_us / b.server_us),
+        )
+    });
+    println!(
+        "| {} | {:.0} | {ratio} | {:.1} | {cpu_ratio} | {:.0} % | {:.0} µs | {:.0} µs | {:.0} µs | {} |",
+        row.kind,
+        s.rps,
+        s.server_us,
+        100.0 * s.generator_cpu,
+        s.pct(0.50),
+        s.pct(0.99),
+        s.pct(0.999),
+        s.errors
+    );
+}
+
+async fn closed_rows(secs: Duration, conns: usize, workers: u64) -> Vec<Row> {
+    println!(
+        "| server | req/s | ÷ bare | server CPU µs / req | ÷ bare | generator CPU | p50 | p99 | p99.9 | errors |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut rows = Vec::new();
+    for (kinds, grpc) in [
+        (
+            &[
+                "bare-hyper",
+                "axum",
+                "axum-stack",
+                "truss-http",
+                "truss-http-quiet",
+            ][..],
+            false,
+        ),
+        (&["bare-tonic", "truss-grpc", "truss-grpc-quiet"][..], true),
+    ] {
+        let first = rows.len();
+        for &kind in kinds {
+            let (server, addr) = start(kind, workers).await;
+            let stats = closed(&server, addr, grpc, conns, secs).await;
+            let row = Row { kind, stats };
+            print_row(&row, rows.get(first).map(|r: &Row| &r.stats));
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+fn find<'a>(rows: &'a [Row], kind: &str) -> &'a Stats {
+    &rows.iter().find(|r| r.kind == kind).expect("row").stats
+}
+
+/// Open loop at `rate` against a bare server and truss; returns the added p50 and p99.
+async fn open_pair(bare: &str, truss: &str, grpc: bool, rate: f64, conns: usize, secs: Duration) {
+    let mut base = (0.0, 0.0);
+    for kind in [bare, truss] {
+        let (_server, addr) = start(kind, 1).await;
+        // Enough callers that the generator never caps the offered rate (HTTP/1.1 has one
+        // request per connection in flight).
+        let callers = conns * 8;
+        let _ = open(addr, grpc, callers, rate, Duration::from_secs(1)).await; // warm-up
+        let s = open(addr, grpc, callers, rate, secs).await;
+        let (p50, p99) = (s.pct(0.50), s.pct(0.99));
+        let added = if kind == bare {
+            base = (p50, p99);
+            ("—".to_owned(), "—".to_owned())
+        } else {
+            (
+                format!("{:+.0} µs", p50 - base.0),
+                format!("{:+.0} µs", p99 - base.1),
+            )
+        };
+        println!(
+            "| {kind} | {rate:.0} | {p50:.0} µs | {p99:.0} µs | {} | {} | {} |",
+            added.0, added.1, s.errors
+        );
+    }
+}
+
+async fn drive(secs: Duration, conns: usize, workers: u64, idle_conns: usize) {
+    let pinning = pin_generator();
+    println!(
+        "closed loop: {conns} callers, {}s measured after 1s warm-up; servers: {workers} worker thread(s) each, output to a file; {pinning}",
+        secs.as_secs()
+    );
+    println!();
+    let rows = closed_rows(secs, conns, workers).await;
+    println!();
+    println!("open loop, {}s each:", secs.as_secs());
+    println!();
+    println!("| server | offered req/s | p50 | p99 | added p50 | added p99 | errors |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (bare, truss, grpc) in [
+        ("bare-hyper", "truss-http", false),
+        ("bare-tonic", "truss-grpc", true),
+    ] {
+        let half_bare = find(&rows, bare).rps * 0.5;
+        let half_truss = find(&rows, truss).rps * 0.5;
+        open_pair(bare, truss, grpc, half_bare, conns, secs).await;
+        open_pair(bare, truss, grpc, half_truss, conns, secs).await;
+    }
+    println!();
+    let bare_rss = idle::rss_with_idle("bare-hyper", idle_conns).await;
+    let truss_rss = idle::rss_with_idle("truss-http", idle_conns).await;
+    println!(
+        "resident memory with {idle_conns} idle keep-alive connections: bare hyper {:.1} MiB, truss HTTP {:.1} MiB ({:.2} ×)",
+        bare_rss as f64 / 1048576.0,
+        truss_rss as f64 / 1048576.0,
+        truss_rss as f64 / bare_rss.max(1) as f64
+    );
+    goals(&rows, bare_rss, truss_rss);
+}
+
+/// The issue's goals, met or not, from this run's figures.
+fn goals(rows: &[Row], bare_rss: u64, truss_rss: u64) {
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let (hyper, tonic) = (find(rows, "bare-hyper"), find(rows, "bare-tonic"));
+    for (truss, bare) in [
+        ("truss-http", hyper),
+        ("truss-grpc", tonic),
+        ("truss-http-quiet", hyper),
+        ("truss-grpc-quiet", tonic),
+    ] {
+        let s = find(rows, truss);
+        let want = if truss.ends_with("-quiet") {
+            0.95
+        } else {
+            0.90
+        };
+        let (tp, cpu) = (s.rps / bare.rps, s.server_us / bare.server_us);
+        println!(
+            "P1 {truss}: throughput {tp:.2} × bare (goal ≥ {want}) {}; CPU/request {cpu:.2} × bare (goal ≤ 1.15) {}",
+            verdict(tp >= want),
+            verdict(cpu <= 1.15)
+        );
+    }
+    let (axum_stack, truss) = (find(rows, "axum-stack"), find(rows, "truss-http"));
+    println!(
+        "P2 truss HTTP vs hand-built axum + tower-http: throughput {:.2} ×, CPU/request {:.2} × {}",
+        truss.rps / axum_stack.rps,
+        truss.server_us / axum_stack.server_us,
+        verdict(truss.rps > axum_stack.rps && truss.server_us < axum_stack.server_us)
+    );
+    let rss = truss_rss as f64 / bare_rss.max(1) as f64;
+    println!(
+        "P5 idle-connection memory: {rss:.2} × bare (goal ≤ 1.2) {}",
+        verdict(rss <= 1.2)
+    );
+}
