@@ -5,7 +5,7 @@
 //! [`MAX_LABELS`] distinct labels, new ones share the value of `other`.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 /// Distinct labels a [`BoundedMap`] holds before new ones fall into `other`.
 pub(crate) const MAX_LABELS: usize = 1024;
@@ -52,6 +52,47 @@ impl<V> BoundedMap<V> {
     }
 }
 
+/// The value for the first label one service instance sees. axum applies a layer to each
+/// route separately, so an instance almost always sees one label: a string comparison then
+/// replaces the map's lock and hash. Clones share the slot.
+pub(crate) struct FirstLabel<V>(Arc<OnceLock<(Box<str>, V)>>);
+
+impl<V> Clone for FirstLabel<V> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<V> Default for FirstLabel<V> {
+    fn default() -> Self {
+        Self(Arc::new(OnceLock::new()))
+    }
+}
+
+impl<V> std::fmt::Debug for FirstLabel<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FirstLabel")
+            .field(&self.0.get().map(|(l, _)| l))
+            .finish()
+    }
+}
+
+impl<V: Clone> FirstLabel<V> {
+    /// The value for `label`: the remembered one when it is the first label seen, else
+    /// `make()` (remembered when nothing was yet).
+    #[inline]
+    pub(crate) fn get_or(&self, label: &str, make: impl FnOnce() -> V) -> V {
+        if let Some((first, value)) = self.0.get()
+            && **first == *label
+        {
+            return value.clone();
+        }
+        let value = make();
+        let _ = self.0.set((label.into(), value.clone()));
+        value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +106,14 @@ mod tests {
         }
         assert_eq!(map.with("new", str::to_owned, Clone::clone), "other");
         assert_eq!(map.with("l7", str::to_owned, Clone::clone), "l7");
+    }
+
+    #[test]
+    fn first_label_is_remembered_and_others_are_made() {
+        let cache = FirstLabel::<String>::default();
+        assert_eq!(cache.get_or("/a", || "made a".to_owned()), "made a");
+        assert_eq!(cache.get_or("/a", || unreachable!()), "made a");
+        assert_eq!(cache.get_or("/b", || "made b".to_owned()), "made b");
+        assert_eq!(cache.clone().get_or("/a", || unreachable!()), "made a");
     }
 }

@@ -11,7 +11,8 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::counters::DecisionCounters;
+use super::counters::{DecisionCounters, Pair};
+use crate::labels::FirstLabel;
 use crate::wire::reject::reject;
 use crate::wire::{Completion, GuardedFuture, is_grpc, route_label};
 
@@ -92,6 +93,7 @@ impl<S, P> Layer<S> for AdmitLayer<P> {
             inner,
             policy: self.policy.clone(),
             counters: self.counters.clone(),
+            pair: FirstLabel::default(),
         }
     }
 }
@@ -102,6 +104,8 @@ pub struct Admit<S, P> {
     inner: S,
     policy: Arc<P>,
     counters: Option<Arc<DecisionCounters>>,
+    /// This route's decision counters, resolved on its first request.
+    pair: FirstLabel<Arc<Pair>>,
 }
 
 impl<S: Clone, P> Clone for Admit<S, P> {
@@ -110,6 +114,7 @@ impl<S: Clone, P> Clone for Admit<S, P> {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
             counters: self.counters.clone(),
+            pair: self.pair.clone(),
         }
     }
 }
@@ -132,7 +137,7 @@ where
         let route = route_label(&req);
         let decision = self.policy.admit(route, &req);
         if let Some(counters) = &self.counters {
-            counters.record(route, decision.is_ok());
+            counters.record(&self.pair, route, decision.is_ok());
         }
         match decision {
             Ok(guard) => GuardedFuture::admitted(self.inner.call(req), guard),

@@ -3,9 +3,12 @@
 
 use metrics::Counter;
 
-use crate::labels::BoundedMap;
+use std::sync::Arc;
 
-struct Pair {
+use crate::labels::{BoundedMap, FirstLabel};
+
+/// The admitted and rejected counters of one route.
+pub(crate) struct Pair {
     admitted: Counter,
     rejected: Counter,
 }
@@ -13,7 +16,7 @@ struct Pair {
 /// `truss_admission_total{layer, route, decision}` handles for one layer.
 pub(crate) struct DecisionCounters {
     layer: &'static str,
-    routes: BoundedMap<Pair>,
+    routes: BoundedMap<Arc<Pair>>,
 }
 
 impl std::fmt::Debug for DecisionCounters {
@@ -33,8 +36,18 @@ impl DecisionCounters {
     }
 
     /// Counts one decision for `route`.
+    /// Counts one decision for `route`; `cache` is the calling service instance's slot.
     #[inline]
-    pub(crate) fn record(&self, route: &str, admitted: bool) {
+    pub(crate) fn record(&self, cache: &FirstLabel<Arc<Pair>>, route: &str, admitted: bool) {
+        let pair = cache.get_or(route, || self.pair(route));
+        if admitted {
+            pair.admitted.increment(1);
+        } else {
+            pair.rejected.increment(1);
+        }
+    }
+
+    fn pair(&self, route: &str) -> Arc<Pair> {
         let layer = self.layer;
         let make = |key: &str| {
             let counter = |decision: &'static str| {
@@ -45,17 +58,11 @@ impl DecisionCounters {
                     "decision" => decision
                 )
             };
-            Pair {
+            Arc::new(Pair {
                 admitted: counter("admitted"),
                 rejected: counter("rejected"),
-            }
+            })
         };
-        self.routes.with(route, make, |p| {
-            if admitted {
-                p.admitted.increment(1)
-            } else {
-                p.rejected.increment(1)
-            }
-        });
+        self.routes.with(route, make, Arc::clone)
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::labels::BoundedMap;
+use crate::labels::{BoundedMap, FirstLabel};
 use crate::wire::{Completion, GuardedFuture};
 use crate::wire::{Transport, grpc_status, route_label};
 
@@ -113,6 +113,7 @@ impl<S> Layer<S> for MetricsLayer {
         MetricsService {
             inner,
             layer: self.clone(),
+            meters: FirstLabel::default(),
         }
     }
 }
@@ -122,6 +123,8 @@ impl<S> Layer<S> for MetricsLayer {
 pub struct MetricsService<S> {
     inner: S,
     layer: MetricsLayer,
+    /// This route's meters, resolved on its first request.
+    meters: FirstLabel<Arc<RouteMeters>>,
 }
 
 /// One request being measured.
@@ -171,7 +174,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let meters = self.layer.route(route_label(&req));
+        let label = route_label(&req);
+        let meters = self.meters.get_or(label, || self.layer.route(label));
         let in_flight = self.layer.shared.in_flight.clone();
         in_flight.increment(1.0);
         let observation = Observation {

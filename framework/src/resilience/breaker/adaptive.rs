@@ -81,6 +81,10 @@ pub(crate) struct Adaptive {
     buckets: Mutex<Vec<Bucket>>,
     last_pass: AtomicU64,
     rng: AtomicU64,
+    /// The bucket epoch (+1) the cached ratio was computed in; 0 when stale.
+    cached_epoch: AtomicU64,
+    /// The cached rejection probability, as `f64` bits.
+    cached_ratio: AtomicU64,
 }
 
 impl Adaptive {
@@ -99,6 +103,8 @@ impl Adaptive {
             ]),
             last_pass: AtomicU64::new(0),
             rng: AtomicU64::new(seed | 1),
+            cached_epoch: AtomicU64::new(0),
+            cached_ratio: AtomicU64::new(0),
         }
     }
 
@@ -133,10 +139,24 @@ impl Adaptive {
 
     /// The current rejection probability.
     pub(crate) fn drop_ratio(&self) -> f64 {
-        let (requests, accepts) = self.totals(self.now() / self.bucket_nanos);
+        self.ratio_at(self.now())
+    }
+
+    /// The rejection probability at `now`, computed at most once per bucket unless a failure
+    /// was recorded since: successes only lower it, so a value up to one bucket old errs on
+    /// the side of caution, and a failure is seen at once.
+    fn ratio_at(&self, now: u64) -> f64 {
+        let epoch = now / self.bucket_nanos;
+        if self.cached_epoch.load(Ordering::Acquire) == epoch + 1 {
+            return f64::from_bits(self.cached_ratio.load(Ordering::Relaxed));
+        }
+        let (requests, accepts) = self.totals(epoch);
         let weighted = self.config.k * accepts as f64;
         let excess = requests as f64 - self.config.min_requests as f64 - weighted;
-        (excess / (requests as f64 + 1.0)).max(0.0)
+        let ratio = (excess / (requests as f64 + 1.0)).max(0.0);
+        self.cached_ratio.store(ratio.to_bits(), Ordering::Relaxed);
+        self.cached_epoch.store(epoch + 1, Ordering::Release);
+        ratio
     }
 
     fn random(&self) -> f64 {
@@ -151,12 +171,12 @@ impl Adaptive {
 
     /// Whether to let a request through. Rejections count as requests.
     pub(crate) fn allow(&self) -> bool {
-        let ratio = self.drop_ratio();
+        let now = self.now();
+        let ratio = self.ratio_at(now);
         if ratio <= 0.0 {
-            self.last_pass.store(self.now(), Ordering::Relaxed);
+            self.last_pass.store(now, Ordering::Relaxed);
             return true;
         }
-        let now = self.now();
         let force = nanos(self.config.force_pass);
         if force > 0 && now.saturating_sub(self.last_pass.load(Ordering::Relaxed)) >= force {
             self.last_pass.store(now, Ordering::Relaxed);
@@ -173,5 +193,8 @@ impl Adaptive {
     /// Records the outcome of an allowed request.
     pub(crate) fn record(&self, success: bool) {
         self.add(1, u64::from(success));
+        if !success {
+            self.cached_epoch.store(0, Ordering::Release);
+        }
     }
 }
