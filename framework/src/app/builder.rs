@@ -121,28 +121,14 @@ impl AppBuilder {
 
     /// Wraps every HTTP route in `layer` (after routing, so the route template is known).
     /// The first layer added is the innermost.
-    pub fn http_layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static,
-    {
-        self.http_layers.push(router_map(layer));
+    pub fn http_layer(mut self, layer: impl RouteLayer) -> Self {
+        self.http_layers.push(Box::new(move |r| layer.apply(r)));
         self
     }
 
     /// Wraps every gRPC service in `layer`. The first layer added is the innermost.
-    pub fn grpc_layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static,
-    {
-        self.grpc_layers.push(router_map(layer));
+    pub fn grpc_layer(mut self, layer: impl RouteLayer) -> Self {
+        self.grpc_layers.push(Box::new(move |r| layer.apply(r)));
         self
     }
 
@@ -205,8 +191,14 @@ impl AppBuilder {
     }
 }
 
-/// `layer` as a deferred `Router::layer` call.
-fn router_map<L>(layer: L) -> RouterMap
+/// A tower layer that axum can apply to every route, as [`AppBuilder::http_layer`] and
+/// [`AppBuilder::grpc_layer`] take: any `Layer<Route>` whose service axum can serve.
+pub trait RouteLayer: Send + 'static {
+    /// Applies the layer to every route of `router`.
+    fn apply(self, router: Router) -> Router;
+}
+
+impl<L> RouteLayer for L
 where
     L: Layer<Route> + Clone + Send + Sync + 'static,
     L::Service: Service<Request> + Clone + Send + Sync + 'static,
@@ -214,5 +206,7 @@ where
     <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
     <L::Service as Service<Request>>::Future: Send + 'static,
 {
-    Box::new(move |r: Router| r.layer(layer))
+    fn apply(self, router: Router) -> Router {
+        router.layer(self)
+    }
 }

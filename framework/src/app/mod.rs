@@ -13,7 +13,7 @@ mod running;
 mod stack;
 mod start;
 
-pub use builder::AppBuilder;
+pub use builder::{AppBuilder, RouteLayer};
 pub use error::AppError;
 pub use running::{Phase, RunningApp};
 pub use stack::server_stack;

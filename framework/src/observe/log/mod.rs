@@ -88,16 +88,7 @@ pub fn init(
             Some((layer, exporter)) => (Some(layer), Some(exporter)),
             None => (None, None),
         };
-        let fmt = match log.format {
-            LogFormat::Text => tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(writer.clone())
-                .boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(writer.clone())
-                .boxed(),
-        };
+        let fmt = fmt_layer(log.format, ansi, writer.clone());
         let _ = tracing_subscriber::registry()
             .with(otel)
             .with(fmt.with_filter(filter))
@@ -109,21 +100,28 @@ pub fn init(
     }
     #[cfg(not(feature = "otlp"))]
     {
-        let fmt = match log.format {
-            LogFormat::Text => tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(writer.clone())
-                .boxed(),
-            LogFormat::Json => tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(writer.clone())
-                .boxed(),
-        };
+        let fmt = fmt_layer(log.format, ansi, writer.clone());
         let _ = tracing_subscriber::registry()
             .with(fmt.with_filter(filter))
             .try_init();
         Ok(LogGuard {
             writer: Some(writer),
         })
+    }
+}
+
+/// The line formatter, text or JSON, writing through `writer`.
+fn fmt_layer<S>(
+    format: LogFormat,
+    ansi: bool,
+    writer: NonBlocking,
+) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        LogFormat::Json => layer.json().boxed(),
     }
 }
