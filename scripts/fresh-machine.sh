@@ -60,7 +60,7 @@ cleanup() {
         rm -rf "$root"
     fi
     if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp -r "$logs"/. "$KEEP_LOGS"/; fi
-    [ "$status" -eq 0 ] || { [ -f "$logs/step.log" ] && tail -n 60 "$logs/step.log"; }
+    [ "$status" -eq 0 ] || { [ -s "$logs/step.log" ] && tail -n 60 "$logs/step.log"; }
     rm -rf "$logs"
     exit "$status"
 }
@@ -82,6 +82,7 @@ step() {
     say "$name"
     "$@" >"$logs/step.log" 2>&1 || die "$name (log above)"
     cp "$logs/step.log" "$logs/$(echo "$name" | tr -c 'a-z0-9\n' '-').log"
+    mv "$logs/step.log" "$logs/last.log"
 }
 
 build_root() {
@@ -117,8 +118,8 @@ clone_commit() {
     local sha
     sha=$(git -C "$repo" rev-parse HEAD)
     [ -z "$(git -C "$repo" status --porcelain)" ] || say "note: uncommitted changes are not part of the run"
-    git clone -q --no-local "$repo" "$root/root/truss"
-    git -C "$root/root/truss" checkout -q --detach "$sha"
+    git -c init.defaultBranch=main clone -q --no-local "$repo" "$root/root/truss"
+    git -C "$root/root/truss" -c advice.detachedHead=false checkout -q --detach "$sha"
     say "commit under test: $sha"
 }
 
@@ -185,15 +186,21 @@ check_curl() {
     fi
 }
 
-step "building a minimal Debian 12 root" build_root
-step "installing what a README reader has (build-essential git make curl ca-certificates)" readme_user_has
-step "mounting the host's Rust toolchain read-only" mount_toolchain
-step "cloning the commit under test" clone_commit
-say "make test (a cold build: about 15 minutes on 2 cores)"
-inside 'cd /root/truss && make test' 2>&1 | tee "$logs/make-test.log" | grep -E '^(== |tests: |setup: |error)' || true
-closing=$(grep -E '^tests: [0-9]+ passed, [0-9]+ failed$' "$logs/make-test.log" | tail -1 || true)
-[ -n "$closing" ] || { tail -n 80 "$logs/make-test.log"; die "make test printed no closing line"; }
-[[ "$closing" == *" 0 failed" ]] || { tail -n 80 "$logs/make-test.log"; die "make test: $closing"; }
-step "make run: README curl lines, then SIGINT" make_run
-grep -E '^(ok:|all )' "$logs/step.log"
-say "passed in $(( $(date +%s) - started ))s: make test ($closing), make run (curl lines as documented, clean stop)"
+# Everything runs from one function, parsed whole before it starts: editing this file while
+# it runs cannot change what the run does.
+main() {
+    step "building a minimal Debian 12 root" build_root
+    step "installing what a README reader has (build-essential git make curl ca-certificates)" readme_user_has
+    step "mounting the host's Rust toolchain read-only" mount_toolchain
+    step "cloning the commit under test" clone_commit
+    say "make test (a cold build: about 15 minutes on 2 cores)"
+    inside 'cd /root/truss && make test' 2>&1 | tee "$logs/make-test.log" | grep -E '^(== |tests: |setup: |error)' || true
+    closing=$(grep -E '^tests: [0-9]+ passed, [0-9]+ failed$' "$logs/make-test.log" | tail -1 || true)
+    [ -n "$closing" ] || { tail -n 80 "$logs/make-test.log"; die "make test printed no closing line"; }
+    [[ "$closing" == *" 0 failed" ]] || { tail -n 80 "$logs/make-test.log"; die "make test: $closing"; }
+    step "make run: README curl lines, then SIGINT" make_run
+    grep -E '^(ok:|all )' "$logs/last.log"
+    say "passed in $(( $(date +%s) - started ))s: make test ($closing), make run (curl lines as documented, clean stop)"
+}
+
+main "$@"; exit $?
