@@ -6,11 +6,14 @@
 //! ```
 //!
 //! For each variant of the layer benchmark (each layer alone on a one-route router, the
-//! stacks, and the pass-through baseline) this binary runs itself under callgrind twice,
-//! serving [`SHORT`] and then [`LONG`] requests in-process; the difference divided by
-//! `LONG - SHORT` is the cost of one request with start-up taken out. Allocations per request
-//! come from the counting allocator the same way. Rows marked `+ subscriber` install the
-//! app's own log subscriber writing to a file, as a deployment does.
+//! stacks, and the pass-through baseline) this binary runs itself under callgrind, serves
+//! [`WARM_UP`] requests, then [`REQUESTS`] more inside `measured_requests`, the only function
+//! callgrind counts (`--collect-atstart=no --toggle-collect`): start-up, and the clock
+//! calibration some crates run once, whose length varies, stay out. Allocations per request
+//! come from the counting allocator over the same requests. Rows marked `+ subscriber`
+//! install the app's own log subscriber writing to a file, as a deployment does; the lines
+//! are formatted on the request's thread (counted) and written by the log thread (not
+//! counted).
 
 use std::hint::black_box;
 use std::process::{Command, Stdio};
@@ -23,10 +26,10 @@ use truss_benches::{CountingAlloc, allocations};
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-/// Requests served by the shorter run.
-const SHORT: u64 = 200;
-/// Requests served by the longer run.
-const LONG: u64 = 1_200;
+/// Requests served before measuring (first-request set-up).
+const WARM_UP: u64 = 100;
+/// Requests measured.
+const REQUESTS: u64 = 1_000;
 
 /// The variants measured, with and without the app's subscriber.
 const ROWS: &[(&str, bool)] = &[
@@ -57,7 +60,7 @@ fn main() {
         let n = args
             .get(i + 2)
             .and_then(|n| n.parse().ok())
-            .unwrap_or(SHORT);
+            .unwrap_or(REQUESTS);
         let subscriber = args.iter().any(|a| a == "--subscriber");
         child(name, n, subscriber);
         return;
@@ -91,17 +94,28 @@ fn child(name: &str, n: u64, subscriber: bool) {
         .find(|(v, _)| *v == name)
         .expect("variant");
     let mut svc = router.into_service::<Body>();
+    rt.block_on(serve(&mut svc, WARM_UP));
     let before = allocations();
-    rt.block_on(async {
-        for _ in 0..n {
-            let resp = svc.ready().await.expect("ready").call(request()).await;
-            black_box(resp.expect("response"));
-        }
-        if let Some(guard) = guard {
-            guard.shutdown().await;
-        }
-    });
+    measured_requests(&rt, &mut svc, n);
     eprintln!("allocations: {}", allocations() - before);
+    if let Some(guard) = guard {
+        rt.block_on(guard.shutdown());
+    }
+}
+
+/// The only function callgrind counts.
+#[inline(never)]
+fn measured_requests(rt: &tokio::runtime::Runtime, svc: &mut Svc, n: u64) {
+    rt.block_on(serve(svc, n));
+}
+
+type Svc = axum::routing::RouterIntoService<Body>;
+
+async fn serve(svc: &mut Svc, n: u64) {
+    for _ in 0..n {
+        let resp = svc.ready().await.expect("ready").call(request()).await;
+        black_box(resp.expect("response"));
+    }
 }
 
 /// Instructions and allocations of one child run.
@@ -109,9 +123,14 @@ fn measure(name: &str, n: u64, subscriber: bool) -> Option<(u64, u64)> {
     let exe = std::env::current_exe().ok()?;
     let log = std::env::temp_dir().join(format!("truss-instructions-{}.log", std::process::id()));
     let mut cmd = Command::new("valgrind");
-    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(exe)
-        .args(["--child", name, &n.to_string()]);
+    cmd.args([
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        "--collect-atstart=no",
+        "--toggle-collect=*measured_requests*",
+    ])
+    .arg(exe)
+    .args(["--child", name, &n.to_string()]);
     if subscriber {
         cmd.arg("--subscriber");
     }
@@ -136,7 +155,7 @@ fn measure(name: &str, n: u64, subscriber: bool) -> Option<(u64, u64)> {
 
 fn drive() {
     println!(
-        "instructions per request (callgrind, {SHORT} vs {LONG} requests; Δ = over pass-through)"
+        "instructions per request (callgrind, {REQUESTS} requests after {WARM_UP}; Δ = over pass-through)"
     );
     println!();
     println!(
@@ -145,16 +164,14 @@ fn drive() {
     println!("| --- | --- | --- | --- | --- |");
     let mut base = None;
     for &(name, subscriber) in ROWS {
-        let (Some(short), Some(long)) = (
-            measure(name, SHORT, subscriber),
-            measure(name, LONG, subscriber),
-        ) else {
+        let Some((ins, allocs)) = measure(name, REQUESTS, subscriber) else {
             println!("| {name} | (valgrind run failed) | | | |");
             continue;
         };
-        let n = (LONG - SHORT) as f64;
-        let ins = long.0.saturating_sub(short.0) as f64 / n;
-        let allocs = long.1.saturating_sub(short.1) as f64 / n;
+        let (ins, allocs) = (
+            ins as f64 / REQUESTS as f64,
+            allocs as f64 / REQUESTS as f64,
+        );
         let (b_ins, b_allocs) = *base.get_or_insert((ins, allocs));
         let label = if subscriber {
             format!("{name} + subscriber")

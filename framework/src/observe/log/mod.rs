@@ -5,6 +5,7 @@
 //! drops lines and counts them in `truss_log_dropped_total`; [`LogGuard::shutdown`] writes
 //! out everything queued before it returns.
 
+mod format;
 mod writer;
 
 pub use writer::{LineWriter, NonBlocking};
@@ -121,7 +122,13 @@ where
 {
     let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
-        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        // Colours for a terminal; the plain fast format for files and pipes.
+        LogFormat::Text if ansi => layer.with_ansi(true).boxed(),
+        LogFormat::Text => layer
+            .with_ansi(false)
+            .event_format(format::Line)
+            .fmt_fields(format::Fields)
+            .boxed(),
         LogFormat::Json => layer.json().boxed(),
     }
 }
