@@ -259,7 +259,8 @@ async fn axum_stack(addr: SocketAddr) {
         resp
     }
 
-    let (writer, _thread) = truss::observe::log::NonBlocking::new(std::io::stdout(), 64 * 1024);
+    let (writer, _thread) =
+        truss::observe::log::NonBlocking::new(std::io::stdout(), truss::observe::log::BUFFER_BYTES);
     let _ = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(writer)

@@ -1,9 +1,10 @@
 //! The `tracing` subscriber the app installs from `[log]` (and `[trace]` for export).
 //!
-//! Lines are formatted on the thread that logs them and written by one writer thread through
-//! a bounded queue ([`NonBlocking`]): a request never waits on the stdout lock. A full queue
+//! Lines are formatted on the thread that logs them and written by one writer thread from a
+//! bounded buffer ([`NonBlocking`]): a request never waits on the stdout lock. A full buffer
 //! drops lines and counts them in `truss_log_dropped_total`; [`LogGuard::shutdown`] writes
-//! out everything queued before it returns.
+//! out everything buffered before it returns. Written to a file or a pipe, the text format
+//! is the plain one of `format.rs`; on a terminal it is `tracing-subscriber`'s, in colour.
 
 mod format;
 mod writer;
@@ -28,8 +29,8 @@ pub struct LogGuard {
     writer: Option<NonBlocking>,
 }
 
-/// Lines the log queue holds before it drops new ones.
-pub const QUEUE_LINES: usize = 64 * 1024;
+/// Bytes of log lines buffered before new ones are dropped (written out every 5 ms).
+pub const BUFFER_BYTES: usize = 8 << 20;
 
 /// How long [`LogGuard::shutdown`] waits for queued lines to be written.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -76,7 +77,7 @@ pub fn init(
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = (trace, service, version);
-    let (writer, _thread) = NonBlocking::new(std::io::stdout(), QUEUE_LINES);
+    let (writer, _thread) = NonBlocking::new(std::io::stdout(), BUFFER_BYTES);
 
     #[cfg(feature = "otlp")]
     {

@@ -1,103 +1,136 @@
-//! A non-blocking log writer: formatted lines go through a bounded queue to one writer
-//! thread, so a request never waits on the stdout lock or on a slow pipe.
+//! A non-blocking log writer: formatted lines are appended to a shared buffer, and one writer
+//! thread takes the whole buffer every few milliseconds and writes it at once. A request
+//! never waits on the stdout lock, a slow pipe or a system call for its log line.
 //!
-//! * A full queue drops the line without blocking or allocating and counts it in
+//! * Appending is a copy under an uncontended lock: no allocation, no wake-up per line (the
+//!   writer thread is woken early only when the buffer is half full).
+//! * A full buffer drops the line without blocking and counts it in
 //!   `truss_log_dropped_total`.
-//! * [`NonBlocking::flush`] waits until every line queued before it is written: the app calls
-//!   it at the end of shutdown, so no line is lost.
+//! * [`NonBlocking::flush`] waits until every line appended before it is written: the app
+//!   calls it at the end of shutdown, so no line is lost.
 //!
 //! ```
 //! use truss::observe::log::NonBlocking;
 //!
-//! let (writer, _thread) = NonBlocking::new(std::io::sink(), 1024);
+//! let (writer, _thread) = NonBlocking::new(std::io::sink(), 1 << 20);
 //! let _ = tracing_subscriber::fmt().with_writer(writer.clone()).try_init();
 //! tracing::info!("written by the writer thread");
 //! assert!(writer.flush(std::time::Duration::from_secs(1)));
 //! ```
 
 use std::io::{self, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-enum Message {
-    Line(Vec<u8>),
-    Flush(mpsc::Sender<()>),
-}
+/// How long the writer thread sleeps between two writes when nobody wakes it.
+const PERIOD: Duration = Duration::from_millis(5);
 
-/// The writing side of the queue; cheap to clone. See the [module docs](self).
+/// The writing side; cheap to clone. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct NonBlocking {
-    tx: SyncSender<Message>,
-    queued: Arc<AtomicUsize>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+    thread: Thread,
+}
+
+#[derive(Debug)]
+struct Shared {
+    buffer: Mutex<Vec<u8>>,
     capacity: usize,
+    woken: AtomicBool,
+    dropped: AtomicU64,
+    /// Flushes asked for, and flushes done (each a running count).
+    requested: AtomicU64,
+    done: Mutex<u64>,
+    done_changed: Condvar,
 }
 
 impl NonBlocking {
-    /// Starts the writer thread over `out` with room for `capacity` lines.
+    /// Starts the writer thread over `out`, buffering at most `capacity` bytes of lines.
     pub fn new(out: impl Write + Send + 'static, capacity: usize) -> (Self, JoinHandle<()>) {
         let capacity = capacity.max(1);
-        // The channel holds one more slot than lines are admitted, for a flush marker.
-        let (tx, rx) = mpsc::sync_channel(capacity + 1);
-        let queued = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Vec::with_capacity(capacity.min(1 << 20))),
+            capacity,
+            woken: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
+            done: Mutex::new(0),
+            done_changed: Condvar::new(),
+        });
         let thread = {
-            let queued = queued.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("truss-log".to_owned())
-                .spawn(move || write_lines(rx, out, &queued))
+                .spawn(move || write_lines(&shared, out))
                 .unwrap_or_else(|e| panic!("cannot start the log writer thread: {e}"))
         };
         let writer = Self {
-            tx,
-            queued,
-            dropped: Arc::new(AtomicU64::new(0)),
-            capacity,
+            shared,
+            thread: thread.thread().clone(),
         };
         (writer, thread)
     }
 
-    /// Waits, at most `limit`, until every line queued before this call is written and
-    /// flushed. Returns `false` when the time ran out or the writer thread is gone.
+    /// Waits, at most `limit`, until every line appended before this call is written and
+    /// flushed. Returns `false` when the time ran out.
     pub fn flush(&self, limit: Duration) -> bool {
-        let (ack_tx, ack_rx) = mpsc::channel();
-        // Blocking send: a flush marker must not be dropped, and shutdown may wait.
-        if self.tx.send(Message::Flush(ack_tx)).is_err() {
-            return false;
+        let want = self.shared.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        self.thread.unpark();
+        let deadline = Instant::now() + limit;
+        let mut done = self
+            .shared
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *done < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .shared
+                .done_changed
+                .wait_timeout(done, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        ack_rx.recv_timeout(limit).is_ok()
+        true
     }
 
-    /// Lines dropped so far because the queue was full.
+    /// Lines dropped so far because the buffer was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Queues one line; drops it (and counts it) when the queue is full.
+    /// Appends one line; drops it (and counts it) when the buffer is full.
     fn push(&self, line: &[u8]) {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            self.drop_line();
-            return;
+        let half_full = {
+            let mut buffer = self
+                .shared
+                .buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if buffer.len() + line.len() > self.shared.capacity {
+                drop(buffer);
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("truss_log_dropped_total").increment(1);
+                return;
+            }
+            buffer.extend_from_slice(line);
+            buffer.len() > self.shared.capacity / 2
+        };
+        if half_full && !self.shared.woken.swap(true, Ordering::AcqRel) {
+            self.thread.unpark();
         }
-        if self.tx.try_send(Message::Line(line.to_vec())).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            self.drop_line();
-        }
-    }
-
-    fn drop_line(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("truss_log_dropped_total").increment(1);
     }
 }
 
 /// What `tracing-subscriber` writes one event through: the event arrives formatted, in one
-/// `write` call, and is queued as one line.
+/// `write` call, and is appended as one line.
 #[derive(Debug)]
 pub struct LineWriter<'a> {
     queue: &'a NonBlocking,
@@ -122,45 +155,44 @@ impl<'a> MakeWriter<'a> for NonBlocking {
     }
 }
 
-/// The writer thread: writes lines as they come, flushes whenever the queue runs empty.
-fn write_lines(rx: Receiver<Message>, out: impl Write, queued: &AtomicUsize) {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    let mut next = rx.recv();
-    while let Ok(message) = next {
-        match message {
-            Message::Line(line) => {
-                queued.fetch_sub(1, Ordering::AcqRel);
-                let _ = out.write_all(&line);
-            }
-            Message::Flush(ack) => {
-                let _ = out.flush();
-                let _ = ack.send(());
-            }
+/// The writer thread: every [`PERIOD`] (or when woken), takes the buffer and writes it.
+fn write_lines(shared: &Arc<Shared>, mut out: impl Write) {
+    let mut spare = Vec::new();
+    loop {
+        std::thread::park_timeout(PERIOD);
+        shared.woken.store(false, Ordering::Release);
+        // Every writer gone: after this last write nothing more can come.
+        let last = Arc::strong_count(shared) == 1;
+        let want = shared.requested.load(Ordering::Acquire);
+        {
+            let mut buffer = shared.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::swap(&mut *buffer, &mut spare);
         }
-        next = match rx.try_recv() {
-            Ok(message) => Ok(message),
-            Err(TryRecvError::Empty) => {
-                let _ = out.flush();
-                rx.recv().map_err(|_| TryRecvError::Disconnected)
-            }
-            Err(TryRecvError::Disconnected) => Err(TryRecvError::Disconnected),
+        if !spare.is_empty() {
+            let _ = out.write_all(&spare);
+            let _ = out.flush();
+            spare.clear();
         }
-        .map_err(|_| mpsc::RecvError);
+        let mut done = shared.done.lock().unwrap_or_else(PoisonError::into_inner);
+        if *done < want {
+            *done = want;
+            shared.done_changed.notify_all();
+        }
+        if last {
+            return;
+        }
     }
-    let _ = out.flush();
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
     /// A sink tests can read back.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    struct Sink(Arc<Mutex<Vec<u8>>>);
 
-    impl Write for Shared {
+    impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
@@ -170,10 +202,19 @@ mod tests {
         }
     }
 
+    fn lines(sink: &Sink) -> usize {
+        sink.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+    }
+
     #[test]
-    fn flush_writes_every_line_queued_before_it() {
-        let sink = Shared::default();
-        let (writer, _thread) = NonBlocking::new(sink.clone(), 100_000);
+    fn flush_writes_every_line_appended_before_it() {
+        let sink = Sink::default();
+        let (writer, _thread) = NonBlocking::new(sink.clone(), 1 << 20);
         for i in 0..10_000 {
             writer
                 .make_writer()
@@ -184,10 +225,11 @@ mod tests {
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 10_000);
         assert!(text.ends_with("line 9999\n"));
+        assert_eq!(writer.dropped(), 0);
     }
 
-    /// A writer that blocks until told to go on, to fill the queue deterministically.
-    struct Gate(Arc<Mutex<()>>, Shared);
+    /// A writer that blocks until told to go on, to fill the buffer deterministically.
+    struct Gate(Arc<Mutex<()>>, Sink);
 
     impl Write for Gate {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -200,36 +242,27 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_lines_without_blocking() {
+    fn a_full_buffer_drops_lines_without_blocking() {
         let gate = Arc::new(Mutex::new(()));
-        let sink = Shared::default();
+        let sink = Sink::default();
         let closed = gate.lock().unwrap();
-        let (writer, _thread) = NonBlocking::new(Gate(gate.clone(), sink.clone()), 4);
-        // A line larger than the writer's buffer goes straight to the gate, where the writer
-        // thread now waits holding it.
-        let mut big = vec![b'x'; 128 * 1024];
-        big.push(b'\n');
-        writer.make_writer().write_all(&big).unwrap();
-        while writer.queued.load(Ordering::Acquire) > 0 {
-            std::thread::yield_now();
+        let (writer, _thread) = NonBlocking::new(Gate(gate.clone(), sink.clone()), 100);
+        writer.make_writer().write_all(b"0\n").unwrap();
+        // Wait until the writer thread took that line and is stuck at the gate.
+        while !writer.shared.buffer.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        // Four more fit; the other 95 are dropped at once, without waiting for the gate.
+        // 100 bytes hold lines 1..=36 ("1\n".."9\n", then "10\n".."36\n"); the other 63 are
+        // dropped at once, without waiting for the gate.
         for i in 1..100 {
             writer
                 .make_writer()
                 .write_all(format!("{i}\n").as_bytes())
                 .unwrap();
         }
-        assert_eq!(writer.dropped(), 95);
+        assert_eq!(writer.dropped(), 63);
         drop(closed);
         assert!(writer.flush(Duration::from_secs(10)));
-        let written = sink
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count();
-        assert_eq!(written, 5);
+        assert_eq!(lines(&sink), 37);
     }
 }
