@@ -29,7 +29,7 @@ use tracing_subscriber::fmt::MakeWriter;
 /// How long the writer thread sleeps between two writes when nobody wakes it.
 const PERIOD: Duration = Duration::from_millis(5);
 
-/// The writing side; cheap to clone. See the [module docs](self).
+/// The writing side; cheap to clone. See [`observe::log`](crate::observe::log).
 #[derive(Clone, Debug)]
 pub struct NonBlocking {
     shared: Arc<Shared>,
