@@ -8,7 +8,6 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -191,22 +190,25 @@ fn decode_json<M: DeserializeOwned>(
     fields: Map<String, Value>,
     path: Vec<(String, String)>,
 ) -> Result<M, Error> {
-    let ambiguous: Vec<usize> = (0..path.len())
-        .filter(|&i| !coerce(&Value::String(path[i].1.clone())).is_string())
+    let ambiguous: Vec<bool> = path
+        .iter()
+        .map(|(_, v)| !coerce(&Value::String(v.clone())).is_string())
         .collect();
-    let all = (1u32 << ambiguous.len().min(MAX_AMBIGUOUS_PATH)) - 1;
-    let masks: Vec<u32> = if ambiguous.len() <= MAX_AMBIGUOUS_PATH {
-        (0..=all).rev().collect()
+    let n = ambiguous.iter().filter(|a| **a).count();
+    // Bit i of an attempt: the i-th ambiguous value is passed typed. All ones come first.
+    let attempts: Vec<u32> = if n <= MAX_AMBIGUOUS_PATH {
+        (0..1u32 << n).rev().collect()
     } else {
         vec![u32::MAX, 0]
     };
     let mut first = None;
-    for mask in masks {
+    for attempt in attempts {
         let mut message = fields.clone();
-        for (i, (k, v)) in path.iter().enumerate() {
-            let bit = ambiguous.iter().position(|&a| a == i);
-            let typed = bit.is_some_and(|b| mask == u32::MAX || (b < 32 && mask & (1 << b) != 0));
+        let mut bit = 0;
+        for ((k, v), &ambiguous) in path.iter().zip(&ambiguous) {
             let value = Value::String(v.clone());
+            let typed = ambiguous && (attempt >> bit.min(31)) & 1 == 1;
+            bit += usize::from(ambiguous);
             message.insert(k.clone(), if typed { coerce(&value) } else { value });
         }
         match serde_json::from_value::<M>(Value::Object(message)) {

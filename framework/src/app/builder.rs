@@ -20,7 +20,8 @@ use crate::registry::Registrar;
 use crate::resilience::CpuSource;
 use crate::shutdown::ShutdownHandle;
 
-type RouterMap = Box<dyn FnOnce(Router) -> Router + Send>;
+/// A team layer, applied to a listener's router when the app starts.
+pub(super) type RouterMap = Box<dyn FnOnce(Router) -> Router + Send>;
 
 /// Configures an [`App`](super::App). Created by [`App::builder`](super::App::builder).
 pub struct AppBuilder {

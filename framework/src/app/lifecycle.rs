@@ -1,6 +1,7 @@
 //! The shutdown sequence, run as one task once the app serves.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -11,7 +12,6 @@ use crate::config::{Config, NoAppConfig};
 use crate::observe::health::Health;
 use crate::registry::Registrar;
 use crate::shutdown::{Level, ShutdownHandle};
-use std::sync::Arc;
 
 /// What shutdown needs, run as one task once the app is serving.
 pub(super) struct Lifecycle {

@@ -8,6 +8,7 @@ use axum::Router;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::builder::RouterMap;
 use super::lifecycle::Lifecycle;
 use super::running::Addrs;
 use super::{AppBuilder, AppError, Phase, RunningApp, server_stack};
@@ -36,7 +37,7 @@ impl AppBuilder {
         let (listeners, grpc_health) = self.bind_listeners(&config, cpu.as_ref()).await?;
         let admin = self.bind_admin(&config, prometheus.clone()).await?;
         let addrs = addresses(&listeners, &admin);
-        let serving = Serving::spawn(listeners, admin, &config, &self.handle);
+        let serving = Serving::spawn(listeners, admin, grpc_health, &config, &self.handle);
         let instance = self.instance(&config, &addrs);
         let registrar =
             registry::registrar_from(&config.registry, self.registrar.take(), &self.health);
@@ -48,15 +49,7 @@ impl AppBuilder {
         .await;
         self.health.set_ready(true);
         let upkeep = crate::observe::metrics::spawn_upkeep(prometheus, Duration::from_secs(5));
-        Ok(self.launch(
-            config,
-            serving,
-            registrar,
-            grpc_health,
-            addrs,
-            instance,
-            upkeep,
-        ))
+        Ok(self.launch(config, serving, registrar, addrs, instance, upkeep))
     }
 
     /// Runs the service until SIGTERM or SIGINT (or its [`ShutdownHandle`]), then shuts down
@@ -171,13 +164,11 @@ impl AppBuilder {
     }
 
     /// Hands everything shutdown needs to the lifecycle task.
-    #[allow(clippy::too_many_arguments)]
     fn launch(
         self,
         config: Config<NoAppConfig>,
         serving: Serving,
         registrar: Option<Arc<dyn Registrar>>,
-        grpc_health: Option<GrpcHealth>,
         addrs: Addrs,
         instance: Instance,
         upkeep: JoinHandle<()>,
@@ -196,7 +187,7 @@ impl AppBuilder {
             tasks: serving.tasks,
             admin_task: serving.admin_task,
             phase_tx,
-            grpc_health,
+            grpc_health: serving.grpc_health,
         };
         let task = tokio::spawn(async move {
             lifecycle.run().await;
@@ -222,12 +213,15 @@ struct Serving {
     closed: Vec<oneshot::Receiver<()>>,
     tasks: Vec<JoinHandle<()>>,
     admin_task: JoinHandle<()>,
+    /// The standard gRPC health service's reporter, turned NOT_SERVING when shutdown begins.
+    grpc_health: Option<GrpcHealth>,
 }
 
 impl Serving {
     fn spawn(
         listeners: Vec<Server>,
         admin: Server,
+        grpc_health: Option<GrpcHealth>,
         config: &Config<NoAppConfig>,
         handle: &ShutdownHandle,
     ) -> Self {
@@ -260,12 +254,13 @@ impl Serving {
             closed,
             tasks,
             admin_task,
+            grpc_health,
         }
     }
 }
 
 /// Applies the team's own layers; the first added is the innermost.
-fn apply(mut router: Router, layers: Vec<Box<dyn FnOnce(Router) -> Router + Send>>) -> Router {
+fn apply(mut router: Router, layers: Vec<RouterMap>) -> Router {
     for layer in layers {
         router = layer(router);
     }

@@ -1,9 +1,10 @@
-//! Per-route decision counters, registered once per route and cached, so counting a decision
-//! costs a read-locked map lookup rather than building a metric key per request.
-
-use metrics::Counter;
+//! Per-route decision counters, registered once per route and remembered by each route's
+//! service, so counting a decision costs a string comparison rather than building a metric
+//! key per request.
 
 use std::sync::Arc;
+
+use metrics::Counter;
 
 use crate::labels::{BoundedMap, FirstLabel};
 
@@ -35,7 +36,6 @@ impl DecisionCounters {
         }
     }
 
-    /// Counts one decision for `route`.
     /// Counts one decision for `route`; `cache` is the calling service instance's slot.
     #[inline]
     pub(crate) fn record(&self, cache: &FirstLabel<Arc<Pair>>, route: &str, admitted: bool) {

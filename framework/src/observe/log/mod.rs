@@ -39,7 +39,7 @@ impl LogGuard {
     /// Writes out every queued log line, then flushes exported spans (a no-op without the
     /// `otlp` feature or an endpoint).
     pub async fn shutdown(self) {
-        if let Some(writer) = self.writer.clone() {
+        if let Some(writer) = self.writer {
             let flushed = tokio::task::spawn_blocking(move || writer.flush(FLUSH_LIMIT)).await;
             if !matches!(flushed, Ok(true)) {
                 eprintln!("truss: log lines may be lost: the log writer did not flush in time");
@@ -91,23 +91,25 @@ pub fn init(
             None => (None, None),
         };
         let fmt = fmt_layer(log.format, ansi, writer.clone());
-        let _ = tracing_subscriber::registry()
+        let installed = tracing_subscriber::registry()
             .with(otel)
             .with(fmt.with_filter(filter))
             .try_init();
         Ok(LogGuard {
             exporter,
-            writer: Some(writer),
+            // Another subscriber won: drop the writer, and its thread ends.
+            writer: installed.is_ok().then_some(writer),
         })
     }
     #[cfg(not(feature = "otlp"))]
     {
         let fmt = fmt_layer(log.format, ansi, writer.clone());
-        let _ = tracing_subscriber::registry()
+        let installed = tracing_subscriber::registry()
             .with(fmt.with_filter(filter))
             .try_init();
         Ok(LogGuard {
-            writer: Some(writer),
+            // Another subscriber won: drop the writer, and its thread ends.
+            writer: installed.is_ok().then_some(writer),
         })
     }
 }
