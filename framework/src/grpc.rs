@@ -62,6 +62,31 @@ impl Context {
             .or_else(Deadline::current)
     }
 
+    /// The caller, when the call carried a valid token (see [`crate::auth`]).
+    pub fn identity(&self) -> Option<&crate::auth::Identity> {
+        self.extensions
+            .get::<std::sync::Arc<crate::auth::Identity>>()
+            .map(|who| &**who)
+    }
+
+    /// The caller's claims as `T`: 401 `TOKEN_MISSING` without a valid token, 401
+    /// `TOKEN_INVALID` when they do not fit `T`.
+    ///
+    /// ```
+    /// # #[derive(serde::Deserialize)] struct Caller { sub: String }
+    /// async fn create(ctx: truss::grpc::Context) -> Result<(), truss::Error> {
+    ///     let caller: Caller = ctx.claims()?;
+    ///     # let _ = caller.sub;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn claims<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::Error> {
+        match self.identity() {
+            Some(who) => who.claims_as(),
+            None => Err(crate::auth::identity_missing()),
+        }
+    }
+
     /// The call's trace.
     pub fn trace(&self) -> Option<TraceContext> {
         self.extensions

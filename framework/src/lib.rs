@@ -66,6 +66,7 @@
 extern crate self as truss;
 
 pub mod app;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;

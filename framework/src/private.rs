@@ -12,6 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+pub use crate::auth::{Declared, DeclaredRoute, StaticPolicy};
+pub use inventory;
+
 use crate::Error;
 use crate::grpc::Context;
 use crate::validate::Validate;

@@ -14,8 +14,8 @@ use crate::resilience::{CpuSource, admission_layer};
 use crate::wire::Transport;
 
 /// Wraps a listener's router in the server stack the config asks for, as the app does for
-/// its HTTP and gRPC listeners, outermost first: trace context, request metrics, in-flight
-/// limit, rate limits, load shedding, circuit breaker (per route), deadline. `transport` is
+/// its HTTP and gRPC listeners, outermost first: trace context, request metrics,
+/// authentication (feature `auth`, when `[auth]` has keys), in-flight limit, rate limits, load shedding, circuit breaker (per route), deadline. `transport` is
 /// the metrics label; `cpu` replaces the CPU sampler of load shedding.
 ///
 /// One `Router::layer` call: axum boxes each layer it applies. Useful to measure the stack
@@ -36,14 +36,89 @@ pub fn server_stack(
     config: &Config<NoAppConfig>,
     cpu: Option<&Arc<dyn CpuSource>>,
 ) -> Result<Router, AppError> {
-    let invalid = |section: &str, e: ValidationError| {
-        let e = e.within(section);
-        AppError::Config(ConfigError::one(
-            e.field,
-            "the configuration given to the app builder",
-            e.message,
-        ))
+    let shared = StackShared {
+        cpu: cpu.cloned(),
+        ..StackShared::default()
     };
+    build(router, transport, config, &shared)
+}
+
+/// What the listeners of one app share: the CPU sampler and the token verifier.
+#[derive(Default, Clone)]
+pub(crate) struct StackShared {
+    pub(crate) cpu: Option<Arc<dyn CpuSource>>,
+    #[cfg(feature = "auth")]
+    pub(crate) verifier: Option<Arc<crate::auth::Verifier>>,
+}
+
+impl StackShared {
+    /// The sampler, and the verifier with its JWKS fetched once (when auth is on).
+    pub(crate) async fn start(
+        config: &Config<NoAppConfig>,
+        cpu: Option<Arc<dyn CpuSource>>,
+    ) -> Result<Self, AppError> {
+        #[cfg(feature = "auth")]
+        {
+            let verifier = match config.auth.is_on() {
+                true => {
+                    let v =
+                        crate::auth::Verifier::new(&config.auth).map_err(|e| invalid("auth", e))?;
+                    let v = Arc::new(v);
+                    v.start().await;
+                    Some(v)
+                }
+                false => None,
+            };
+            Ok(Self { cpu, verifier })
+        }
+        #[cfg(not(feature = "auth"))]
+        {
+            let _ = config;
+            Ok(Self { cpu })
+        }
+    }
+}
+
+fn invalid(section: &str, e: ValidationError) -> AppError {
+    let e = e.within(section);
+    AppError::Config(ConfigError::one(
+        e.field,
+        "the configuration given to the app builder",
+        e.message,
+    ))
+}
+
+#[cfg(feature = "auth")]
+fn auth_layer(
+    config: &Config<NoAppConfig>,
+    shared: &StackShared,
+) -> Result<Option<crate::auth::AuthLayer>, AppError> {
+    if !config.auth.is_on() {
+        return Ok(None);
+    }
+    let verifier = match &shared.verifier {
+        Some(v) => v.clone(),
+        None => Arc::new(crate::auth::Verifier::new(&config.auth).map_err(|e| invalid("auth", e))?),
+    };
+    Ok(Some(crate::auth::AuthLayer::new(&config.auth, verifier)))
+}
+
+#[cfg(not(feature = "auth"))]
+fn auth_layer(
+    _: &Config<NoAppConfig>,
+    _: &StackShared,
+) -> Result<Option<tower::layer::util::Identity>, AppError> {
+    Ok(None)
+}
+
+/// [`server_stack`] with the app's shared parts.
+pub(crate) fn build(
+    router: Router,
+    transport: Transport,
+    config: &Config<NoAppConfig>,
+    shared: &StackShared,
+) -> Result<Router, AppError> {
+    let cpu = shared.cpu.as_ref();
     let admission =
         admission_layer(&config.admission, cpu.cloned()).map_err(|e| invalid("admission", e))?;
     let breaker = if config.breaker.enabled {
@@ -56,6 +131,7 @@ pub fn server_stack(
     let stack = tower::ServiceBuilder::new()
         .layer(TraceLayer::new(config.log.access).sample_ratio(config.trace.sample_ratio))
         .layer(MetricsLayer::new(transport))
+        .option_layer(auth_layer(config, shared)?)
         .layer(admission)
         .option_layer(breaker)
         .layer(DeadlineLayer::new(config.timeout.clone()));

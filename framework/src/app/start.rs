@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 use super::builder::RouterMap;
 use super::lifecycle::Lifecycle;
 use super::running::Addrs;
-use super::{AppBuilder, AppError, Phase, RunningApp, server_stack};
+use super::stack::{StackShared, build};
+use super::{AppBuilder, AppError, Phase, RunningApp};
 use crate::config::{Config, ConfigError, NoAppConfig};
 use crate::registry::{self, Instance, Registrar};
 use crate::resilience::{CpuSource, shed::SystemCpu};
@@ -34,7 +35,8 @@ impl AppBuilder {
         let config = self.resolve_config()?;
         let cpu = cpu_source(&config, self.cpu.take());
         let prometheus = crate::observe::metrics::install();
-        let (listeners, grpc_health) = self.bind_listeners(&config, cpu.as_ref()).await?;
+        let shared = StackShared::start(&config, cpu).await?;
+        let (listeners, grpc_health) = self.bind_listeners(&config, &shared).await?;
         let admin = self.bind_admin(&config, prometheus.clone()).await?;
         let addrs = addresses(&listeners, &admin);
         let serving = Serving::spawn(listeners, admin, grpc_health, &config, &self.handle);
@@ -97,12 +99,12 @@ impl AppBuilder {
     async fn bind_listeners(
         &mut self,
         config: &Config<NoAppConfig>,
-        cpu: Option<&Arc<dyn CpuSource>>,
+        shared: &StackShared,
     ) -> Result<(Vec<Server>, Option<GrpcHealth>), AppError> {
         let mut listeners = Vec::new();
         if let Some(router) = self.http.take() {
             let router = apply(router, std::mem::take(&mut self.http_layers));
-            let router = server_stack(router, Transport::Http, config, cpu)?;
+            let router = build(router, Transport::Http, config, shared)?;
             let protocol = Protocol::Auto {
                 header_read_timeout: config.http.header_read_timeout,
             };
@@ -112,7 +114,7 @@ impl AppBuilder {
         if let Some(routes) = self.grpc.take() {
             let (health, router) = self.grpc_router(routes).await;
             grpc_health = Some(health);
-            let router = server_stack(router, Transport::Grpc, config, cpu)?;
+            let router = build(router, Transport::Grpc, config, shared)?;
             let protocol = Protocol::Http2 {
                 max_concurrent_streams: config.grpc.max_concurrent_streams,
             };

@@ -1,6 +1,6 @@
 //! Clients addressed by service name: calls are balanced with power-of-two-choices over
 //! peak-EWMA latency across the instances discovery reports, through the client layer stack:
-//! trace injection → metrics → deadline → retry (budgeted) → breaker (per method) →
+//! credentials (feature `auth`: the caller's token or this service's) → trace injection → metrics → deadline → retry (budgeted) → breaker (per method) →
 //! balancer → per-attempt timeout → connection.
 //!
 //! Instances that disappear from discovery stop receiving calls; new ones start receiving
@@ -117,6 +117,10 @@ pub struct ClientConfig {
     pub attempt_timeout: Duration,
     /// Calls waiting for an instance to be ready. Default 1024.
     pub queue: usize,
+    /// What calls send as `authorization`: nothing (default), the caller's token, or this
+    /// service's own.
+    #[cfg(feature = "auth")]
+    pub auth: crate::auth::ClientAuth,
 }
 
 impl Default for ClientConfig {
@@ -127,6 +131,8 @@ impl Default for ClientConfig {
             deadline_margin: Duration::from_millis(5),
             attempt_timeout: Duration::from_secs(5),
             queue: 1024,
+            #[cfg(feature = "auth")]
+            auth: crate::auth::ClientAuth::None,
         }
     }
 }
@@ -242,7 +248,12 @@ where
     let (buffer, worker) = Buffer::pair(balance, config.queue.max(1));
     tokio::spawn(worker);
     let breakers = Breakers::new(config.breaker.clone(), Arc::new(DefaultClassifier))?;
+    #[cfg(feature = "auth")]
+    let auth = crate::auth::ClientAuthLayer::new(config.auth.clone());
+    #[cfg(not(feature = "auth"))]
+    let auth = tower::layer::util::Identity::new();
     let stack = ServiceBuilder::new()
+        .layer(auth)
         .layer(InjectTraceLayer)
         .layer(ClientMetricsLayer::new(service))
         .layer(PropagateDeadlineLayer::new(config.deadline_margin))

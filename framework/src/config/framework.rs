@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use super::sections::{
     AdminConfig, GrpcConfig, HttpConfig, LogConfig, NoAppConfig, ShutdownConfig,
 };
+use crate::auth::AuthConfig;
 use crate::observe::otel::TraceConfig;
 use crate::registry::RegistryConfig;
 use crate::resilience::AdmissionConfig;
@@ -86,4 +87,6 @@ framework_sections! {
     trace: TraceConfig,
     /// `[registry]`: registration and discovery.
     registry: RegistryConfig,
+    /// `[auth]`: token verification, route policies, this service's own tokens.
+    auth: AuthConfig,
 }

@@ -91,6 +91,7 @@ where
             span_id = %ctx.span_id,
             method = %req.method(),
             route = %route_label(&req),
+            subject = tracing::field::Empty,
         );
         #[cfg(feature = "otlp")]
         crate::observe::otel::link(&span, &ctx);

@@ -1,0 +1,118 @@
+//! The JWKS source: fetched over HTTP on a schedule and early for unknown key ids, at most
+//! once per `min_refresh`; a failed fetch keeps the cached keys.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::config::JwksConfig;
+use super::keys::{self, KeySet};
+use crate::section::ValidationError;
+
+/// Largest JWKS document read.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+pub(crate) struct Jwks {
+    uri: Uri,
+    refresh: Duration,
+    min_refresh: Duration,
+    timeout: Duration,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    /// Held during a fetch, so concurrent callers wait for it instead of fetching again.
+    fetching: Mutex<()>,
+    /// When the last early fetch (for an unknown key id) started.
+    last_early: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Jwks {
+    pub(crate) fn new(url: &str, config: &JwksConfig) -> Result<Self, ValidationError> {
+        let uri = url
+            .parse::<Uri>()
+            .map_err(|e| ValidationError::new("jwks.url", format!("not a URL: {e}")))?;
+        Ok(Self {
+            uri,
+            refresh: config.refresh,
+            min_refresh: config.min_refresh,
+            timeout: config.timeout,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            fetching: Mutex::new(()),
+            last_early: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn period(&self) -> Duration {
+        self.refresh
+    }
+
+    /// A scheduled fetch.
+    pub(crate) async fn fetch(&self) -> Option<KeySet> {
+        let _fetching = self.fetching.lock().await;
+        self.fetch_counted("scheduled").await
+    }
+
+    /// A fetch for an unknown key id, unless such a fetch started less than `min_refresh`
+    /// ago. Callers arriving during a fetch wait for it and fetch nothing themselves.
+    pub(crate) async fn fetch_early(&self) -> Option<KeySet> {
+        let _fetching = self.fetching.lock().await;
+        {
+            let mut last = self
+                .last_early
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        self.fetch_counted("unknown_kid").await
+    }
+
+    async fn fetch_counted(&self, trigger: &'static str) -> Option<KeySet> {
+        let result = self.get().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("truss_auth_jwks_refresh_total", "trigger" => trigger, "result" => outcome)
+            .increment(1);
+        match result {
+            Ok((keys, skipped)) => {
+                tracing::debug!(url = %self.uri, skipped, "JWKS refreshed");
+                Some(keys)
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.uri, error = %e, "JWKS refresh failed; the cached keys stay in force");
+                None
+            }
+        }
+    }
+
+    async fn get(&self) -> Result<(KeySet, usize), String> {
+        let request = Request::get(self.uri.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let fetch = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("status {}", response.status()));
+            }
+            let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            keys::from_jwks(&body.to_bytes())
+        };
+        tokio::time::timeout(self.timeout, fetch)
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+    }
+}
