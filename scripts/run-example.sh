@@ -54,11 +54,12 @@ cat <<'TXT'
 user  : HTTP 127.0.0.1:8081  gRPC 127.0.0.1:9081  admin 127.0.0.1:9181
 order : HTTP 127.0.0.1:8082  gRPC 127.0.0.1:9082  admin 127.0.0.1:9182
 
-Try (README.md lists the answers):
-  curl -s -XPOST 127.0.0.1:8081/v1/users -d '{"name":"Edsger","email":"ed@example.com"}'
+Try (README.md lists the answers): log in as a demo user, then use the token.
+  curl -s -o /tmp/truss-token.json -XPOST 127.0.0.1:8081/v1/login -H 'content-type: application/json' -d '{"email":"ada@example.com","password":"demo"}'
+  curl -s -XPOST 127.0.0.1:8081/v1/users -H "authorization: Bearer $(cut -d'"' -f4 /tmp/truss-token.json)" -d '{"name":"Edsger","email":"ed@example.com"}'
   curl -s '127.0.0.1:8081/v1/users?page_size=2'
-  curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":1,"item":"tea","quantity":2}'
-  curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -d '{"user_id":99,"item":"tea","quantity":1}'
+  curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -H "authorization: Bearer $(cut -d'"' -f4 /tmp/truss-token.json)" -d '{"user_id":1,"item":"tea","quantity":2}'
+  curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -H "authorization: Bearer $(cut -d'"' -f4 /tmp/truss-token.json)" -d '{"user_id":99,"item":"tea","quantity":1}'
   curl -s 127.0.0.1:9182/metrics | grep '^truss_client_requests_total' | sort
 Ctrl-C stops both.
 TXT

@@ -10,6 +10,10 @@
 //! // One router holding every handler, each with its own layers.
 //! let router: axum::Router = truss::routes![ping];
 //! ```
+//!
+//! Authorization is declared in the same attribute, `auth = "public"`, `auth = "required"`
+//! or `scope = "users:write"` (see [`crate::auth`]); `auth.routes."<METHOD> <template>"` in
+//! config overrides it, and it overrides `auth.default`.
 
 use std::time::Duration;
 

@@ -116,7 +116,35 @@ pub fn derive_error(input: TokenStream) -> TokenStream {
 /// Options after method and path: `timeout = "2s"` (the request's deadline is at most this;
 /// a caller's shorter `grpc-timeout` still wins), `rate_limit = 100` (requests per second on
 /// this route, 429 beyond) with `burst = 20`, `breaker = false` (never counted by, nor
-/// rejected by, the server's circuit breaker), `status = 201` (the success code).
+/// rejected by, the server's circuit breaker), `status = 201` (the success code), and who
+/// may call the route:
+///
+/// * `auth = "public"`: anyone, with or without a token (a token that is sent is still
+///   verified);
+/// * `auth = "required"`: a valid token;
+/// * `scope = "users:write"`: a valid token holding that scope (implies `auth = "required"`;
+///   `auth = "public"` with a `scope` does not compile).
+///
+/// ```
+/// #[truss::route(post, "/v1/users", scope = "users:write")]
+/// async fn create_user() -> Result<&'static str, truss::Error> {
+///     Ok("created")
+/// }
+///
+/// #[truss::route(get, "/health/details", auth = "public")]
+/// async fn details() -> Result<&'static str, truss::Error> {
+///     Ok("fine")
+/// }
+///
+/// use truss::auth::{RoutePolicy, declared};
+/// assert_eq!(declared("POST /v1/users"), Some(RoutePolicy::scope("users:write")));
+/// assert_eq!(declared("GET /health/details"), Some(RoutePolicy::Public));
+/// ```
+///
+/// The policy is declared under the key `"<METHOD> <template>"` (`"POST /v1/users"`, the path
+/// as written). A route's policy comes from, first to last: `auth.routes."<route>"` in config,
+/// then the attribute, then `auth.default`; so config can open or close a route without a
+/// rebuild.
 #[proc_macro_attribute]
 pub fn route(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = parse_macro_input!(attr as route::Args);
@@ -194,6 +222,28 @@ pub fn route(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// #[raw]
 /// async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> { ... }
 /// ```
+///
+/// Who may call a method, as for `#[truss::route]`: `auth = "public"`, `auth = "required"` or
+/// `scope = "users:write"` after the path of `#[http(...)]`, or, with or without `#[http]`
+/// (`#[raw]` methods too), a method attribute `#[auth(public)]`, `#[auth(required)]` or
+/// `#[auth(scope = "users:write")]` (one of the two forms per method). The policy covers
+/// both the gRPC method, keyed `"/<service>/<Method>"` (`"/user.v1.Users/CreateUser"`: the
+/// service's full name is read from `SERVICE_NAME` in the trait's module, so name the trait
+/// with its module path, and the method is the UpperCamelCase of the Rust method), and the
+/// HTTP route, keyed `"<METHOD> <template>"`:
+///
+/// ```text
+/// #[truss::grpc(pb::users_server::Users)]
+/// impl UsersApi {
+///     #[http(post, "/v1/users", scope = "users:write")] // "/user.v1.Users/CreateUser" and "POST /v1/users"
+///     async fn create_user(&self, req: CreateUserRequest) -> Result<User, UserError> { ... }
+///
+///     #[auth(public)] // "/user.v1.Users/Ping" only
+///     async fn ping(&self, req: PingRequest) -> Result<Pong, UserError> { ... }
+/// }
+/// ```
+///
+/// Config's `auth.routes."<route>"` overrides the attribute, which overrides `auth.default`.
 #[proc_macro_attribute]
 pub fn grpc(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = parse_macro_input!(attr as grpc::Args);

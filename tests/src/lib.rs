@@ -278,6 +278,17 @@ impl Drop for Etcd {
     }
 }
 
+/// Logs in at the `user` example (`POST /v1/login`, demo credentials) and returns the token.
+pub async fn demo_token(user_http: SocketAddr) -> Result<String, BoxError> {
+    let body = r#"{"email":"ada@example.com","password":"demo"}"#;
+    let (status, _, text) = call(user_http, "POST", "/v1/login", Some(body)).await?;
+    let reply: serde_json::Value = serde_json::from_str(&text)?;
+    match reply["token"].as_str() {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => Err(format!("login failed: {status} {text}").into()),
+    }
+}
+
 /// A response read whole: status, headers, body.
 pub type Answer = (StatusCode, http::HeaderMap, String);
 
@@ -289,6 +300,17 @@ pub async fn call(
     path: &str,
     json: Option<&str>,
 ) -> Result<Answer, BoxError> {
+    call_as(addr, method, path, json, None).await
+}
+
+/// [`call`] with `Authorization: Bearer <token>` when `token` is given.
+pub async fn call_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    token: Option<&str>,
+) -> Result<Answer, BoxError> {
     use http_body_util::Full;
     let stream = TcpStream::connect(addr).await?;
     let (mut send, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
@@ -298,6 +320,9 @@ pub async fn call(
         .uri(format!("http://localhost{path}"));
     if json.is_some() {
         req = req.header("content-type", "application/json");
+    }
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
     }
     let req = req.body(Full::new(Bytes::from(json.unwrap_or_default().to_owned())))?;
     let response = send.send_request(req).await?;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use truss_tests::{Etcd, call, get};
+use truss_tests::{Etcd, call_as, demo_token, get};
 
 const USER: &str = env!("CARGO_BIN_EXE_user-service");
 const ORDER: &str = env!("CARGO_BIN_EXE_order-service");
@@ -175,14 +175,14 @@ struct Load {
 }
 
 impl Load {
-    fn start(order_http: SocketAddr) -> Load {
+    fn start(order_http: SocketAddr, token: String) -> Load {
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (out, flag) = (outcomes.clone(), stop.clone());
         let task = tokio::spawn(async move {
             while !flag.load(Ordering::SeqCst) {
                 let body = r#"{"user_id":1,"item":"tea","quantity":1}"#;
-                let sent = call(order_http, "POST", "/v1/orders", Some(body));
+                let sent = call_as(order_http, "POST", "/v1/orders", Some(body), Some(&token));
                 let outcome = match tokio::time::timeout(Duration::from_secs(5), sent).await {
                     Err(_) => Outcome::Broken("no answer within 5s".into()),
                     Ok(Err(e)) => Outcome::Broken(e.to_string()),
@@ -258,11 +258,13 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     let mut user_b = Proc::spawn(USER, &user_config, log("user-b"));
     let order = Proc::spawn(ORDER, &order_config, log("order"));
     let (order_http, order_admin) = order.addrs().await;
-    user_a.addrs().await;
+    let (user_a_http, _) = user_a.addrs().await;
     user_b.addrs().await;
     endpoints(order_admin, 2.0, &[&order, &user_a, &user_b]).await;
 
-    let load = Load::start(order_http);
+    // Orders need a token (the examples' demo auth); order forwards it to user.
+    let token = demo_token(user_a_http).await.expect("demo login");
+    let load = Load::start(order_http, token);
     load.run_for(100).await;
 
     // 1. SIGTERM: user A deregisters, drains and exits 0, without a single failed order.

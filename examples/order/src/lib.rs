@@ -84,11 +84,14 @@ impl Section for OrderConfig {
 pub fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppError> {
     let discovery = truss::registry::discovery_from(&config.registry);
     let instances = discovery.watch(&config.app.user_service);
-    let channel = grpc_client(
-        &config.app.user_service,
-        instances,
-        &ClientConfig::from_config(config),
-    )?;
+    #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
+    let mut client = ClientConfig::from_config(config);
+    // Calls to `user` carry the caller's token: `user` sees who asked.
+    #[cfg(feature = "auth")]
+    {
+        client.auth = truss::auth::ClientAuth::Forward;
+    }
+    let channel = grpc_client(&config.app.user_service, instances, &client)?;
     let users = GrpcUsers::new(channel, config.app.user_timeout.0);
     let service = Arc::new(OrderService::new(InMemoryOrders::default(), users));
     let api = Arc::new(OrdersApi::new(service));

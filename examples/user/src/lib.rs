@@ -9,7 +9,11 @@
 //!       domain   (User, NewUser, UserPatch, UserError, validation rules)
 //! ```
 //!
+//! Reads are public; writes need a token with `users:write`, which `POST /v1/login` issues
+//! for the demo users (password `demo`).
+//!
 //! ```text
+//! POST   /v1/login            {"email":"ada@example.com","password":"demo"}
 //! POST   /v1/users            {"name":"Ada","email":"ada@example.com"}
 //! GET    /v1/users/{id}
 //! GET    /v1/users?page_size=10&page_token=...
@@ -27,6 +31,7 @@ use truss::config::{ConfigLoader, Section, ValidationError};
 use truss::{App, AppError, Config};
 
 pub mod domain;
+pub mod login;
 pub mod repository;
 pub mod service;
 pub mod transport;
@@ -96,10 +101,15 @@ pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppEr
     }
     let service = Arc::new(UserService::new(repo, config.app.read_delay.0));
     let api = Arc::new(UsersApi::new(service));
+    let mut http = api.clone().http_routes();
+    if let Some(token) = &config.auth.token {
+        let issuer = truss::auth::TokenIssuer::new(token, "user")?;
+        http = http.merge(truss::routes![login::login].with_state(Arc::new(issuer)));
+    }
     Ok(App::builder("user")
         .version(env!("CARGO_PKG_VERSION"))
         .config(config)
-        .http(api.clone().http_routes())
+        .http(http)
         .grpc(pb::users_server::UsersServer::from_arc(api)))
 }
 

@@ -36,7 +36,7 @@ fn optional(value: String) -> Option<String> {
 
 #[truss::grpc(pb::users_server::Users)]
 impl<R: UserRepository> UsersApi<R> {
-    #[http(post, "/v1/users")]
+    #[http(post, "/v1/users", scope = "users:write")]
     async fn create_user(&self, req: pb::CreateUserRequest) -> Result<pb::User, UserError> {
         let new = NewUser {
             name: req.name.trim().to_owned(),
@@ -45,12 +45,12 @@ impl<R: UserRepository> UsersApi<R> {
         self.service.create(new).await.map(wire)
     }
 
-    #[http(get, "/v1/users/{id}")]
+    #[http(get, "/v1/users/{id}", auth = "public")]
     async fn get_user(&self, req: pb::GetUserRequest) -> Result<pb::User, UserError> {
         self.service.get(req.id).await.map(wire)
     }
 
-    #[http(get, "/v1/users")]
+    #[http(get, "/v1/users", auth = "public")]
     async fn list_users(
         &self,
         req: pb::ListUsersRequest,
@@ -65,7 +65,7 @@ impl<R: UserRepository> UsersApi<R> {
         })
     }
 
-    #[http(patch, "/v1/users/{id}")]
+    #[http(patch, "/v1/users/{id}", scope = "users:write")]
     async fn update_user(&self, req: pb::UpdateUserRequest) -> Result<pb::User, UserError> {
         let patch = UserPatch {
             name: optional(req.name.trim().to_owned()),
@@ -74,7 +74,7 @@ impl<R: UserRepository> UsersApi<R> {
         self.service.update(req.id, patch).await.map(wire)
     }
 
-    #[http(delete, "/v1/users/{id}")]
+    #[http(delete, "/v1/users/{id}", scope = "users:write")]
     async fn delete_user(
         &self,
         req: pb::DeleteUserRequest,

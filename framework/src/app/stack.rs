@@ -36,6 +36,7 @@ pub fn server_stack(
     config: &Config<NoAppConfig>,
     cpu: Option<&Arc<dyn CpuSource>>,
 ) -> Result<Router, AppError> {
+    #[cfg_attr(not(feature = "auth"), allow(clippy::needless_update))]
     let shared = StackShared {
         cpu: cpu.cloned(),
         ..StackShared::default()

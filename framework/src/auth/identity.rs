@@ -104,7 +104,7 @@ impl Identity {
 /// async fn whoami(Claims(caller): Claims<Caller>) -> String {
 ///     format!("{} of {}", caller.sub, caller.tenant)
 /// }
-/// # let _ = axum::routing::get(whoami);
+/// let _: axum::Router = axum::Router::new().route("/whoami", axum::routing::get(whoami));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Claims<T>(pub T);

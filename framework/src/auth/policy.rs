@@ -16,8 +16,8 @@ use std::sync::{OnceLock, PoisonError, RwLock};
 /// ```
 /// use truss::auth::RoutePolicy;
 ///
-/// assert!(RoutePolicy::Public.allows(None));
-/// assert!(!RoutePolicy::Authenticated.allows(None));
+/// assert!(RoutePolicy::Public.allows::<&str>(None));
+/// assert!(!RoutePolicy::Authenticated.allows::<&str>(None));
 /// let writer = RoutePolicy::scope("users:write");
 /// assert!(writer.allows(Some(&["users:read", "users:write"][..])));
 /// assert!(!writer.allows(Some(&["users:read"][..])));

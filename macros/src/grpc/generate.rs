@@ -1,11 +1,12 @@
-//! [`Service`] -> the block as written, the tonic trait impl calling its methods, and
-//! `http_routes()` for the rpcs marked `#[http]`.
+//! [`Service`] -> the block as written, the tonic trait impl calling its methods,
+//! `http_routes()` for the rpcs marked `#[http]`, and the policies the methods declare.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::Type;
 
 use super::model::{Http, Rpc, Service};
+use crate::shared::auth;
 
 /// The whole expansion.
 pub fn service(s: &Service) -> TokenStream {
@@ -14,12 +15,14 @@ pub fn service(s: &Service) -> TokenStream {
         block,
         raw,
         rpcs,
+        ..
     } = s;
     let self_ty = &block.self_ty;
     let (impl_g, _, where_g) = block.generics.split_for_impl();
     let tonic = quote! { ::truss::deps::tonic };
     let methods = rpcs.iter().map(|rpc| trait_method(self_ty, rpc));
     let http_routes = http_routes(s);
+    let policies = policies(s);
 
     quote! {
         #block
@@ -31,7 +34,32 @@ pub fn service(s: &Service) -> TokenStream {
         }
 
         #http_routes
+
+        #(#policies)*
     }
+}
+
+/// One declaration per route with a policy: the gRPC method, and its HTTP route if any.
+fn policies(s: &Service) -> Vec<TokenStream> {
+    let Some(service_name) = &s.service_name else {
+        return Vec::new();
+    };
+    let service = quote! { #service_name };
+    let mut items = Vec::new();
+    for rpc in &s.rpcs {
+        let Some(policy) = &rpc.policy else { continue };
+        items.push(auth::declare(
+            &auth::grpc_route(&service, &rpc.name),
+            policy,
+        ));
+        if let Some(h) = &rpc.http {
+            items.push(auth::declare(&auth::http_route(&h.method, &h.path), policy));
+        }
+    }
+    for (name, policy) in &s.raw_policies {
+        items.push(auth::declare(&auth::grpc_route(&service, name), policy));
+    }
+    items
 }
 
 /// The trait method: unwrap the request, validate, call the plain method, wrap the reply.

@@ -1,11 +1,13 @@
 //! [`Route`] -> the handler as written, plus a unit struct of the same name carrying the
-//! route's path, method, options and axum handler (what `truss::routes![...]` reads).
+//! route's path, method, options and axum handler (what `truss::routes![...]` reads), and
+//! the route's authorization policy when the attribute gives one.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::Ident;
 
 use super::model::{Options, Param, Role, Route};
+use crate::shared::auth;
 
 /// The whole expansion.
 pub fn route(route: &Route) -> TokenStream {
@@ -22,9 +24,15 @@ pub fn route(route: &Route) -> TokenStream {
     let status = route.args.options.status.unwrap_or(200);
     let axum = quote! { ::truss::deps::axum };
     let private = quote! { ::truss::__private };
+    let policy = route.policy.as_ref().map(|p| {
+        let declared = auth::http_route(&route.args.method, path);
+        auth::declare(&declared, p)
+    });
 
     quote! {
         #func
+
+        #policy
 
         #[doc(hidden)]
         #[allow(non_camel_case_types)]

@@ -4,6 +4,8 @@
 use proc_macro2::Span;
 use syn::{Ident, ItemFn, LitStr, Type};
 
+use crate::shared::auth::{AuthOptions, Policy};
+
 /// The attribute's arguments: `get, "/users/{id}", timeout = "2s", ...`.
 pub struct Args {
     /// The HTTP method, lower case.
@@ -27,6 +29,8 @@ pub struct Options {
     pub breaker: Option<bool>,
     /// `status = 201`.
     pub status: Option<u16>,
+    /// `auth = "public"`, `scope = "users:write"`: combined into [`Route::policy`].
+    pub auth: AuthOptions,
 }
 
 /// How the generated handler extracts a parameter.
@@ -82,4 +86,6 @@ pub struct Route {
     /// For each `{name}` of the path, in order: the index in `params` of its `#[path]`
     /// parameter.
     pub path_params: Vec<usize>,
+    /// Who may call it, when the attribute says.
+    pub policy: Option<Policy>,
 }

@@ -5,6 +5,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Error, FnArg, Ident, ItemFn, Lit, LitStr, Pat, PatType, Signature, Token};
 
 use super::model::{Args, Options, Param, Role, Route};
+use crate::shared::auth::AuthOptions;
 use crate::shared::duration::duration_nanos;
 use crate::shared::path::{PathParam, route_params};
 use crate::shared::signature::{method_and_path, returned_result};
@@ -15,7 +16,8 @@ const SIGNATURE: &str = "a #[truss::route] handler is `async fn name(#[path] id:
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let usage = "expected #[truss::route(get, \"/users/{id}\")], optionally followed by \
-                     timeout = \"2s\", rate_limit = 100, burst = 20, breaker = false, status = 201";
+                     timeout = \"2s\", rate_limit = 100, burst = 20, breaker = false, status = 201, \
+                     auth = \"public\" | \"required\", scope = \"users:write\"";
         let (method, path) = method_and_path(input, usage)?;
         let mut options = Options::default();
         while !input.is_empty() {
@@ -39,6 +41,9 @@ impl Parse for Args {
 impl Options {
     /// Sets the option `key = value`, checking its value.
     fn set(&mut self, key: &Ident, value: Lit) -> syn::Result<()> {
+        if AuthOptions::is_option(key) {
+            return self.auth.set(key, &value);
+        }
         let name = key.to_string();
         let expected = |what: &str| Error::new(value.span(), format!("`{name}` expects {what}"));
         match (name.as_str(), &value) {
@@ -57,7 +62,7 @@ impl Options {
                 return Err(Error::new(
                     key.span(),
                     format!(
-                        "unknown route option `{name}`: use timeout, rate_limit, burst, breaker or status"
+                        "unknown route option `{name}`: use timeout, rate_limit, burst, breaker, status, auth or scope"
                     ),
                 ));
             }
@@ -118,11 +123,13 @@ pub fn route(args: Args, mut func: ItemFn) -> syn::Result<Route> {
             "`burst` needs `rate_limit` as well",
         ));
     }
+    let policy = args.options.auth.policy()?;
     Ok(Route {
         args,
         func,
         params,
         path_params,
+        policy,
     })
 }
 
@@ -255,4 +262,60 @@ fn match_path(path: &LitStr, segments: &[PathParam], params: &[Param]) -> syn::R
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+    use syn::parse_quote;
+
+    use super::*;
+    use crate::shared::auth::Policy;
+
+    /// The policy `#[truss::route(attr)]` gives a handler, as text (`-`: none), or the error.
+    fn policy(attr: proc_macro2::TokenStream) -> String {
+        let func: ItemFn = parse_quote! {
+            async fn handler() -> Result<(), truss::Error> { Ok(()) }
+        };
+        let result = syn::parse2::<Args>(attr).and_then(|args| route(args, func));
+        match result.map(|r| r.policy) {
+            Ok(None) => "-".to_owned(),
+            Ok(Some(Policy::Public)) => "public".to_owned(),
+            Ok(Some(Policy::Authenticated)) => "required".to_owned(),
+            Ok(Some(Policy::Scope(s))) => format!("scope {}", s.value()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn auth_options() {
+        assert_eq!(policy(quote!(get, "/a")), "-");
+        assert_eq!(policy(quote!(get, "/a", auth = "public")), "public");
+        assert_eq!(policy(quote!(get, "/a", auth = "required")), "required");
+        let scoped = policy(quote!(
+            post,
+            "/a",
+            timeout = "1s",
+            scope = "a:w",
+            status = 201
+        ));
+        assert_eq!(scoped, "scope a:w");
+        let both = policy(quote!(post, "/a", auth = "required", scope = "a:w"));
+        assert_eq!(both, "scope a:w");
+    }
+
+    #[test]
+    fn bad_auth_options() {
+        let unknown = policy(quote!(get, "/a", auth = "admin"));
+        assert!(
+            unknown.starts_with("unknown `auth` value \"admin\""),
+            "{unknown}"
+        );
+        let contradiction = policy(quote!(get, "/a", auth = "public", scope = "a:w"));
+        assert!(contradiction.contains("contradict"), "{contradiction}");
+        let ident = policy(quote!(get, "/a", auth = public));
+        assert!(ident.contains("expected literal"), "{ident}");
+        let other = policy(quote!(get, "/a", role = "admin"));
+        assert!(other.contains("use timeout, rate_limit, burst, breaker, status, auth or scope"));
+    }
 }

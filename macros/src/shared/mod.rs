@@ -1,6 +1,7 @@
 //! What more than one macro needs: HTTP methods and route paths, the `Result` return
-//! check, and compile-time durations.
+//! check, compile-time durations, and route authorization policies.
 
+pub mod auth;
 pub mod duration;
 pub mod path;
 pub mod signature;
