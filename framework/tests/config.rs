@@ -339,3 +339,32 @@ fn every_framework_section_is_accepted_from_a_file() {
     assert!(!config.log.access);
     assert_eq!(config.app.workers, 3);
 }
+
+#[test]
+fn bad_auth_keys_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "svc.toml",
+        "[[auth.keys]]\nalg = \"HS999\"\nsecret = \"x\"\n",
+    );
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    let text = assert_names(err, "auth.keys[0].alg", path_str(&file));
+    assert!(text.contains("HS999"), "{text}");
+
+    let file = write(
+        &dir,
+        "svc2.toml",
+        "[[auth.keys]]\nkid = \"a\"\nalg = \"RS256\"\nsecret = \"not a pem\"\n",
+    );
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    assert_names(err, "auth.keys[0].pem_file", path_str(&file));
+
+    let file = write(
+        &dir,
+        "svc3.toml",
+        "[auth.routes.\"GET /x\"]\npublic = true\nscope = \"a\"\n",
+    );
+    let err = load(&["--config", path_str(&file)], &[]).unwrap_err();
+    assert_names(err, "auth.routes", path_str(&file));
+}

@@ -334,3 +334,39 @@ pub async fn call_as(
         String::from_utf8_lossy(&body).into_owned(),
     ))
 }
+
+/// Runs `promtool check metrics` on an exposition text; the error holds promtool's output.
+///
+/// # Panics
+///
+/// When `promtool` is not on `PATH`: the README's test command installs it.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let promtool = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("promtool"))
+                .find(|p| p.is_file())
+        })
+        .expect("promtool not found: run the README's test command, which installs it");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

@@ -479,3 +479,96 @@ async fn futures_join(app: &Hello, authorization: &str, n: usize) -> Vec<u16> {
     }
     set.join_all().await
 }
+
+#[tokio::test]
+async fn the_admin_listener_is_never_behind_auth_and_decisions_are_counted() {
+    let app = Hello::start(auth_config(vec![key(None, "HS256")])).await;
+    assert_eq!(app.http(None).await.1, "TOKEN_MISSING");
+    let token = format!("Bearer {}", sign(Algorithm::HS256, None, &claims()));
+    assert_eq!(app.http(Some(&token)).await.0, 200);
+    let admin = app.running.admin_addr();
+    let (status, _) = truss_tests::get(admin, "/healthz").await.unwrap();
+    assert_eq!(status, 200, "health needs no token");
+    let (status, text) = truss_tests::get(admin, "/metrics").await.unwrap();
+    assert_eq!(status, 200, "metrics need no token");
+    let count = |result: &str| {
+        let needle = format!("truss_auth_total{{route=\"/hello\",result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(needle.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_default()
+    };
+    assert!(count("missing") >= 1.0, "{text}");
+    assert!(count("ok") >= 1.0, "{text}");
+    truss_tests::promtool_check(&text).unwrap();
+    app.stop().await;
+}
+
+/// A relay app calls the protected `hello` over gRPC from its handler, through a truss client
+/// with the given credentials.
+async fn relay(auth: truss::auth::ClientAuth, to: SocketAddr, own: AuthConfig) -> truss::RunningApp {
+    use truss::client::{ClientConfig, grpc_client};
+    let instance = truss::registry::Instance {
+        id: "hello-1".into(),
+        name: "hello".into(),
+        version: "1".into(),
+        http: None,
+        grpc: Some(to),
+        metadata: Default::default(),
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(vec![instance]);
+    std::mem::forget(_tx);
+    let client = ClientConfig { auth, ..ClientConfig::default() };
+    let channel = grpc_client("hello", rx, &client).unwrap();
+    let router = Router::new().route(
+        "/relay",
+        get(move || {
+            let mut greeter = GreeterClient::new(channel.clone());
+            async move {
+                match greeter.say_hello(HelloRequest { name: "relay".into() }).await {
+                    Ok(reply) => reply.into_inner().message,
+                    Err(status) => format!("{:?}", status.code()),
+                }
+            }
+        }),
+    );
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    config.auth = own;
+    App::builder("relay").config(&config).http(router).start().await.unwrap()
+}
+
+#[tokio::test]
+async fn clients_forward_the_callers_token_or_send_their_own() {
+    let hello = Hello::start(auth_config(vec![key(None, "HS256")])).await;
+    let to = hello.running.grpc_addr().unwrap();
+    let caller = sign(Algorithm::HS256, None, &claims());
+    let relay_of = |app: &truss::RunningApp| app.http_addr().unwrap();
+    let ask = |addr: SocketAddr, token: Option<String>| async move {
+        let mut h1 = H1::connect(addr).await.unwrap();
+        let header = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = header.iter().map(|h| ("authorization", h.as_str())).collect();
+        h1.get_with("/relay", &headers).await.unwrap().2
+    };
+
+    // Forward: the caller's token reaches hello.
+    let forwarding = relay(truss::auth::ClientAuth::Forward, to, auth_config(vec![key(None, "HS256")])).await;
+    assert_eq!(ask(relay_of(&forwarding), Some(caller.clone())).await, "Hello, relay!");
+    forwarding.shutdown().await.unwrap();
+
+    // None: hello refuses the call.
+    let silent = relay(truss::auth::ClientAuth::None, to, auth_config(vec![key(None, "HS256")])).await;
+    assert_eq!(ask(relay_of(&silent), Some(caller.clone())).await, "Unauthenticated");
+    silent.shutdown().await.unwrap();
+
+    // Service: the relay's own token (a client credential), with no caller at all.
+    let token: truss::auth::TokenConfig = serde_json::from_value(json!({
+        "alg": "HS256", "secret": SECRET, "issuer": "truss-test", "audience": ["hello"], "ttl": "1m"
+    }))
+    .unwrap();
+    let issuer = Arc::new(truss::auth::TokenIssuer::new(&token, "relay").unwrap());
+    let public = AuthConfig { default: truss::auth::DefaultPolicy::Public, ..auth_config(vec![key(None, "HS256")]) };
+    let service = relay(truss::auth::ClientAuth::Service(issuer), to, public).await;
+    assert_eq!(ask(relay_of(&service), None).await, "Hello, relay!");
+    service.shutdown().await.unwrap();
+    hello.stop().await;
+}

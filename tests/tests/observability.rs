@@ -1,13 +1,12 @@
 //! Trace ids on the wire, and `/metrics` checked by a real `promtool`.
 
-use std::io::Write;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use http::StatusCode;
 use truss::App;
-use truss_tests::{H1, local_config};
+use truss_tests::{H1, local_config, promtool_check};
 
 #[tokio::test]
 async fn malformed_traceparent_starts_a_new_trace() {
@@ -28,13 +27,6 @@ async fn malformed_traceparent_starts_a_new_trace() {
     assert_eq!(id.len(), 32);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     app.shutdown().await.unwrap();
-}
-
-fn promtool() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
 }
 
 #[tokio::test]
@@ -88,29 +80,9 @@ async fn metrics_endpoint_counts_requests_and_passes_promtool() {
     line("process_open_fds");
     line("truss_admission_total");
 
-    let Some(promtool) = promtool() else {
-        panic!("promtool not found: run the README's test command, which installs it");
-    };
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = promtool_check(&text) {
+        panic!("{e}");
+    }
     app.shutdown().await.unwrap();
 }
 

@@ -368,7 +368,7 @@ where
                 if let Some(who) = record.take()
                     && let Some(subject) = who.subject()
                 {
-                    tracing::Span::current().record("subject", subject);
+                    tracing::Span::current().record("subject", tracing::field::display(subject));
                 }
                 inner.poll(cx)
             }

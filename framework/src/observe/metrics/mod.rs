@@ -129,6 +129,14 @@ fn describe() {
         "truss_registry_endpoints",
         "Instances discovery currently knows, by target service."
     );
+    describe_counter!(
+        "truss_auth_total",
+        "Authentication decisions (ok, public, missing, expired, invalid, forbidden, unavailable), by route."
+    );
+    describe_counter!(
+        "truss_auth_jwks_refresh_total",
+        "JWKS fetches, by trigger (scheduled, unknown_kid) and result (ok, error)."
+    );
     describe_gauge!(
         "truss_cpu_usage_ratio",
         Unit::Percent,
