@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo bench -p truss-benches --bench instructions
+//! cargo bench -p truss-benches --bench instructions -- auth   # rows whose name contains `auth`
 //! ```
 //!
 //! For each variant of the layer benchmark (each layer alone on a one-route router, the
@@ -14,13 +15,22 @@
 //! install the app's own log subscriber writing to a file, as a deployment does; the lines
 //! are formatted on the request's thread (counted) and written by the log thread (not
 //! counted).
+//!
+//! Arguments after `--` keep only the rows whose name contains one of them (the pass-through
+//! baseline is always measured). The `auth_verify_*` rows count one `Verifier::verify` of a
+//! valid token per algorithm ([`REQUESTS`] of them after [`WARM_UP`], inside
+//! `measured_verifications`, all in one `block_on`); the `full_stack_auth_*` rows send a
+//! valid HS256 bearer token with every request.
 
 use std::hint::black_box;
 use std::process::{Command, Stdio};
 
 use axum::body::Body;
+use http::Request;
 use tower::{Service, ServiceExt};
-use truss_benches::variants::{request, variants};
+use truss::auth::Verifier;
+use truss_benches::auth::{ALGORITHMS, request_with_token};
+use truss_benches::variants::{request, sends_token, variants};
 use truss_benches::{CountingAlloc, allocations};
 
 #[global_allocator]
@@ -48,13 +58,29 @@ const ROWS: &[(&str, bool)] = &[
     ("admission_stack", false),
     ("full_stack_no_access_log", false),
     ("full_default_stack", false),
+    ("full_stack_auth_off", false),
+    ("full_stack_auth_hs256", false),
     ("trace_access_log", true),
     ("full_stack_no_access_log", true),
     ("full_default_stack", true),
+    ("full_stack_auth_off", true),
+    ("full_stack_auth_hs256", true),
 ];
+
+/// The prefix of the verification rows' names (`auth_verify_HS256`).
+const VERIFY: &str = "auth_verify_";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--verify") {
+        let alg = args.get(i + 1).map_or("HS256", String::as_str);
+        let n = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(REQUESTS);
+        child_verify(alg, n);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let name = args.get(i + 1).map_or("passthrough", String::as_str);
         let n = args
@@ -69,7 +95,13 @@ fn main() {
         println!("instructions: valgrind not found (Debian: apt-get install valgrind); skipped");
         return;
     }
-    drive();
+    // `cargo bench` adds `--bench`; everything else not starting with `--` is a filter.
+    let filters: Vec<&str> = args[1..]
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    drive(&filters);
 }
 
 /// Serves `n` requests through variant `name` and prints the allocations it made.
@@ -94,32 +126,83 @@ fn child(name: &str, n: u64, subscriber: bool) {
         .find(|(v, _)| *v == name)
         .expect("variant");
     let mut svc = router.into_service::<Body>();
-    rt.block_on(serve(&mut svc, WARM_UP));
-    let before = allocations();
-    measured_requests(&rt, &mut svc, n);
-    eprintln!("allocations: {}", allocations() - before);
+    // Each request function is its own type: the loop is the same code as before there
+    // were two, with no indirect call.
+    if sends_token(name) {
+        rt.block_on(serve(&mut svc, WARM_UP, request_with_token));
+        let before = allocations();
+        measured_requests(&rt, &mut svc, n, request_with_token);
+        eprintln!("allocations: {}", allocations() - before);
+    } else {
+        rt.block_on(serve(&mut svc, WARM_UP, request));
+        let before = allocations();
+        measured_requests(&rt, &mut svc, n, request);
+        eprintln!("allocations: {}", allocations() - before);
+    }
     if let Some(guard) = guard {
         rt.block_on(guard.shutdown());
     }
 }
 
-/// The only function callgrind counts.
+/// The only function callgrind counts (no closure or async block inside: the toggle would
+/// match it too and turn counting off).
 #[inline(never)]
-fn measured_requests(rt: &tokio::runtime::Runtime, svc: &mut Svc, n: u64) {
-    rt.block_on(serve(svc, n));
+fn measured_requests<R: Fn() -> Request<Body>>(
+    rt: &tokio::runtime::Runtime,
+    svc: &mut Svc,
+    n: u64,
+    request: R,
+) {
+    rt.block_on(serve(svc, n, request));
 }
 
 type Svc = axum::routing::RouterIntoService<Body>;
 
-async fn serve(svc: &mut Svc, n: u64) {
+async fn serve<R: Fn() -> Request<Body>>(svc: &mut Svc, n: u64, request: R) {
     for _ in 0..n {
         let resp = svc.ready().await.expect("ready").call(request()).await;
         black_box(resp.expect("response"));
     }
 }
 
-/// Instructions and allocations of one child run.
+/// Verifies `n` valid `alg` tokens and prints the allocations it made.
+fn child_verify(alg: &str, n: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let verifier = truss_benches::auth::verifier(alg);
+    let token = truss_benches::auth::token(alg);
+    rt.block_on(verify(&verifier, &token, WARM_UP));
+    let before = allocations();
+    measured_verifications(&rt, &verifier, &token, n);
+    eprintln!("allocations: {}", allocations() - before);
+}
+
+/// The only function callgrind counts in a verification run.
+#[inline(never)]
+fn measured_verifications(rt: &tokio::runtime::Runtime, verifier: &Verifier, token: &str, n: u64) {
+    rt.block_on(verify(verifier, token, n));
+}
+
+async fn verify(verifier: &Verifier, token: &str, n: u64) {
+    for _ in 0..n {
+        let who = verifier.verify(black_box(token)).await;
+        black_box(who.expect("a valid token"));
+    }
+}
+
+/// Instructions and allocations of one child run of variant `name`.
 fn measure(name: &str, n: u64, subscriber: bool) -> Option<(u64, u64)> {
+    let mut args = vec!["--child".to_owned(), name.to_owned(), n.to_string()];
+    if subscriber {
+        args.push("--subscriber".to_owned());
+    }
+    run_child(&args, "measured_requests")
+}
+
+/// Instructions and allocations of one child run (`args`), counting only inside `function`.
+fn run_child(args: &[String], function: &str) -> Option<(u64, u64)> {
     let exe = std::env::current_exe().ok()?;
     let log = std::env::temp_dir().join(format!("truss-instructions-{}.log", std::process::id()));
     let mut cmd = Command::new("valgrind");
@@ -127,13 +210,10 @@ fn measure(name: &str, n: u64, subscriber: bool) -> Option<(u64, u64)> {
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
         "--collect-atstart=no",
-        "--toggle-collect=*measured_requests*",
+        &format!("--toggle-collect=*{function}*"),
     ])
     .arg(exe)
-    .args(["--child", name, &n.to_string()]);
-    if subscriber {
-        cmd.arg("--subscriber");
-    }
+    .args(args);
     let out = cmd
         .stdout(std::fs::File::create(&log).ok()?)
         .stderr(Stdio::piped())
@@ -153,7 +233,8 @@ fn measure(name: &str, n: u64, subscriber: bool) -> Option<(u64, u64)> {
     Some((number("Collected")?, number("allocations")?))
 }
 
-fn drive() {
+fn drive(filters: &[&str]) {
+    let selected = |label: &str| filters.is_empty() || filters.iter().any(|f| label.contains(f));
     println!(
         "instructions per request (callgrind, {REQUESTS} requests after {WARM_UP}; Δ = over pass-through)"
     );
@@ -164,6 +245,15 @@ fn drive() {
     println!("| --- | --- | --- | --- | --- |");
     let mut base = None;
     for &(name, subscriber) in ROWS {
+        let label = if subscriber {
+            format!("{name} + subscriber")
+        } else {
+            name.to_owned()
+        };
+        // The first row, the pass-through baseline, is always measured.
+        if base.is_some() && !selected(&label) {
+            continue;
+        }
         let Some((ins, allocs)) = measure(name, REQUESTS, subscriber) else {
             println!("| {name} | (valgrind run failed) | | | |");
             continue;
@@ -173,15 +263,37 @@ fn drive() {
             allocs as f64 / REQUESTS as f64,
         );
         let (b_ins, b_allocs) = *base.get_or_insert((ins, allocs));
-        let label = if subscriber {
-            format!("{name} + subscriber")
-        } else {
-            name.to_owned()
-        };
         println!(
             "| {label} | {ins:.0} | {:+.0} | {allocs:.2} | {:+.2} |",
             ins - b_ins,
             allocs - b_allocs
+        );
+    }
+    let verifications: Vec<&str> = ALGORITHMS
+        .iter()
+        .copied()
+        .filter(|alg| selected(&format!("{VERIFY}{alg}")))
+        .collect();
+    if verifications.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "instructions per token verification (callgrind, {REQUESTS} `Verifier::verify` of a valid token after {WARM_UP})"
+    );
+    println!();
+    println!("| row | instructions / verification | allocations / verification |");
+    println!("| --- | --- | --- |");
+    for alg in verifications {
+        let args = ["--verify".to_owned(), alg.to_owned(), REQUESTS.to_string()];
+        let Some((ins, allocs)) = run_child(&args, "measured_verifications") else {
+            println!("| {VERIFY}{alg} | (valgrind run failed) | |");
+            continue;
+        };
+        println!(
+            "| {VERIFY}{alg} | {:.0} | {:.2} |",
+            ins as f64 / REQUESTS as f64,
+            allocs as f64 / REQUESTS as f64
         );
     }
 }

@@ -2,14 +2,20 @@
 //! allocations per request (printed before the criterion runs). The Prometheus recorder is
 //! installed, as in an app; no log subscriber is, so spans and access lines cost only their
 //! disabled-callsite checks.
+//!
+//! Group `auth_verify`: one `Verifier::verify` of a valid token per algorithm family (all
+//! iterations inside one `block_on` of a current-thread runtime, so the runtime is not
+//! counted; the verification never awaits). `cargo bench -p truss-benches --bench layers --
+//! auth` runs these and the `full_stack_auth_*` variants only.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Service, ServiceExt};
-use truss_benches::variants::{request, variants};
+use truss_benches::auth::{ALGORITHMS, token, verifier};
+use truss_benches::variants::{request_for, sends_token, variants};
 use truss_benches::{CountingAlloc, allocations};
 
 #[global_allocator]
@@ -24,10 +30,17 @@ fn allocations_per_request(rt: &tokio::runtime::Runtime) {
         "variant", "allocs/req", "vs baseline"
     );
     for (name, router) in variants() {
+        let request = request_for(name);
         let mut svc = router.into_service::<Body>();
         rt.block_on(async {
             for _ in 0..100 {
-                svc.ready().await.unwrap().call(request()).await.unwrap();
+                let resp = svc.ready().await.unwrap().call(request()).await.unwrap();
+                // A refused token would measure the rejection instead.
+                assert!(
+                    !sends_token(name) || resp.status().is_success(),
+                    "{name}: {}",
+                    resp.status()
+                );
             }
         });
         let before = allocations();
@@ -54,12 +67,32 @@ fn bench(c: &mut Criterion) {
     allocations_per_request(&rt);
     let mut group = c.benchmark_group("layers");
     for (name, router) in variants() {
+        let request = request_for(name);
         let mut svc = router.into_service::<Body>();
         group.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
                     let resp = svc.ready().await.unwrap().call(request()).await.unwrap();
                     black_box(resp)
+                })
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("auth_verify");
+    for alg in ALGORITHMS {
+        let verifier = verifier(alg);
+        let token = token(alg);
+        group.bench_function(*alg, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let who = verifier.verify(black_box(&token)).await;
+                        black_box(who.expect("valid token"));
+                    }
+                    start.elapsed()
                 })
             })
         });

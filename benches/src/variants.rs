@@ -1,5 +1,7 @@
 //! The router variants both layer benchmarks measure: each layer alone on a one-route
-//! router, the stacks, and the pass-through baseline.
+//! router, the stacks, and the pass-through baseline. The `full_stack_auth_*` variants are
+//! sent [`request_with_token`](crate::auth::request_with_token) (see [`request_for`]), the
+//! others [`request`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,12 +92,24 @@ pub fn variants() -> Vec<(&'static str, Router)> {
             .unwrap();
     let full_quiet =
         truss::app::server_stack(base(), truss::wire::Transport::Http, &quiet, Some(&cpu)).unwrap();
+    let mut with_auth = defaults.clone();
+    with_auth.auth = crate::auth::auth_config("HS256");
+    let full_auth_off =
+        truss::app::server_stack(base(), truss::wire::Transport::Http, &defaults, Some(&cpu))
+            .unwrap();
+    let full_auth =
+        truss::app::server_stack(base(), truss::wire::Transport::Http, &with_auth, Some(&cpu))
+            .unwrap();
     let list = vec![
         ("passthrough", base()),
         // The whole stack the app applies with its default config (trace with access log,
         // metrics, in-flight limit, shedding, breaker, deadline).
         ("full_default_stack", full),
         ("full_stack_no_access_log", full_quiet),
+        // The default stack sent a valid HS256 bearer token: `[auth]` off (the header is
+        // ignored), and on with one HS256 key (the route is protected by default).
+        ("full_stack_auth_off", full_auth_off),
+        ("full_stack_auth_hs256", full_auth),
         // A layer that does nothing: what axum's per-route layering itself costs.
         (
             "noop_layer",
@@ -166,6 +180,23 @@ pub fn variants() -> Vec<(&'static str, Router)> {
     list.into_iter()
         .map(|(n, r)| (n, r.with_state(())))
         .collect()
+}
+
+/// The variants sent [`request_with_token`](crate::auth::request_with_token).
+pub const BEARER_VARIANTS: &[&str] = &["full_stack_auth_off", "full_stack_auth_hs256"];
+
+/// Whether variant `name` is sent a bearer token.
+pub fn sends_token(name: &str) -> bool {
+    BEARER_VARIANTS.contains(&name)
+}
+
+/// The request variant `name` serves, chosen once before the measured loop.
+pub fn request_for(name: &str) -> fn() -> Request<Body> {
+    if sends_token(name) {
+        crate::auth::request_with_token
+    } else {
+        request
+    }
 }
 
 /// The request every variant serves: `GET /users/42` from a client address.
