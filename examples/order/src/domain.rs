@@ -57,4 +57,7 @@ pub enum OrderError {
         message = "the user service did not answer in time (down or slow), no order was placed"
     )]
     UserServiceTimeout,
+    /// The store failed (down: 503, deadline: 504, ...); its error is passed on as it came.
+    #[error(transparent)]
+    Storage(truss::Error),
 }

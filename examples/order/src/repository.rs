@@ -9,11 +9,15 @@ use crate::domain::{NewOrder, Order, OrderError};
 /// Storage of orders.
 pub trait OrderRepository: Send + Sync + 'static {
     /// Stores an order (all or nothing) with the next id.
-    fn insert(&self, order: NewOrder, user_name: String) -> impl Future<Output = Order> + Send;
+    fn insert(
+        &self,
+        order: NewOrder,
+        user_name: String,
+    ) -> impl Future<Output = Result<Order, OrderError>> + Send;
     /// The order with `id`.
     fn get(&self, id: u64) -> impl Future<Output = Result<Order, OrderError>> + Send;
     /// How many orders are stored.
-    fn count(&self) -> impl Future<Output = usize> + Send;
+    fn count(&self) -> impl Future<Output = Result<usize, OrderError>> + Send;
 }
 
 /// Orders in a map behind a mutex.
@@ -23,7 +27,7 @@ pub struct InMemoryOrders {
 }
 
 impl OrderRepository for InMemoryOrders {
-    async fn insert(&self, new: NewOrder, user_name: String) -> Order {
+    async fn insert(&self, new: NewOrder, user_name: String) -> Result<Order, OrderError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.1 += 1;
         let order = Order {
@@ -34,7 +38,7 @@ impl OrderRepository for InMemoryOrders {
             quantity: new.quantity,
         };
         state.0.insert(order.id, order.clone());
-        order
+        Ok(order)
     }
 
     async fn get(&self, id: u64) -> Result<Order, OrderError> {
@@ -42,7 +46,7 @@ impl OrderRepository for InMemoryOrders {
         state.0.get(&id).cloned().ok_or(OrderError::NotFound(id))
     }
 
-    async fn count(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+    async fn count(&self) -> Result<usize, OrderError> {
+        Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()).0.len())
     }
 }

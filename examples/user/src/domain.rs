@@ -54,6 +54,9 @@ pub enum UserError {
         message = "page token {0:?} is not valid"
     )]
     InvalidPageToken(String),
+    /// The store failed (down: 503, deadline: 504, ...); its error is passed on as it came.
+    #[error(transparent)]
+    Storage(truss::Error),
 }
 
 /// Checks a name (when `required`, or when present).

@@ -14,7 +14,11 @@ pub trait UserRepository: Send + Sync + 'static {
     /// The user with `id`.
     fn get(&self, id: u64) -> impl Future<Output = Result<User, UserError>> + Send;
     /// Up to `limit` users with ids above `after`, in id order.
-    fn list(&self, after: u64, limit: usize) -> impl Future<Output = Vec<User>> + Send;
+    fn list(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<User>, UserError>> + Send;
     /// Applies `patch` to the user with `id`.
     fn update(
         &self,
@@ -74,15 +78,15 @@ impl UserRepository for InMemoryUsers {
         self.with(|state| state.users.get(&id).cloned().ok_or(UserError::NotFound(id)))
     }
 
-    async fn list(&self, after: u64, limit: usize) -> Vec<User> {
-        self.with(|state| {
+    async fn list(&self, after: u64, limit: usize) -> Result<Vec<User>, UserError> {
+        Ok(self.with(|state| {
             state
                 .users
                 .range(after.saturating_add(1)..)
                 .take(limit)
                 .map(|(_, u)| u.clone())
                 .collect()
-        })
+        }))
     }
 
     async fn update(&self, id: u64, patch: UserPatch) -> Result<User, UserError> {

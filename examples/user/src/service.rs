@@ -63,7 +63,7 @@ impl<R: UserRepository> UserService<R> {
                 .map_err(|_| UserError::InvalidPageToken(token.to_owned()))?
         };
         // One more than asked tells whether another page follows.
-        let mut users = self.repo.list(after, size + 1).await;
+        let mut users = self.repo.list(after, size + 1).await?;
         let next = if users.len() > size {
             users.truncate(size);
             users.last().map(|u| u.id.to_string())
