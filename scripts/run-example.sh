@@ -2,17 +2,57 @@
 # Runs the user and order example services together on their embedded defaults (static
 # endpoints, no etcd needed). Ctrl-C stops both cleanly (each drains and exits).
 #
-#   scripts/run-example.sh          # static endpoints
-#   scripts/run-example.sh --etcd   # both register in / discover through etcd on 127.0.0.1:2379
+#   scripts/run-example.sh              # static endpoints, SQLite files in a fresh temp dir
+#   scripts/run-example.sh --etcd       # both register in / discover through etcd on 127.0.0.1:2379
+#   scripts/run-example.sh --postgres   # PostgreSQL: TRUSS_PG_URL's server (databases `user`
+#                                       # and `order` must exist), else a throwaway cluster
+# Each run starts from empty databases, so the README's answers hold; `cargo run -p user`
+# instead keeps its SQLite file in ./data across restarts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --locked -p user -p order
 
-env_etcd=()
-if [[ "${1:-}" == "--etcd" ]]; then
+use_etcd="" use_pg=""
+for arg in "$@"; do
+  case "$arg" in
+    --etcd) use_etcd=1 ;;
+    --postgres) use_pg=1 ;;
+    *) echo "unknown option $arg (use --etcd, --postgres)" >&2; exit 2 ;;
+  esac
+done
+
+scratch=$(mktemp -d)
+env_etcd=(TRUSS_DATABASE__DATA_DIR="$scratch/data")
+env_user=() env_order=()
+if [[ -n "$use_pg" ]]; then
+  if [[ -n "${TRUSS_PG_URL:-}" ]]; then
+    base=${TRUSS_PG_URL%/}
+  else
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    port=$((20000 + RANDOM % 20000))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    echo "starting PostgreSQL on 127.0.0.1:$port (cluster in $scratch/pg)"
+    pg_user=$(id -un)
+    if [[ "$(id -u)" -eq 0 ]]; then
+      # initdb refuses root: the cluster belongs to `nobody`.
+      pg_user=nobody
+      install -d -o nobody "$scratch/pg"
+    fi
+    as_pg() { if [[ "$pg_user" == "nobody" ]]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+    as_pg "$bin/initdb" -D "$scratch/pg/db" -U postgres -A trust >"$scratch/initdb.log"
+    as_pg "$bin/pg_ctl" -D "$scratch/pg/db" -l "$scratch/pg/server.log" -w \
+      -o "-p $port -k $scratch/pg -c listen_addresses=127.0.0.1" start >/dev/null
+    pg_stop() { as_pg "$bin/pg_ctl" -D "$scratch/pg/db" -m fast stop >/dev/null 2>&1 || true; }
+    for db in user order; do as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"; done
+    base="postgres://postgres@127.0.0.1:$port"
+  fi
+  env_user=(TRUSS_DATABASE__URL="$base/user")
+  env_order=(TRUSS_DATABASE__URL="$base/order")
+fi
+if [[ -n "$use_etcd" ]]; then
   # TRUSS_* variables override the embedded defaults: register both, find users in etcd.
-  env_etcd=(TRUSS_REGISTRY__ETCD__ENDPOINTS='["http://127.0.0.1:2379"]')
+  env_etcd+=(TRUSS_REGISTRY__ETCD__ENDPOINTS='["http://127.0.0.1:2379"]')
   if ! (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null; then
     data=$(mktemp -d)
     echo "starting etcd (data in $data)"
@@ -38,14 +78,16 @@ stop() {
     [[ "$status" -eq 0 ]] || failed=1
   done
   if [[ -n "${etcd_pid:-}" ]]; then kill "$etcd_pid" 2>/dev/null || true; fi
+  if declare -F pg_stop >/dev/null; then pg_stop; fi
+  rm -rf "$scratch"
   exit "$failed"
 }
 trap stop INT TERM
 
 # Own sessions: Ctrl-C reaches this script only, which then stops each service once.
-setsid env "${env_etcd[@]}" ./target/debug/user &
+setsid env "${env_etcd[@]}" "${env_user[@]}" ./target/debug/user &
 pids+=($!)
-setsid env "${env_etcd[@]}" ./target/debug/order &
+setsid env "${env_etcd[@]}" "${env_order[@]}" ./target/debug/order &
 pids+=($!)
 sleep 1
 

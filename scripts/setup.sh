@@ -13,6 +13,7 @@ packages=(
     etcd-server         # registry, discovery and end-to-end tests start a real etcd
     etcd-client         # etcdctl: tests delete keys as an operator would
     openssl             # certificates for the etcd TLS test
+    postgresql          # SQL tests start a throwaway cluster (initdb, postgres, psql)
 )
 
 missing=()
@@ -56,6 +57,12 @@ for tool in promtool etcd etcdctl openssl; do
         exit 1
     }
 done
+
+# Debian keeps PostgreSQL's programs off PATH, under /usr/lib/postgresql/<version>/bin.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    echo "setup: /usr/lib/postgresql/*/bin/initdb is still missing after installing postgresql" >&2
+    exit 1
+fi
 
 for tool in rustfmt clippy-driver; do
     command -v "$tool" >/dev/null 2>&1 || rustup component add "${tool%-driver}" 2>/dev/null || true

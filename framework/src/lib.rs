@@ -28,6 +28,8 @@
 //!   trace context, OTLP export (feature `otlp`).
 //! * [`client`]: HTTP and gRPC clients by service name, with the client layer stack.
 //! * [`registry`]: registration and discovery (etcd with feature `etcd`, or static).
+//! * [`sql`]: `[database]` and, with feature `sql`, a governed SQL pool (SQLite by default,
+//!   PostgreSQL) with deadlines, a breaker, metrics and readiness.
 //! * [`error`] ([`Error`](struct@Error)), [`validate`], [`route`](mod@route), [`grpc`](mod@grpc) and the macros
 //!   [`route`](macro@route), [`grpc`](macro@grpc), [`Error`](derive@Error): handlers and the
 //!   Kratos-compatible error model.
@@ -78,6 +80,7 @@ pub mod resilience;
 pub mod route;
 mod section;
 pub mod shutdown;
+pub mod sql;
 mod transport;
 pub mod validate;
 pub mod wire;

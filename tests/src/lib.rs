@@ -2,6 +2,8 @@
 //! and app configs that bind port 0.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -357,7 +359,9 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if out.status.success() {
@@ -368,5 +372,285 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// A service process logging to a file; killed when dropped, even when the test fails.
+pub struct Proc {
+    child: Child,
+    /// Where it logs.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin --config config`, stdout and stderr into `log`.
+    pub fn spawn(bin: &str, config: &Path, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn service");
+        Proc { child, log }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The HTTP and admin addresses from its "listening" line.
+    pub async fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        for _ in 0..600 {
+            if let Some(line) = self.log().lines().find(|l| l.contains("listening")) {
+                return (field(line, "http"), field(line, "admin"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no 'listening' line in {}:\n{}",
+            self.log.display(),
+            self.log()
+        );
+    }
+
+    /// Sends `signal` from Rust, not through a `kill` command a minimal machine may lack.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Waits for it to exit, at most `within`.
+    pub async fn exit(&mut self, within: Duration) -> ExitStatus {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < end, "process did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field(line: &str, name: &str) -> SocketAddr {
+    let start = line.find(&format!("{name}=")).expect("field") + name.len() + 1;
+    let rest = &line[start..];
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    rest[..end].parse().expect("address")
+}
+
+/// A real PostgreSQL (Debian's `postgresql`) on a free loopback port: a throwaway cluster
+/// (`initdb`, trust auth) in a temporary directory that also holds its unix socket; killed
+/// when dropped, even when the test fails. Run as root, the server runs as the `postgres`
+/// user (PostgreSQL refuses root).
+pub struct Postgres {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    user: Option<(u32, u32)>,
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` that holds `initdb`.
+fn postgres_bin() -> std::path::PathBuf {
+    let root = std::path::Path::new("/usr/lib/postgresql");
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .max()
+        .map(|(_, bin)| bin)
+        .expect("no /usr/lib/postgresql/*/bin/initdb: run the README's test command, which installs postgresql")
+}
+
+/// The uid and gid of the `postgres` user when running as root (None otherwise).
+fn postgres_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions; getpwnam gets a NUL-terminated name and its
+    // result is read at once, on this thread, before any other passwd call.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return None;
+        }
+        let pw = libc::getpwnam(c"postgres".as_ptr());
+        assert!(
+            !pw.is_null(),
+            "running as root, and there is no `postgres` user to run PostgreSQL as"
+        );
+        Some(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+impl Postgres {
+    /// Creates a cluster, starts PostgreSQL and waits until it accepts connections.
+    pub async fn start() -> Postgres {
+        let mut pg = Postgres {
+            child: None,
+            dir: tempfile::Builder::new()
+                .prefix("truss-pg")
+                .tempdir()
+                .expect("temp dir"),
+            bin: postgres_bin(),
+            port: free_port(),
+            user: postgres_user(),
+        };
+        if let Some((uid, gid)) = pg.user {
+            std::os::unix::fs::chown(pg.dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
+        }
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(pg.data())
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .output()
+            .expect("cannot run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.spawn().await;
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A command for one of PostgreSQL's programs, as the `postgres` user when root.
+    fn command(&self, program: &str) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        command.stdin(std::process::Stdio::null());
+        command
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("postgres.log")).expect("log file");
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect(
+                "cannot start postgres: run the README's test command, which installs postgresql",
+            );
+        self.child = Some(child);
+        for _ in 0..100 {
+            let ready = std::process::Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
+        panic!("postgres did not start:\n{log}");
+    }
+
+    /// Stops PostgreSQL at once (immediate shutdown, then SIGKILL after 5 s); the cluster
+    /// stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGQUIT: PostgreSQL's immediate shutdown, which also ends every backend.
+            // SAFETY: kill with a pid this struct spawned and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGQUIT) };
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts PostgreSQL again on the same port and cluster.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Runs one statement with `psql` in the `postgres` database (its own connection); its
+    /// unaligned output.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Runs one statement with `psql` in `database`; its unaligned output.
+    pub fn psql_in(&self, database: &str, sql: &str) -> Result<String, String> {
+        let out = std::process::Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(["-U", "postgres", "-d", database, "-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -506,7 +506,11 @@ async fn the_admin_listener_is_never_behind_auth_and_decisions_are_counted() {
 
 /// A relay app calls the protected `hello` over gRPC from its handler, through a truss client
 /// with the given credentials.
-async fn relay(auth: truss::auth::ClientAuth, to: SocketAddr, own: AuthConfig) -> truss::RunningApp {
+async fn relay(
+    auth: truss::auth::ClientAuth,
+    to: SocketAddr,
+    own: AuthConfig,
+) -> truss::RunningApp {
     use truss::client::{ClientConfig, grpc_client};
     let instance = truss::registry::Instance {
         id: "hello-1".into(),
@@ -518,14 +522,22 @@ async fn relay(auth: truss::auth::ClientAuth, to: SocketAddr, own: AuthConfig) -
     };
     let (_tx, rx) = tokio::sync::watch::channel(vec![instance]);
     std::mem::forget(_tx);
-    let client = ClientConfig { auth, ..ClientConfig::default() };
+    let client = ClientConfig {
+        auth,
+        ..ClientConfig::default()
+    };
     let channel = grpc_client("hello", rx, &client).unwrap();
     let router = Router::new().route(
         "/relay",
         get(move || {
             let mut greeter = GreeterClient::new(channel.clone());
             async move {
-                match greeter.say_hello(HelloRequest { name: "relay".into() }).await {
+                match greeter
+                    .say_hello(HelloRequest {
+                        name: "relay".into(),
+                    })
+                    .await
+                {
                     Ok(reply) => reply.into_inner().message,
                     Err(status) => format!("{:?}", status.code()),
                 }
@@ -534,7 +546,12 @@ async fn relay(auth: truss::auth::ClientAuth, to: SocketAddr, own: AuthConfig) -
     );
     let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
     config.auth = own;
-    App::builder("relay").config(&config).http(router).start().await.unwrap()
+    App::builder("relay")
+        .config(&config)
+        .http(router)
+        .start()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -546,18 +563,37 @@ async fn clients_forward_the_callers_token_or_send_their_own() {
     let ask = |addr: SocketAddr, token: Option<String>| async move {
         let mut h1 = H1::connect(addr).await.unwrap();
         let header = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = header.iter().map(|h| ("authorization", h.as_str())).collect();
+        let headers: Vec<(&str, &str)> = header
+            .iter()
+            .map(|h| ("authorization", h.as_str()))
+            .collect();
         h1.get_with("/relay", &headers).await.unwrap().2
     };
 
     // Forward: the caller's token reaches hello.
-    let forwarding = relay(truss::auth::ClientAuth::Forward, to, auth_config(vec![key(None, "HS256")])).await;
-    assert_eq!(ask(relay_of(&forwarding), Some(caller.clone())).await, "Hello, relay!");
+    let forwarding = relay(
+        truss::auth::ClientAuth::Forward,
+        to,
+        auth_config(vec![key(None, "HS256")]),
+    )
+    .await;
+    assert_eq!(
+        ask(relay_of(&forwarding), Some(caller.clone())).await,
+        "Hello, relay!"
+    );
     forwarding.shutdown().await.unwrap();
 
     // None: hello refuses the call.
-    let silent = relay(truss::auth::ClientAuth::None, to, auth_config(vec![key(None, "HS256")])).await;
-    assert_eq!(ask(relay_of(&silent), Some(caller.clone())).await, "Unauthenticated");
+    let silent = relay(
+        truss::auth::ClientAuth::None,
+        to,
+        auth_config(vec![key(None, "HS256")]),
+    )
+    .await;
+    assert_eq!(
+        ask(relay_of(&silent), Some(caller.clone())).await,
+        "Unauthenticated"
+    );
     silent.shutdown().await.unwrap();
 
     // Service: the relay's own token (a client credential), with no caller at all.
@@ -566,7 +602,10 @@ async fn clients_forward_the_callers_token_or_send_their_own() {
     }))
     .unwrap();
     let issuer = Arc::new(truss::auth::TokenIssuer::new(&token, "relay").unwrap());
-    let public = AuthConfig { default: truss::auth::DefaultPolicy::Public, ..auth_config(vec![key(None, "HS256")]) };
+    let public = AuthConfig {
+        default: truss::auth::DefaultPolicy::Public,
+        ..auth_config(vec![key(None, "HS256")])
+    };
     let service = relay(truss::auth::ClientAuth::Service(issuer), to, public).await;
     assert_eq!(ask(relay_of(&service), None).await, "Hello, relay!");
     service.shutdown().await.unwrap();

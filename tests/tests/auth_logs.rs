@@ -54,10 +54,13 @@ async fn the_subject_is_logged_and_the_token_is_not() {
     };
     let app = App::builder("logs")
         .config(&config)
-        .http(Router::new().route("/who", get(|| async {
-            tracing::info!("handler ran");
-            "ok"
-        })))
+        .http(Router::new().route(
+            "/who",
+            get(|| async {
+                tracing::info!("handler ran");
+                "ok"
+            }),
+        ))
         .start()
         .await
         .unwrap();
@@ -74,20 +77,44 @@ async fn the_subject_is_logged_and_the_token_is_not() {
     .unwrap();
     let mut h1 = H1::connect(app.http_addr().unwrap()).await.unwrap();
     let bearer = format!("Bearer {token}");
-    let (status, _, _) = h1.get_with("/who", &[("authorization", &bearer)]).await.unwrap();
+    let (status, _, _) = h1
+        .get_with("/who", &[("authorization", &bearer)])
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let refused = format!("Bearer {}x", &token[..token.len() - 1]);
-    let (status, _, _) = h1.get_with("/who", &[("authorization", &refused)]).await.unwrap();
+    let (status, _, _) = h1
+        .get_with("/who", &[("authorization", &refused)])
+        .await
+        .unwrap();
     assert_eq!(status, 401);
     app.shutdown().await.unwrap();
 
     let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    let handler = text.lines().find(|l| l.contains("handler ran")).unwrap_or_default();
-    assert!(handler.contains("subject=subject-ada-42"), "the handler's log line: {text}");
-    let access: Vec<&str> = text.lines().filter(|l| l.contains("truss::access")).collect();
+    let handler = text
+        .lines()
+        .find(|l| l.contains("handler ran"))
+        .unwrap_or_default();
+    assert!(
+        handler.contains("subject=subject-ada-42"),
+        "the handler's log line: {text}"
+    );
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("truss::access"))
+        .collect();
     assert_eq!(access.len(), 2, "{text}");
-    assert!(access[0].contains("subject=subject-ada-42") && access[0].contains("status=200"), "{text}");
-    assert!(access[1].contains("status=401") && !access[1].contains("subject="), "{text}");
+    assert!(
+        access[0].contains("subject=subject-ada-42") && access[0].contains("status=200"),
+        "{text}"
+    );
+    assert!(
+        access[1].contains("status=401") && !access[1].contains("subject="),
+        "{text}"
+    );
     let signature = token.rsplit('.').next().unwrap();
-    assert!(!text.contains(signature), "a token reached the logs: {text}");
+    assert!(
+        !text.contains(signature),
+        "a token reached the logs: {text}"
+    );
 }

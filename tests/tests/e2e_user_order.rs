@@ -1,92 +1,18 @@
-//! End to end: a real etcd, two `user` processes and one `order` process, under a steady
-//! stream of create-order requests while one user instance is stopped with SIGTERM (and
-//! started again) and the other is SIGKILLed (and started again).
+//! End to end: a real etcd, a real PostgreSQL, two `user` processes and one `order` process,
+//! under a steady stream of create-order requests while one user instance is stopped with
+//! SIGTERM (and started again) and the other is SIGKILLed (and started again). Every order
+//! that got a 2xx is in the database, and no other.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use truss_tests::{Etcd, call_as, demo_token, get};
+use truss_tests::{Etcd, Postgres, Proc, call_as, demo_token, get};
 
 const USER: &str = env!("CARGO_BIN_EXE_user-service");
 const ORDER: &str = env!("CARGO_BIN_EXE_order-service");
-
-/// A service process logging to a file; killed when dropped, even when the test fails.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(bin: &str, config: &Path, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn service");
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The HTTP and admin addresses from its "listening" line.
-    async fn addrs(&self) -> (SocketAddr, SocketAddr) {
-        for _ in 0..600 {
-            if let Some(line) = self.log().lines().find(|l| l.contains("listening")) {
-                return (field(line, "http"), field(line, "admin"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "no 'listening' line in {}:\n{}",
-            self.log.display(),
-            self.log()
-        );
-    }
-
-    /// Sends `signal` from Rust, not through a `kill` command a minimal machine may lack.
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
-    }
-
-    async fn exit(&mut self, within: Duration) -> ExitStatus {
-        let end = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(tokio::time::Instant::now() < end, "process did not exit");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn field(line: &str, name: &str) -> SocketAddr {
-    let start = line.find(&format!("{name}=")).expect("field") + name.len() + 1;
-    let rest = &line[start..];
-    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    rest[..end].parse().expect("address")
-}
 
 fn config(dir: &Path, name: &str, etcd: &Etcd, app: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
@@ -158,12 +84,11 @@ async fn endpoints(order_admin: SocketAddr, n: f64, procs: &[&Proc]) {
 enum Outcome {
     Ok {
         trace_id: String,
+        /// The stored order's id.
+        id: u64,
     },
     /// An answer that is not a success: status and the error's reason.
-    Failed {
-        status: u16,
-        reason: String,
-    },
+    Failed { status: u16, reason: String },
     /// No answer within 5 s, or no connection.
     Broken(String),
 }
@@ -186,12 +111,16 @@ impl Load {
                 let outcome = match tokio::time::timeout(Duration::from_secs(5), sent).await {
                     Err(_) => Outcome::Broken("no answer within 5s".into()),
                     Ok(Err(e)) => Outcome::Broken(e.to_string()),
-                    Ok(Ok((status, headers, _))) if status.is_success() => Outcome::Ok {
+                    Ok(Ok((status, headers, body))) if status.is_success() => Outcome::Ok {
                         trace_id: headers
                             .get("x-trace-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default()
                             .to_owned(),
+                        id: serde_json::from_str::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["id"].as_u64())
+                            .unwrap_or_default(),
                     },
                     Ok(Ok((status, _, body))) => Outcome::Failed {
                         status: status.as_u16(),
@@ -244,13 +173,25 @@ fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_survive_user_instances_stopping_and_dying() {
     let etcd = Etcd::start().await;
+    let pg = Postgres::start().await;
+    for db in ["users", "orders"] {
+        pg.psql(&format!("CREATE DATABASE {db}"))
+            .expect("create database");
+    }
+    let database = |db: &str| {
+        let url = format!("postgres://postgres@127.0.0.1:{}/{db}", pg.port());
+        format!("[database]\nurl = \"{url}\"\n")
+    };
     let dir = tempfile::tempdir().expect("temp dir");
-    let user_config = config(dir.path(), "user", &etcd, "");
+    let user_config = config(dir.path(), "user", &etcd, &database("users"));
     let order_config = config(
         dir.path(),
         "order",
         &etcd,
-        "[app]\nuser_timeout = \"2s\"\n[retry]\nmax_attempts = 3",
+        &format!(
+            "{}[app]\nuser_timeout = \"2s\"\n[retry]\nmax_attempts = 3",
+            database("orders")
+        ),
     );
     let log = |name: &str| dir.path().join(format!("{name}.log"));
 
@@ -332,7 +273,7 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     }
 
     // The trace id of an order shows up in the order log and in a user instance's log.
-    let Some(Outcome::Ok { trace_id }) = outcomes.last().cloned() else {
+    let Some(Outcome::Ok { trace_id, .. }) = outcomes.last().cloned() else {
         panic!("last order failed")
     };
     assert_eq!(trace_id.len(), 32);
@@ -368,4 +309,22 @@ async fn orders_survive_user_instances_stopping_and_dying() {
     let users_counted =
         metric(a2_admin, &["truss_server_requests_total{", "GetUser"]).await + b2_served;
     assert!(users_counted > 0.0);
+
+    // 0 lost orders: the database holds exactly the orders that got a 2xx.
+    let mut answered: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Ok { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    answered.sort_unstable();
+    let stored = pg
+        .psql_in("orders", "SELECT id FROM orders ORDER BY id")
+        .expect("read orders");
+    let stored: Vec<u64> = stored
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(stored, answered, "stored orders vs orders answered 2xx");
 }

@@ -2,6 +2,7 @@
 //! clear error, and no order written. Both services run in-process on free ports.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -10,26 +11,29 @@ use truss::config::duration::HumanDuration;
 use truss::registry::StaticEndpoint;
 use truss_tests::{call, local_config};
 
-fn config<T: Default>() -> Config<T> {
+/// Local listeners, and each service's SQLite file in `dir`.
+fn config<T: Default>(dir: &Path) -> Config<T> {
     let base = local_config(Duration::ZERO, Duration::from_secs(5));
-    Config {
+    let mut config = Config {
         http: base.http,
         grpc: base.grpc,
         admin: base.admin,
         shutdown: base.shutdown,
         admission: base.admission,
         ..Config::default()
-    }
+    };
+    config.database.data_dir = dir.to_path_buf();
+    config
 }
 
-async fn user_service(read_delay: Duration) -> truss::RunningApp {
-    let mut config = config::<user::UserConfig>();
+async fn user_service(dir: &Path, read_delay: Duration) -> truss::RunningApp {
+    let mut config = config::<user::UserConfig>(dir);
     config.app.read_delay = HumanDuration(read_delay);
     user::app(&config).await.unwrap().start().await.unwrap()
 }
 
-async fn order_service(user_grpc: SocketAddr) -> truss::RunningApp {
-    let mut config = config::<order::OrderConfig>();
+async fn order_service(dir: &Path, user_grpc: SocketAddr) -> truss::RunningApp {
+    let mut config = config::<order::OrderConfig>(dir);
     config.app.user_timeout = HumanDuration(Duration::from_millis(300));
     config.registry.static_endpoints.insert(
         "user".to_owned(),
@@ -38,7 +42,7 @@ async fn order_service(user_grpc: SocketAddr) -> truss::RunningApp {
             http: None,
         }],
     );
-    order::app(&config).unwrap().start().await.unwrap()
+    order::app(&config).await.unwrap().start().await.unwrap()
 }
 
 async fn place(order: SocketAddr, user_id: u64) -> (StatusCode, truss::Error, String) {
@@ -59,8 +63,9 @@ async fn stored(order: SocketAddr) -> StatusCode {
 
 #[tokio::test]
 async fn places_orders_and_refuses_unknown_users() {
-    let users = user_service(Duration::ZERO).await;
-    let orders = order_service(users.grpc_addr().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = user_service(dir.path(), Duration::ZERO).await;
+    let orders = order_service(dir.path(), users.grpc_addr().unwrap()).await;
     let http = orders.http_addr().unwrap();
 
     let (status, _, text) = place(http, 99).await;
@@ -79,8 +84,9 @@ async fn places_orders_and_refuses_unknown_users() {
 
 #[tokio::test]
 async fn a_slow_user_service_gets_a_timeout_and_nothing_is_written() {
-    let users = user_service(Duration::from_secs(5)).await;
-    let orders = order_service(users.grpc_addr().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = user_service(dir.path(), Duration::from_secs(5)).await;
+    let orders = order_service(dir.path(), users.grpc_addr().unwrap()).await;
     let http = orders.http_addr().unwrap();
 
     let (status, err, text) = place(http, 1).await;
@@ -99,7 +105,8 @@ async fn a_down_user_service_gets_a_clear_error_and_nothing_is_written() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let orders = order_service(closed).await;
+    let dir = tempfile::tempdir().unwrap();
+    let orders = order_service(dir.path(), closed).await;
     let http = orders.http_addr().unwrap();
 
     for _ in 0..3 {

@@ -198,7 +198,7 @@ async fn client_layer_stack_around_a_tonic_channel() {
             .to_owned()
     };
     let ok = line(
-        "truss_client_requests_total{target=\"greeter-client-test\",operation=\"/hello.v1.Greeter/SayHello\",code=\"0\"}",
+        "truss_client_requests_total{transport=\"grpc\",target=\"greeter-client-test\",operation=\"/hello.v1.Greeter/SayHello\",code=\"0\"}",
     );
     assert!(ok.ends_with(" 4"), "{ok}");
     let invalid =

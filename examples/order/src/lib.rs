@@ -41,9 +41,10 @@ pub mod userpb {
     tonic::include_proto!("user.v1");
 }
 
-use repository::InMemoryOrders;
+use repository::SqlOrders;
 use service::OrderService;
 use transport::OrdersApi;
+use truss::sql::Database;
 use users::GrpcUsers;
 
 /// The embedded defaults: `order.toml`.
@@ -80,8 +81,17 @@ impl Section for OrderConfig {
     }
 }
 
-/// The app, ready to `run` or `start`. Call inside a tokio runtime.
-pub fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppError> {
+/// The app, ready to `run` or `start`: its database connected and migrated (a SQLite file
+/// in `database.data_dir` unless `database.url` names another).
+pub async fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppError> {
+    let db = Database::connect(&config.database, "order")
+        .await
+        .map_err(startup)?;
+    if config.database.migrate {
+        db.migrate(&repository::migrator(db.backend()))
+            .await
+            .map_err(startup)?;
+    }
     let discovery = truss::registry::discovery_from(&config.registry);
     let instances = discovery.watch(&config.app.user_service);
     #[cfg_attr(not(feature = "auth"), allow(unused_mut))]
@@ -93,13 +103,24 @@ pub fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppError> 
     }
     let channel = grpc_client(&config.app.user_service, instances, &client)?;
     let users = GrpcUsers::new(channel, config.app.user_timeout.0);
-    let service = Arc::new(OrderService::new(InMemoryOrders::default(), users));
+    let service = Arc::new(OrderService::new(SqlOrders::new(db.clone()), users));
     let api = Arc::new(OrdersApi::new(service));
-    Ok(App::builder("order")
+    let app = App::builder("order")
         .version(env!("CARGO_PKG_VERSION"))
         .config(config)
         .http(api.clone().http_routes())
-        .grpc(pb::orders_server::OrdersServer::from_arc(api)))
+        .grpc(pb::orders_server::OrdersServer::from_arc(api));
+    if config.database.required {
+        db.readiness(&app.health());
+    }
+    Ok(app)
+}
+
+fn startup(e: truss::sql::SqlError) -> AppError {
+    AppError::Dependency {
+        name: "database",
+        message: e.to_string(),
+    }
 }
 
 /// Loads the config (embedded defaults < `--config` file < `TRUSS_*`) and serves until
@@ -108,5 +129,5 @@ pub async fn main() -> Result<(), AppError> {
     let config = ConfigLoader::new()
         .defaults(DEFAULTS)
         .load::<OrderConfig>()?;
-    app(&config)?.run().await
+    app(&config).await?.run().await
 }

@@ -42,9 +42,10 @@ pub mod pb {
 }
 
 use domain::NewUser;
-use repository::{InMemoryUsers, UserRepository};
+use repository::{SqlUsers, UserRepository};
 use service::UserService;
 use transport::UsersApi;
+use truss::sql::Database;
 
 /// The embedded defaults: `user.toml`. A file given with `--config` and `TRUSS_*` variables
 /// override them.
@@ -54,7 +55,7 @@ pub const DEFAULTS: &str = include_str!("../user.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UserConfig {
-    /// Create three demo users at start (ids 1, 2, 3). Default `true`.
+    /// Create three demo users (ids 1, 2, 3) when the table is empty. Default `true`.
     pub seed_demo_users: bool,
     /// Delay added to every read, to try timeouts downstream. Default `0s`.
     pub read_delay: HumanDuration,
@@ -85,19 +86,21 @@ pub const DEMO_USERS: [(&str, &str); 3] = [
     ("Alan Turing", "alan@example.com"),
 ];
 
-/// The app, ready to `run` or `start`.
+/// The app, ready to `run` or `start`: its database connected and migrated (a SQLite file
+/// in `database.data_dir` unless `database.url` names another), the demo users seeded into
+/// an empty table.
 pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppError> {
-    let repo = InMemoryUsers::default();
+    let db = Database::connect(&config.database, "user")
+        .await
+        .map_err(startup)?;
+    if config.database.migrate {
+        db.migrate(&repository::migrator(db.backend()))
+            .await
+            .map_err(startup)?;
+    }
+    let repo = SqlUsers::new(db.clone());
     if config.app.seed_demo_users {
-        for (name, email) in DEMO_USERS {
-            let new = NewUser {
-                name: name.to_owned(),
-                email: email.to_owned(),
-            };
-            if let Err(e) = repo.insert(new).await {
-                tracing::warn!(error = %e, "could not seed a demo user");
-            }
-        }
+        seed(&repo).await;
     }
     let service = Arc::new(UserService::new(repo, config.app.read_delay.0));
     let api = Arc::new(UsersApi::new(service));
@@ -106,11 +109,45 @@ pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppEr
         let issuer = truss::auth::TokenIssuer::new(token, "user")?;
         http = http.merge(truss::routes![login::login].with_state(Arc::new(issuer)));
     }
-    Ok(App::builder("user")
+    let app = App::builder("user")
         .version(env!("CARGO_PKG_VERSION"))
         .config(config)
         .http(http)
-        .grpc(pb::users_server::UsersServer::from_arc(api)))
+        .grpc(pb::users_server::UsersServer::from_arc(api));
+    if config.database.required {
+        db.readiness(&app.health());
+    }
+    Ok(app)
+}
+
+/// The demo users, into an empty table (two instances starting at once may both try: the
+/// unique email keeps one copy).
+async fn seed(repo: &SqlUsers) {
+    match repo.count().await {
+        Ok(0) => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count users; not seeding");
+            return;
+        }
+    }
+    for (name, email) in DEMO_USERS {
+        let new = NewUser {
+            name: name.to_owned(),
+            email: email.to_owned(),
+        };
+        match repo.insert(new).await {
+            Ok(_) | Err(domain::UserError::EmailTaken { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "could not seed a demo user"),
+        }
+    }
+}
+
+fn startup(e: truss::sql::SqlError) -> AppError {
+    AppError::Dependency {
+        name: "database",
+        message: e.to_string(),
+    }
 }
 
 /// Loads the config (embedded defaults < `--config` file < `TRUSS_*`) and serves until

@@ -19,6 +19,14 @@ pub enum AppError {
     },
     /// Signal handlers could not be installed.
     Signal(std::io::Error),
+    /// A dependency the app needs before it can serve failed at start (its database's
+    /// migrations, say).
+    Dependency {
+        /// Which one: `database`, ...
+        name: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The app's own task failed (a bug in truss).
     Internal(String),
 }
@@ -46,6 +54,7 @@ impl fmt::Display for AppError {
                 source,
             } => write!(f, "cannot bind the {listener} listener on {addr}: {source}"),
             AppError::Signal(e) => write!(f, "cannot install signal handlers: {e}"),
+            AppError::Dependency { name, message } => write!(f, "{name}: {message}"),
             AppError::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
@@ -63,7 +72,7 @@ impl std::error::Error for AppError {
         match self {
             AppError::Config(e) => Some(e),
             AppError::Bind { source, .. } | AppError::Signal(source) => Some(source),
-            AppError::Internal(_) => None,
+            AppError::Dependency { .. } | AppError::Internal(_) => None,
         }
     }
 }

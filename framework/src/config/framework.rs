@@ -15,6 +15,7 @@ use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::deadline::TimeoutConfig;
 use crate::resilience::retry::RetryConfig;
 use crate::section::{Section, ValidationError};
+use crate::sql::DatabaseConfig;
 
 /// Reads one section by its key; the loader implements it over figment, collecting problems.
 pub(crate) trait ReadSection {
@@ -89,4 +90,6 @@ framework_sections! {
     registry: RegistryConfig,
     /// `[auth]`: token verification, route policies, this service's own tokens.
     auth: AuthConfig,
+    /// `[database]`: the SQL pool (feature `sql`).
+    database: DatabaseConfig,
 }

@@ -15,13 +15,14 @@ use crate::wire::headers::GRPC_STATUS;
 use crate::wire::is_grpc;
 
 /// Counts and times calls to another service:
-/// `truss_client_requests_total{target, operation, code}` and
-/// `truss_client_request_duration_seconds{target, operation}`.
+/// `truss_client_requests_total{transport, target, operation, code}` and
+/// `truss_client_request_duration_seconds{transport, target, operation}`.
 ///
-/// `operation` is the gRPC method path (`/pkg.Service/Method`) for gRPC calls and the HTTP
-/// method for anything else (a raw path would make the label set unbounded). `code` is the
-/// HTTP status, the `grpc-status` of the response head (`0` when it only comes in
-/// trailers), or `error` when the call failed without a response.
+/// `transport` is `grpc` for gRPC calls and `http` for anything else (the SQL pool reports
+/// `sql` to the same metrics). `operation` is the gRPC method path (`/pkg.Service/Method`)
+/// for gRPC calls and the HTTP method for anything else (a raw path would make the label set
+/// unbounded). `code` is the HTTP status, the `grpc-status` of the response head (`0` when
+/// it only comes in trailers), or `error` when the call failed without a response.
 ///
 /// ```
 /// use tower::ServiceBuilder;
@@ -50,36 +51,53 @@ struct Shared {
     operations: BoundedMap<Arc<Operation>>,
 }
 
-struct Operation {
+/// The client metric handles of one operation on one target over one transport: what every
+/// governed client (HTTP, gRPC, SQL) records its calls with.
+pub(crate) struct Operation {
+    transport: &'static str,
     target: String,
     name: String,
     duration: Histogram,
 }
 
 impl Operation {
-    fn count(&self, code: &str) {
+    /// Handles for `operation` on `target` over `transport` (`http`, `grpc`, `sql`).
+    pub(crate) fn new(transport: &'static str, target: &str, operation: &str) -> Self {
+        Self {
+            duration: metrics::histogram!(
+                "truss_client_request_duration_seconds",
+                "transport" => transport,
+                "target" => target.to_owned(),
+                "operation" => operation.to_owned()
+            ),
+            transport,
+            target: target.to_owned(),
+            name: operation.to_owned(),
+        }
+    }
+
+    /// Counts one call that ended with `code`.
+    pub(crate) fn count(&self, code: &str) {
         metrics::counter!(
             "truss_client_requests_total",
+            "transport" => self.transport,
             "target" => self.target.clone(),
             "operation" => self.name.clone(),
             "code" => code.to_owned()
         )
         .increment(1);
     }
+
+    /// Records how long one call took.
+    pub(crate) fn time(&self, elapsed: std::time::Duration) {
+        self.duration.record(elapsed.as_secs_f64());
+    }
 }
 
 impl ClientMetricsLayer {
     /// Metrics for calls to `target` (a service name).
     pub fn new(target: impl Into<String>) -> Self {
-        metrics::describe_counter!(
-            "truss_client_requests_total",
-            "Calls to other services, by target, operation and status code."
-        );
-        metrics::describe_histogram!(
-            "truss_client_request_duration_seconds",
-            metrics::Unit::Seconds,
-            "Time to the response head of calls to other services."
-        );
+        describe();
         Self {
             shared: Arc::new(Shared {
                 target: target.into(),
@@ -89,23 +107,13 @@ impl ClientMetricsLayer {
     }
 
     fn operation<B>(&self, req: &Request<B>) -> Arc<Operation> {
-        let name = if is_grpc(req.headers()) {
-            req.uri().path()
+        // gRPC names start with `/`, HTTP methods never do: the name alone is a unique key.
+        let (transport, name) = if is_grpc(req.headers()) {
+            ("grpc", req.uri().path())
         } else {
-            req.method().as_str()
+            ("http", req.method().as_str())
         };
-        let make = |name: &str| {
-            let target = self.shared.target.clone();
-            Arc::new(Operation {
-                duration: metrics::histogram!(
-                    "truss_client_request_duration_seconds",
-                    "target" => target.clone(),
-                    "operation" => name.to_owned()
-                ),
-                target,
-                name: name.to_owned(),
-            })
-        };
+        let make = |name: &str| Arc::new(Operation::new(transport, &self.shared.target, name));
         self.shared.operations.with(name, make, Arc::clone)
     }
 }
@@ -168,7 +176,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
-        this.op.duration.record(this.start.elapsed().as_secs_f64());
+        this.op.time(this.start.elapsed());
         match &out {
             Ok(resp) => {
                 let grpc = resp.headers().get(GRPC_STATUS);
@@ -183,4 +191,17 @@ where
         }
         Poll::Ready(out)
     }
+}
+
+/// Help text of the client metrics (promtool wants it for every metric).
+pub(crate) fn describe() {
+    metrics::describe_counter!(
+        "truss_client_requests_total",
+        "Calls to other services and databases, by transport, target, operation and status code."
+    );
+    metrics::describe_histogram!(
+        "truss_client_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to the response head (databases: to the result) of calls, by transport, target and operation."
+    );
 }

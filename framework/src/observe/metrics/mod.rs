@@ -6,8 +6,10 @@
 //! | `truss_server_requests_total` | counter | `transport` (`http`/`grpc`), `route`, `code` |
 //! | `truss_server_request_duration_seconds` | histogram | `transport`, `route` |
 //! | `truss_server_requests_in_flight` | gauge | `transport` |
-//! | `truss_client_requests_total` | counter | `target`, `operation`, `code` ([`ClientMetricsLayer`]) |
-//! | `truss_client_request_duration_seconds` | histogram | `target`, `operation` |
+//! | `truss_client_requests_total` | counter | `transport` (`http`/`grpc`/`sql`), `target`, `operation`, `code` ([`ClientMetricsLayer`]) |
+//! | `truss_client_request_duration_seconds` | histogram | `transport`, `target`, `operation` |
+//! | `truss_sql_pool_connections` | gauge | `pool`, `state` (`in_use`/`idle`) (feature `sql`) |
+//! | `truss_sql_pool_waiting` | gauge | `pool`: calls waiting for a connection |
 //! | `truss_admission_total` | counter | `layer`, `route`, `decision` |
 //! | `truss_breaker_*`, `truss_retry_decisions_total`, `truss_deadline_exceeded_total` | | see [`resilience`](crate::resilience) |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | |
@@ -27,6 +29,8 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+#[cfg(feature = "sql")]
+pub(crate) use client::Operation as ClientOperation;
 pub use client::{ClientMetrics, ClientMetricsFuture, ClientMetricsLayer};
 pub use layer::{MetricsLayer, MetricsService};
 
@@ -85,6 +89,15 @@ pub(crate) fn spawn_upkeep(
 /// Help text for every metric truss emits (promtool and Grafana want it).
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge};
+    client::describe();
+    describe_gauge!(
+        "truss_sql_pool_connections",
+        "Connections of a SQL pool, by pool (primary, replica-N) and state (in_use, idle)."
+    );
+    describe_gauge!(
+        "truss_sql_pool_waiting",
+        "Calls waiting for a connection from a SQL pool, by pool."
+    );
     describe_counter!(
         "truss_client_ejections_total",
         "Client endpoints taken out of balancing because they refused a connection."

@@ -1,11 +1,15 @@
-//! Where users are kept. The service depends on the [`UserRepository`] trait; this example
-//! ships an in-memory implementation (per process: each instance has its own users).
+//! Where users are kept. The service depends on the [`UserRepository`] trait: [`SqlUsers`]
+//! (SQLite by default, PostgreSQL by config) serves, [`InMemoryUsers`] is for unit tests.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 
 use crate::domain::{NewUser, User, UserError, UserPatch};
+
+mod sql;
+
+pub use sql::{SqlUsers, migrator};
 
 /// Storage of users. Email addresses are unique, as a database index would make them.
 pub trait UserRepository: Send + Sync + 'static {

@@ -1,10 +1,15 @@
-//! Where orders are kept: the [`OrderRepository`] trait and an in-memory implementation.
+//! Where orders are kept: the [`OrderRepository`] trait; [`SqlOrders`] (SQLite by default,
+//! PostgreSQL by config) serves, [`InMemoryOrders`] is for unit tests.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 
 use crate::domain::{NewOrder, Order, OrderError};
+
+mod sql;
+
+pub use sql::{SqlOrders, migrator};
 
 /// Storage of orders.
 pub trait OrderRepository: Send + Sync + 'static {
