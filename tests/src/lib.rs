@@ -163,26 +163,7 @@ impl Etcd {
             peer_port: free_port(),
             tls: true,
         };
-        let dir = etcd.dir.path();
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write ext.cnf");
-        for args in [
-            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=truss-test-ca",
-            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
-            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf",
-        ] {
-            let ok = std::process::Command::new("openssl")
-                .args(args.split(' '))
-                .current_dir(dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .expect("openssl");
-            assert!(ok.success(), "openssl {args}");
-        }
+        tls_certs(etcd.dir.path());
         etcd.spawn().await;
         etcd
     }
@@ -652,5 +633,29 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Makes a throwaway CA (`ca.pem`, `ca.key`) and a server certificate for 127.0.0.1 and
+/// localhost signed by it (`server.pem`, `server.key`) in `dir`, with `openssl`.
+pub fn tls_certs(dir: &Path) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=truss-test-ca",
+        "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf",
+    ] {
+        let ok = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(ok.success(), "openssl {args}");
     }
 }

@@ -611,3 +611,83 @@ async fn clients_forward_the_callers_token_or_send_their_own() {
     service.shutdown().await.unwrap();
     hello.stop().await;
 }
+
+/// Serves `router` over TLS with the certificate `tls_certs` made in `dir`.
+async fn serve_tls(dir: &std::path::Path, router: Router) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn jwks_over_https_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    truss_tests::tls_certs(dir.path());
+    let rsa = std::fs::read(fixture("rsa.pub")).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&rsa).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(Algorithm::RS256)).unwrap();
+    jwk.common.key_id = Some("tls".into());
+    let set = json!({"keys": [jwk]});
+    let router = Router::new().route(
+        "/jwks.json",
+        get(move || async move { axum::Json(set.clone()) }),
+    );
+    let addr = serve_tls(dir.path(), router).await;
+    let url = format!("https://127.0.0.1:{}/jwks.json", addr.port());
+    let token = format!("Bearer {}", sign(Algorithm::RS256, Some("tls"), &claims()));
+
+    // Trusting the private CA: the keys load, the token verifies.
+    let trusted = AuthConfig {
+        jwks: JwksConfig {
+            url: Some(url.clone()),
+            ca_file: Some(dir.path().join("ca.pem")),
+            ..JwksConfig::default()
+        },
+        ..auth_config(Vec::new())
+    };
+    let app = Hello::start(trusted).await;
+    assert_eq!(app.http(Some(&token)).await.0, 200);
+    app.stop().await;
+
+    // Without it the certificate is not trusted: no keys, 503 rather than a wrong 401.
+    let untrusted = AuthConfig {
+        jwks: JwksConfig {
+            url: Some(url),
+            ..JwksConfig::default()
+        },
+        ..auth_config(Vec::new())
+    };
+    let app = Hello::start(untrusted).await;
+    let (status, reason, _) = app.http(Some(&token)).await;
+    assert_eq!((status, reason.as_str()), (503, "AUTH_UNAVAILABLE"));
+    app.stop().await;
+}

@@ -115,7 +115,9 @@ async fn two_user_instances_on_postgresql_see_each_others_writes() {
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("EMAIL_TAKEN"), "{text}");
     // Both seeded the demo users into one table, once.
-    let (_, _, text) = call(b_http, "GET", "/v1/users?page_size=10", None).await.unwrap();
+    let (_, _, text) = call(b_http, "GET", "/v1/users?page_size=10", None)
+        .await
+        .unwrap();
     assert_eq!(text.matches("ada@example.com").count(), 1, "{text}");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();

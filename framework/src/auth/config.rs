@@ -27,7 +27,8 @@ use crate::section::{Section, ValidationError};
 /// secret = "change-me"             # or secret_file = "...", or pem_file = "public.pem"
 ///
 /// [auth.jwks]
-/// url = "http://id.internal/.well-known/jwks.json"
+/// url = "https://id.example/.well-known/jwks.json"
+/// ca_file = "private-ca.pem"       # trusted besides the system's CAs (optional)
 /// refresh = "5m"                   # scheduled refresh
 /// min_refresh = "60s"              # an unknown kid refreshes early, at most this often
 ///
@@ -127,8 +128,11 @@ pub struct KeyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwksConfig {
-    /// `http://` URL of the key set. Default none.
+    /// `https://` (or `http://`) URL of the key set. Default none.
     pub url: Option<String>,
+    /// A PEM file of CA certificates trusted for the JWKS URL besides the system's (a private
+    /// PKI). Default none.
+    pub ca_file: Option<PathBuf>,
     /// Scheduled refresh. Default `5m`.
     #[serde(with = "duration")]
     pub refresh: Duration,
@@ -144,6 +148,7 @@ impl Default for JwksConfig {
     fn default() -> Self {
         Self {
             url: None,
+            ca_file: None,
             refresh: Duration::from_secs(300),
             min_refresh: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
@@ -238,11 +243,12 @@ impl Section for AuthConfig {
             key.check().map_err(|e| e.within(&format!("keys[{i}]")))?;
         }
         if let Some(url) = &self.jwks.url
+            && !url.starts_with("https://")
             && !url.starts_with("http://")
         {
             return Err(ValidationError::new(
                 "jwks.url",
-                "must be an http:// URL (https needs a TLS-terminating sidecar or proxy)",
+                "must be an https:// or http:// URL",
             ));
         }
         if self.jwks.min_refresh.is_zero() || self.jwks.refresh < self.jwks.min_refresh {

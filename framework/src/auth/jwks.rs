@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -24,7 +25,7 @@ pub(crate) struct Jwks {
     refresh: Duration,
     min_refresh: Duration,
     timeout: Duration,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     /// Held during a fetch, so concurrent callers wait for it instead of fetching again.
     fetching: Mutex<()>,
     /// When the last early fetch (for an unknown key id) started.
@@ -41,12 +42,42 @@ impl Jwks {
             refresh: config.refresh,
             min_refresh: config.min_refresh,
             timeout: config.timeout,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector(config)?),
             fetching: Mutex::new(()),
             last_early: std::sync::Mutex::new(None),
         })
     }
+}
 
+/// HTTPS (the system's CAs, plus `ca_file`'s) or plain HTTP, as the URL says.
+fn connector(config: &JwksConfig) -> Result<HttpsConnector<HttpConnector>, ValidationError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = &config.ca_file {
+        let bad =
+            |e: String| ValidationError::new("jwks.ca_file", format!("{}: {e}", path.display()));
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ValidationError::new("jwks.url", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
+
+impl Jwks {
     pub(crate) fn period(&self) -> Duration {
         self.refresh
     }

@@ -173,8 +173,11 @@ impl Verifier {
             return result;
         }
         self.refresh_early().await;
-        self.verify_now(token)
-            .unwrap_or(Err(AuthError::Invalid("unknown key id")))
+        match self.verify_now(token) {
+            Ok(result) => result,
+            Err(NeedsRefresh) if self.keys().is_empty() => Err(AuthError::Unavailable),
+            Err(NeedsRefresh) => Err(AuthError::Invalid("unknown key id")),
+        }
     }
 
     /// Refreshes the JWKS unless it was refreshed less than `min_refresh` ago (one fetch
@@ -202,7 +205,11 @@ impl Verifier {
         };
         let keys = self.keys();
         if keys.is_empty() {
-            return Ok(Err(AuthError::Unavailable));
+            // Nothing loaded yet (the JWKS was down at start): try it, rate-limited.
+            return match self.jwks {
+                Some(_) => Err(NeedsRefresh),
+                None => Ok(Err(AuthError::Unavailable)),
+            };
         }
         if let Some(kid) = header.kid.as_deref()
             && !keys.has_kid(kid)
