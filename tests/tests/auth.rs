@@ -191,6 +191,9 @@ async fn two_kids_are_valid_at_once_during_a_rotation() {
     let with_old = encode(&header, &claims(), &old_key).unwrap();
     assert_eq!(app.http(Some(&format!("Bearer {with_new}"))).await.0, 200);
     assert_eq!(app.http(Some(&format!("Bearer {with_old}"))).await.0, 200);
+    // A token without a kid is tried against every key of its algorithm.
+    let no_kid = sign(Algorithm::HS256, None, &claims());
+    assert_eq!(app.http(Some(&format!("Bearer {no_kid}"))).await.0, 200);
     // A token naming one kid but signed with the other key does not verify.
     let mut crossed = Header::new(Algorithm::HS256);
     crossed.kid = Some("new".into());

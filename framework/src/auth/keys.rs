@@ -29,10 +29,12 @@ impl KeySet {
         Self { keys }
     }
 
-    /// The keys a token may be signed with: those with its `kid`, or, for a token without
-    /// one, the keys without a `kid`.
+    /// The keys a token may be signed with: those with its `kid`, or every key for a token
+    /// without one (the caller then keeps those of the token's algorithm).
     pub(crate) fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a Key> {
-        self.keys.iter().filter(move |k| k.kid.as_deref() == kid)
+        self.keys
+            .iter()
+            .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
     }
 
     pub(crate) fn has_kid(&self, kid: &str) -> bool {
