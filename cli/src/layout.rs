@@ -17,7 +17,8 @@ pub const README: &str = include_str!("../../templates/README.md");
 
 /// A template ready to render: the base files overlaid with the template's own.
 pub struct Template {
-    /// Its name: the one `{{#if NAME}}` condition that holds while rendering it.
+    /// Its name: the template's `{{#if NAME}}` condition that holds while rendering it (next
+    /// to the database's, `{{#if sqlite}}` or `{{#if postgres}}`).
     pub name: String,
     /// Every template of its set: the names a `{{#if NAME}}` condition may use.
     pub names: Vec<String>,

@@ -1,7 +1,7 @@
 //! `cargo truss`: scaffolds truss services.
 //!
 //! ```text
-//! cargo truss new <name> [--grpc] [--templates <dir>] [--path <dir>]
+//! cargo truss new <name> [--grpc] [--db sqlite|postgres] [--templates <dir>] [--path <dir>]
 //!                        [--truss-path <dir> | --truss-version <version>]
 //! cargo truss templates <dir>
 //! cargo truss add rpc [--proto <file>] [--impl <file>]
@@ -18,21 +18,27 @@ mod render;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use render::Db;
+
 const USAGE: &str = "\
 cargo truss: scaffold truss services
 
 USAGE:
-    cargo truss new <name> [--grpc] [--templates <dir>] [--path <dir>]
+    cargo truss new <name> [--grpc] [--db sqlite|postgres] [--templates <dir>] [--path <dir>]
                            [--truss-path <dir> | --truss-version <version>]
         Creates ./<name> (or <dir>/<name>) from the `http` template, or the `grpc` one
-        (HTTP + gRPC with a .proto) with --grpc. --templates renders from your own copy
-        of the templates (see `templates`). The truss dependency is a path to the truss
-        this tool was built from, unless --truss-path or --truss-version says otherwise.
+        (HTTP + gRPC with a .proto) with --grpc. Items are stored in SQL, migrations
+        included: --db sqlite (the default) in a SQLite file under data/, --db postgres
+        in PostgreSQL at postgres://postgres@127.0.0.1:5432/<name_snake> (config.toml;
+        the README says how to create the database). --templates renders from your own
+        copy of the templates (see `templates`). The truss dependency is a path to the
+        truss this tool was built from, unless --truss-path or --truss-version says
+        otherwise.
 
     cargo truss templates <dir>
         Writes the built-in templates to <dir> for editing: base/ with the files they all
         start from, one directory per template with the files it adds or replaces, and a
-        README.md on how they are merged and on {{#if <template>}} sections.
+        README.md on how they are merged and on {{#if <template or database>}} sections.
 
     cargo truss add rpc [--proto <file>] [--impl <file>]
         Adds a method skeleton to the #[truss::grpc] impl (default src/api.rs) for every
@@ -128,6 +134,7 @@ fn new(args: &[String]) -> Result<(), String> {
             "--truss-path",
             "--truss-version",
             "--template",
+            "--db",
         ],
     )?;
     let [name] = p.positional.as_slice() else {
@@ -149,19 +156,35 @@ fn new(args: &[String]) -> Result<(), String> {
             )
         })?,
     };
+    let db = p.value("--db").map_or(Ok(Db::default()), Db::parse)?;
     let truss_dep = truss_dependency(p.value("--truss-path"), p.value("--truss-version"))?;
-    let rendered = render::render(&files, &render::Vars::new(name, truss_dep))?;
+    let rendered = render::render(&files, &render::Vars::new(name, truss_dep), db)?;
     let parent = PathBuf::from(p.value("--path").unwrap_or("."));
     let target = parent.join(name);
     render::write_new_dir(&target, &rendered)?;
     println!(
-        "created {} from the `{template}` template",
-        target.display()
+        "created {} from the `{template}` template, on {}",
+        target.display(),
+        match db {
+            Db::Sqlite => "SQLite (data/)",
+            Db::Postgres => "PostgreSQL",
+        }
     );
-    println!("next:\n    cd {}\n    cargo run", target.display());
+    println!("next:\n    cd {}", target.display());
+    if db == Db::Postgres {
+        println!(
+            "    createdb -h 127.0.0.1 -U postgres {}    # once; see README.md",
+            names::snake(name)
+        );
+    }
+    println!("    cargo run");
     Ok(())
 }
 
+/// The truss features a new project is built with: `sql` for its repository.
+const FEATURES: &str = r#"["sql"]"#;
+
+/// `{{truss_dep}}`: the `truss = { ..., features = ["sql"] }` dependency line.
 fn truss_dependency(path: Option<&str>, version: Option<&str>) -> Result<String, String> {
     match (path, version) {
         (Some(_), Some(_)) => Err("use --truss-path or --truss-version, not both".to_owned()),
@@ -172,20 +195,25 @@ fn truss_dependency(path: Option<&str>, version: Option<&str>) -> Result<String,
                 return Err(format!("--truss-path {path}: no Cargo.toml there"));
             }
             Ok(format!(
-                "truss = {{ path = {:?} }}",
+                "truss = {{ path = {:?}, features = {FEATURES} }}",
                 dir.display().to_string()
             ))
         }
-        (None, Some(version)) => Ok(format!("truss = {version:?}")),
+        (None, Some(version)) => Ok(format!(
+            "truss = {{ version = {version:?}, features = {FEATURES} }}"
+        )),
         (None, None) => {
             // The truss this tool was built with, when it is still there.
             let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../framework");
             match std::fs::canonicalize(&here) {
                 Ok(dir) if dir.join("Cargo.toml").is_file() => Ok(format!(
-                    "truss = {{ path = {:?} }}",
+                    "truss = {{ path = {:?}, features = {FEATURES} }}",
                     dir.display().to_string()
                 )),
-                _ => Ok(format!("truss = {:?}", env!("CARGO_PKG_VERSION"))),
+                _ => Ok(format!(
+                    "truss = {{ version = {:?}, features = {FEATURES} }}",
+                    env!("CARGO_PKG_VERSION")
+                )),
             }
         }
     }

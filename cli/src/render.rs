@@ -68,9 +68,88 @@ impl Vars {
     }
 }
 
-/// Renders `template`'s paths and contents: sections, placeholders, and `Cargo.toml.tmpl` →
-/// `Cargo.toml`.
-pub fn render(template: &Template, vars: &Vars) -> Result<Files, String> {
+/// The database a new project is configured for (`--db`); its name is also a `{{#if NAME}}`
+/// condition, which holds for the one chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Db {
+    /// A SQLite file in the service's `data_dir`: nothing to install or run.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server at `[database] url`.
+    Postgres,
+}
+
+impl Db {
+    /// Every choice, the default first.
+    pub const ALL: [Db; 2] = [Db::Sqlite, Db::Postgres];
+
+    /// `sqlite` or `postgres`: the `--db` value and the `{{#if NAME}}` condition.
+    pub fn name(self) -> &'static str {
+        match self {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "postgres",
+        }
+    }
+
+    /// The `--db` value `value` (`postgresql` is taken for `postgres`).
+    pub fn parse(value: &str) -> Result<Db, String> {
+        match value {
+            "sqlite" => Ok(Db::Sqlite),
+            "postgres" | "postgresql" => Ok(Db::Postgres),
+            other => Err(format!(
+                "--db {other}: not a supported database; use {}",
+                Db::ALL.map(Db::name).join(" or ")
+            )),
+        }
+    }
+}
+
+/// What `{{#if NAME}}` sections test while rendering: NAME is a template of the set or a
+/// database, and holds for the template rendered and the database chosen.
+pub struct Conditions<'a> {
+    /// The template rendered.
+    pub template: &'a str,
+    /// Every template of its set.
+    pub templates: &'a [String],
+    /// The database chosen.
+    pub db: Db,
+}
+
+impl Conditions<'_> {
+    fn known(&self, name: &str) -> bool {
+        self.templates.iter().any(|t| t == name) || Db::ALL.iter().any(|d| d.name() == name)
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        name == self.template || name == self.db.name()
+    }
+
+    fn unknown(&self, name: &str) -> String {
+        format!(
+            "`{IF} {name}}}}}` names no template or database (templates: {}; databases: {})",
+            self.templates.join(", "),
+            Db::ALL.map(Db::name).join(", ")
+        )
+    }
+}
+
+/// Renders `template`'s paths and contents for database `db`: sections, placeholders, and
+/// `Cargo.toml.tmpl` → `Cargo.toml`.
+pub fn render(template: &Template, vars: &Vars, db: Db) -> Result<Files, String> {
+    if let Some(clash) = Db::ALL
+        .iter()
+        .find(|d| template.names.iter().any(|n| n == d.name()))
+    {
+        return Err(format!(
+            "a template named `{0}` is ambiguous in `{IF} {0}}}}}`, which tests the database: rename it",
+            clash.name()
+        ));
+    }
+    let when = Conditions {
+        template: &template.name,
+        templates: &template.names,
+        db,
+    };
     let mut out = Files::new();
     for (path, text) in &template.files {
         let path = vars.apply(path, path)?;
@@ -80,7 +159,7 @@ pub fn render(template: &Template, vars: &Vars) -> Result<Files, String> {
                 "template path `{path}` leaves the project directory"
             ));
         }
-        let text = select(text, &path, &template.name, &template.names)?;
+        let text = select(text, &path, &when)?;
         let text = vars.apply(&text, &path)?;
         if out.insert(path.clone(), text).is_some() {
             return Err(format!("two template files render to `{path}`"));
@@ -122,22 +201,19 @@ struct Open {
 }
 
 /// Keeps the lines that the `{{#if NAME}}` / `{{else}}` / `{{/if}}` sections of `text` select
-/// when rendering template `template` (NAME is kept when it is `template`), and drops the
-/// directive lines. NAME must be one of `names`; `file` is for errors.
-pub fn select(text: &str, file: &str, template: &str, names: &[String]) -> Result<String, String> {
+/// (NAME is kept when it holds in `when`: the template rendered or the database chosen), and
+/// drops the directive lines. NAME must be known to `when`; `file` is for errors.
+pub fn select(text: &str, file: &str, when: &Conditions<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut open: Vec<Open> = Vec::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let at = format!("{file}:{}", i + 1);
         match directive(line) {
             Some(Directive::If(name)) => {
-                if !names.iter().any(|n| n == name) {
-                    return Err(format!(
-                        "{at}: `{IF} {name}}}}}` names no template (templates: {})",
-                        names.join(", ")
-                    ));
+                if !when.known(name) {
+                    return Err(format!("{at}: {}", when.unknown(name)));
                 }
-                let keep = name == template;
+                let keep = when.holds(name);
                 open.push(Open {
                     keep,
                     in_else: false,
@@ -243,17 +319,52 @@ mod tests {
         vec!["grpc".to_owned(), "http".to_owned()]
     }
 
+    /// `select` for `template` on `db`.
+    fn pick(text: &str, template: &str, db: Db) -> Result<String, String> {
+        let templates = names();
+        let when = Conditions {
+            template,
+            templates: &templates,
+            db,
+        };
+        select(text, "f", &when)
+    }
+
     #[test]
     fn sections_keep_the_lines_of_the_template_rendered() {
         let text = "a\n{{#if grpc}}\ng\n  {{#if http}}\nnever\n  {{/if}}\n{{else}}\nh\n{{/if}}\nz";
-        assert_eq!(select(text, "f", "grpc", &names()).unwrap(), "a\ng\nz");
-        assert_eq!(select(text, "f", "http", &names()).unwrap(), "a\nh\nz");
+        assert_eq!(pick(text, "grpc", Db::Sqlite).unwrap(), "a\ng\nz");
+        assert_eq!(pick(text, "http", Db::Sqlite).unwrap(), "a\nh\nz");
         let crlf = "{{#if http}}\r\nh\r\n{{/if}}\r\n";
-        assert_eq!(select(crlf, "f", "http", &names()).unwrap(), "h\r\n");
+        assert_eq!(pick(crlf, "http", Db::Sqlite).unwrap(), "h\r\n");
         assert_eq!(
-            select("{{ not a section }}\n", "f", "http", &names()).unwrap(),
+            pick("{{ not a section }}\n", "http", Db::Sqlite).unwrap(),
             "{{ not a section }}\n"
         );
+    }
+
+    #[test]
+    fn sections_test_the_database_chosen() {
+        let text = "{{#if postgres}}\npg\n{{else}}\n{{#if grpc}}\ng\n{{/if}}\nsqlite\n{{/if}}\n";
+        assert_eq!(pick(text, "http", Db::Postgres).unwrap(), "pg\n");
+        assert_eq!(pick(text, "http", Db::Sqlite).unwrap(), "sqlite\n");
+        assert_eq!(pick(text, "grpc", Db::Sqlite).unwrap(), "g\nsqlite\n");
+        let sqlite = "{{#if sqlite}}\nfile\n{{/if}}\n";
+        assert_eq!(pick(sqlite, "grpc", Db::Sqlite).unwrap(), "file\n");
+        assert_eq!(pick(sqlite, "grpc", Db::Postgres).unwrap(), "");
+    }
+
+    #[test]
+    fn db_values() {
+        assert_eq!(Db::parse("sqlite"), Ok(Db::Sqlite));
+        assert_eq!(Db::parse("postgres"), Ok(Db::Postgres));
+        assert_eq!(Db::parse("postgresql"), Ok(Db::Postgres));
+        let err = Db::parse("mysql").unwrap_err();
+        assert_eq!(
+            err,
+            "--db mysql: not a supported database; use sqlite or postgres"
+        );
+        assert_eq!(Db::default(), Db::Sqlite);
     }
 
     #[test]
@@ -261,7 +372,7 @@ mod tests {
         for (text, says) in [
             (
                 "x\n{{#if gprc}}\n{{/if}}\n",
-                "f:2: `{{#if gprc}}` names no template (templates: grpc, http)",
+                "f:2: `{{#if gprc}}` names no template or database (templates: grpc, http; databases: sqlite, postgres)",
             ),
             (
                 "{{#if grpc}}\nx\n",
@@ -278,7 +389,7 @@ mod tests {
                 "f:1: `{{#if NAME}}`, `{{else}}` and `{{/if}}` must be alone",
             ),
         ] {
-            let err = select(text, "f", "http", &names()).unwrap_err();
+            let err = pick(text, "http", Db::Sqlite).unwrap_err();
             assert!(err.starts_with(says), "{text:?}: {err}");
         }
     }
@@ -297,16 +408,22 @@ mod tests {
                 ("src/{{name_snake}}.rs".to_owned(), "{{Name}}\n".to_owned()),
             ]),
         };
-        let out = render(&template, &vars).unwrap();
+        let out = render(&template, &vars, Db::Sqlite).unwrap();
         assert_eq!(out["Cargo.toml"], "pay-gate\n");
         assert_eq!(out["src/pay_gate.rs"], "PayGate\n");
         template
             .files
             .insert("Cargo.toml".to_owned(), String::new());
-        let err = render(&template, &vars).unwrap_err();
+        let err = render(&template, &vars, Db::Sqlite).unwrap_err();
         assert!(
             err.contains("two template files render to `Cargo.toml`"),
             "{err}"
         );
+
+        // A template named like a database would make `{{#if postgres}}` ambiguous.
+        template.files.remove("Cargo.toml");
+        template.names.push("postgres".to_owned());
+        let err = render(&template, &vars, Db::Sqlite).unwrap_err();
+        assert!(err.contains("a template named `postgres`"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
-//! `cargo truss` end to end: refusals, custom templates, and every built-in template rendered,
-//! built against the local framework, tested, started and asked for `/healthz` (and gRPC).
+//! `cargo truss` end to end: refusals, custom templates, `--db postgres` rendered, and every
+//! built-in template rendered on its SQLite default, built against the local framework,
+//! tested, started and asked for `/healthz`, `/readyz` (and gRPC).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -84,6 +85,18 @@ fn refuses_bad_names_existing_directories_and_missing_templates() {
     let out = truss(dir.path(), &["new", "svc", "--frobnicate"]);
     assert!(
         stderr(&out).contains("unknown option `--frobnicate`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = truss(dir.path(), &["new", "svc", "--db", "mysql"]);
+    assert!(
+        stderr(&out).contains("--db mysql: not a supported database; use sqlite or postgres"),
+        "{}",
+        stderr(&out)
+    );
+    let out = truss(dir.path(), &["new", "svc", "--db"]);
+    assert!(
+        stderr(&out).contains("`--db` needs a value"),
         "{}",
         stderr(&out)
     );
@@ -174,6 +187,115 @@ fn a_custom_template_directory_is_honoured() {
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
 
+/// The uncommented `key = value` lines of `[section]` in a TOML file, comments cut off.
+fn section_keys(toml: &str, section: &str) -> Vec<String> {
+    toml.lines()
+        .skip_while(|l| l.trim() != format!("[{section}]"))
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .map(|l| l.split(" #").next().unwrap_or_default().trim().to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The `[database]` settings every generated config.toml spells out besides where the data
+/// is (`data_dir` for SQLite, `url` for PostgreSQL).
+const DATABASE_KEYS: [&str; 7] = [
+    "max_connections = 10",
+    "min_connections = 0",
+    "acquire_timeout = \"2s\"",
+    "statement_timeout = \"5s\"",
+    "migrate = true",
+    "required = true",
+    "health_interval = \"5s\"",
+];
+
+#[test]
+fn db_postgres_configures_the_generated_project() {
+    let dir = tempfile::tempdir().unwrap();
+    for grpc in [false, true] {
+        let name = if grpc { "pay-api" } else { "pay-gate" };
+        let snake = name.replace('-', "_");
+        let mut args = vec!["new", name, "--db", "postgres"];
+        if grpc {
+            args.push("--grpc");
+        }
+        let out = truss(dir.path(), &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("on PostgreSQL")
+                && stdout.contains(&format!("createdb -h 127.0.0.1 -U postgres {snake}")),
+            "{stdout}"
+        );
+        let read = |path: &str| std::fs::read_to_string(dir.path().join(name).join(path)).unwrap();
+
+        let config = read("config.toml");
+        let url = format!("url = \"postgres://postgres@127.0.0.1:5432/{snake}\"");
+        let mut expected = vec![url.as_str()];
+        expected.extend(DATABASE_KEYS);
+        assert_eq!(section_keys(&config, "database"), expected, "{config}");
+        assert!(
+            config.contains("\n# data_dir = \"data\""),
+            "the SQLite lines are commented: {config}"
+        );
+
+        let readme = read("README.md");
+        assert!(
+            readme.contains(&format!("createdb -h 127.0.0.1 -U postgres {snake}")),
+            "{readme}"
+        );
+        assert!(read("Cargo.toml").contains(r#"features = ["sql"]"#));
+        assert!(read("migrations/postgres/0001_items.sql").contains("CREATE TABLE items"));
+        assert!(read("migrations/sqlite/0001_items.sql").contains("CREATE TABLE items"));
+        assert!(!read("Dockerfile").contains("DATA_DIR"));
+        let manifest = read("deploy/kubernetes.yaml");
+        assert!(
+            manifest.contains("replicas: 2") && manifest.contains("- name: TRUSS_DATABASE__URL")
+        );
+        let test = read("tests/api.rs");
+        assert!(
+            test.contains("config.database.url = None;"),
+            "the generated test needs no server: {test}"
+        );
+        for file in [
+            "config.toml",
+            "README.md",
+            "Dockerfile",
+            "deploy/kubernetes.yaml",
+        ] {
+            assert!(
+                !read(file).contains("{{"),
+                "{file}: an unrendered section or placeholder"
+            );
+        }
+    }
+
+    // `--db sqlite` is the default, spelled out.
+    let default = tempfile::tempdir().unwrap();
+    let explicit = tempfile::tempdir().unwrap();
+    assert!(truss(default.path(), &["new", "pay-gate"]).status.success());
+    let out = truss(explicit.path(), &["new", "pay-gate", "--db=sqlite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(default.path().join("pay-gate/config.toml")).unwrap();
+    let mut expected = vec!["data_dir = \"data\""];
+    expected.extend(DATABASE_KEYS);
+    assert_eq!(section_keys(&config, "database"), expected, "{config}");
+    assert!(config.contains("\n# url = \"postgres://postgres@127.0.0.1:5432/pay_gate\""));
+    for file in [
+        "config.toml",
+        "README.md",
+        "Dockerfile",
+        "deploy/kubernetes.yaml",
+        ".gitignore",
+        "src/lib.rs",
+        "tests/api.rs",
+    ] {
+        let read = |root: &Path| std::fs::read_to_string(root.join("pay-gate").join(file)).unwrap();
+        assert_eq!(read(default.path()), read(explicit.path()), "{file}");
+    }
+}
+
 /// A started service process, killed when dropped.
 struct Service(Child);
 
@@ -231,6 +353,22 @@ fn cargo(project: &Path, args: &[&str]) {
         "cargo {args:?} failed in {}:\n{}",
         project.display(),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The generated code is formatted as rustfmt would.
+fn rustfmt_check(project: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(["fmt", "--check"])
+        .current_dir(project)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo fmt --check in {}:\n{}",
+        project.display(),
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 
@@ -305,13 +443,29 @@ async fn built_in_templates_build_run_and_answer() {
         }
         let manifest = std::fs::read_to_string(project.join("deploy/kubernetes.yaml")).unwrap();
         assert!(manifest.contains("path: /healthz") && manifest.contains("path: /readyz"));
+        // The default database: SQLite in data/, which git ignores.
+        for file in [
+            "migrations/sqlite/0001_items.sql",
+            "migrations/postgres/0001_items.sql",
+        ] {
+            assert!(project.join(file).is_file(), "{name}: no {file}");
+        }
+        let config = std::fs::read_to_string(project.join("config.toml")).unwrap();
+        assert_eq!(section_keys(&config, "database")[0], "data_dir = \"data\"");
+        let ignored = std::fs::read_to_string(project.join(".gitignore")).unwrap();
+        assert!(ignored.lines().any(|l| l == "/data/"), "{ignored}");
         // The workspace's lock file: the same versions, already downloaded.
         std::fs::copy(repo().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+        rustfmt_check(&project);
         if grpc {
             add_rpcs(&project);
         }
         cargo(&project, &["build"]);
         cargo(&project, &["test"]); // the template's own test: real HTTP (and gRPC) calls
+        assert!(
+            !project.join("data").exists(),
+            "{name}: the template's test wrote into the project directory"
+        );
 
         let log = project.join("run.log");
         let file = std::fs::File::create(&log).unwrap();
@@ -329,8 +483,21 @@ async fn built_in_templates_build_run_and_answer() {
         let service = Service(child);
         let (http, grpc_addr, admin) = listening(&log);
         assert!(http_status(admin, "/healthz").contains("200"), "{name}");
-        assert!(http_status(admin, "/readyz").contains("200"), "{name}");
+        // Ready once the `database` check's first ping has answered.
+        let mut ready = http_status(admin, "/readyz");
+        for _ in 0..50 {
+            if ready.contains("200") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            ready = http_status(admin, "/readyz");
+        }
+        assert!(ready.contains("200"), "{name}: {ready}");
         assert!(http_status(http, "/v1/items/1").contains("404"), "{name}");
+        assert!(
+            project.join(format!("data/{name}.db")).is_file(),
+            "{name}: no SQLite file in data/"
+        );
         if grpc {
             let addr = grpc_addr.expect("grpc address");
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

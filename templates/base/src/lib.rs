@@ -7,14 +7,15 @@
 //! handler     HTTP routes (#[truss::route]): decode, validate, call, encode
 {{/if}}
 //!   service   the use cases
-//!     repository   storage behind a trait (in memory here)
+//!     repository   storage behind a trait: SQL, with the schema in migrations/
 //! ```
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use truss::config::{Section, ValidationError};
-use truss::{App, AppBuilder, Config};
+use truss::sql::{Database, SqlError};
+use truss::{App, AppBuilder, AppError, Config};
 
 {{#if grpc}}
 pub mod api;
@@ -57,22 +58,47 @@ impl Section for AppConfig {
     }
 }
 
-/// The app, ready to `run` (or `start`, in tests).
-pub fn app(config: &Config<AppConfig>) -> AppBuilder {
+/// The app, ready to `run` (or `start`, in tests), its database connected and migrated
+/// first: `[database]` in `config.toml`, a SQLite file in `data_dir` unless `url` names a
+/// PostgreSQL server.
+pub async fn app(config: &Config<AppConfig>) -> Result<AppBuilder, AppError> {
+    // Connections open lazily: a database that is down at start makes calls fail with 503
+    // (and `/readyz` say not ready) instead of stopping the process.
+    let db = Database::connect(&config.database, "{{name}}")
+        .await
+        .map_err(database)?;
+    // Before the service turns ready, so it only ever serves the current schema
+    // (`[database] migrate = false` skips it).
+    db.migrate(&repository::migrator(db.backend()))
+        .await
+        .map_err(database)?;
     let service = Arc::new(service::ItemService::new(
-        repository::InMemoryItems::default(),
+        repository::SqlItems::new(db.clone()),
         config.app.max_name_len,
     ));
 {{#if grpc}}
     let api = Arc::new(api::Api::new(service));
 {{/if}}
-    App::builder("{{name}}")
+    let app = App::builder("{{name}}")
         .version(env!("CARGO_PKG_VERSION"))
         .config(config)
 {{#if grpc}}
         .http(api.clone().http_routes())
-        .grpc(pb::{{name_snake}}_server::{{Name}}Server::from_arc(api))
+        .grpc(pb::{{name_snake}}_server::{{Name}}Server::from_arc(api));
 {{else}}
-        .http(handler::routes(service))
+        .http(handler::routes(service));
 {{/if}}
+    // `/readyz` includes a `database` check, pinged every `health_interval` (`[database]
+    // required = false` leaves it out).
+    db.readiness(&app.health());
+    Ok(app)
+}
+
+/// A database that cannot be set up at start (a bad `[database]` config, a failed
+/// migration) stops the process with this error.
+fn database(e: SqlError) -> AppError {
+    AppError::Dependency {
+        name: "database",
+        message: e.to_string(),
+    }
 }

@@ -6,5 +6,5 @@ async fn main() -> Result<(), truss::AppError> {
     let config = truss::config::ConfigLoader::new()
         .defaults({{name_snake}}::DEFAULTS)
         .load::<{{name_snake}}::AppConfig>()?;
-    {{name_snake}}::app(&config).run().await
+    {{name_snake}}::app(&config).await?.run().await
 }

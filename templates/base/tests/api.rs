@@ -1,13 +1,21 @@
 {{#if grpc}}
-//! Starts the service on free ports and calls it over real gRPC and HTTP.
+//! Starts the service on free ports and calls it over real gRPC and HTTP, on a SQLite file in
+//! a temporary directory.
 {{else}}
-//! Starts the service on free ports and calls it over real HTTP.
+//! Starts the service on free ports and calls it over real HTTP, on a SQLite file in a
+//! temporary directory.
 {{/if}}
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use truss::config::ConfigLoader;
+
+{{#if grpc}}
+use {{name_snake}}::pb::{self, {{name_snake}}_client::{{Name}}Client};
+{{/if}}
+use {{name_snake}}::{AppConfig, DEFAULTS, app};
 
 async fn http(addr: SocketAddr, request: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -17,9 +25,15 @@ async fn http(addr: SocketAddr, request: &str) -> String {
     out
 }
 
-#[tokio::test]
-async fn creates_and_reads_an_item() {
-    let config = ConfigLoader::new()
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    http(addr, &request).await
+}
+
+/// The embedded defaults on free ports, with the database in `data_dir`: a SQLite file
+/// whatever `config.toml` says, so the test needs no server and writes nothing here.
+fn config(data_dir: &Path) -> truss::Config<AppConfig> {
+    let mut config = ConfigLoader::new()
         .args(["test"])
         .env_vars([
             ("TRUSS_HTTP__ADDR", "127.0.0.1:0"),
@@ -27,27 +41,31 @@ async fn creates_and_reads_an_item() {
             ("TRUSS_ADMIN__ADDR", "127.0.0.1:0"),
             ("TRUSS_SHUTDOWN__DRAIN_DELAY", "0s"),
         ])
-        .defaults({{name_snake}}::DEFAULTS)
-        .load::<{{name_snake}}::AppConfig>()
+        .defaults(DEFAULTS)
+        .load::<AppConfig>()
         .unwrap();
-    let app = {{name_snake}}::app(&config).start().await.unwrap();
-    let addr = app.http_addr().unwrap();
+    config.database.url = None;
+    config.database.data_dir = data_dir.to_path_buf();
+    config
+}
+
+#[tokio::test]
+async fn creates_and_reads_an_item() {
+    let data = tempfile::tempdir().unwrap();
+    let config = config(data.path());
+    let service = app(&config).await.unwrap().start().await.unwrap();
+    let addr = service.http_addr().unwrap();
 
 {{#if grpc}}
-    let mut client =
-        {{name_snake}}::pb::{{name_snake}}_client::{{Name}}Client::connect(format!("http://{}", app.grpc_addr().unwrap()))
-            .await
-            .unwrap();
-    let item = client
-        .create_item({{name_snake}}::pb::CreateItemRequest { name: "by grpc".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let grpc = format!("http://{}", service.grpc_addr().unwrap());
+    let mut client = {{Name}}Client::connect(grpc).await.unwrap();
+    let request = pb::CreateItemRequest {
+        name: "by grpc".into(),
+    };
+    let item = client.create_item(request).await.unwrap().into_inner();
     assert_eq!(item.id, 1);
-    let status = client
-        .get_item({{name_snake}}::pb::GetItemRequest { id: 42 })
-        .await
-        .unwrap_err();
+    let request = pb::GetItemRequest { id: 42 };
+    let status = client.get_item(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 
 {{/if}}
@@ -62,17 +80,25 @@ async fn creates_and_reads_an_item() {
     .await;
 {{#if grpc}}
     assert!(created.starts_with("HTTP/1.1 200"), "{created}");
-
-    let got = http(addr, "GET /v1/items/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let path = "/v1/items/2";
 {{else}}
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
-
-    let got = http(addr, "GET /v1/items/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let path = "/v1/items/1";
 {{/if}}
+
+    let got = get(addr, path).await;
     assert!(got.contains(r#""name":"first""#), "{got}");
 
-    let missing = http(addr, "GET /v1/items/9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-    assert!(missing.starts_with("HTTP/1.1 404") && missing.contains("ITEM_NOT_FOUND"), "{missing}");
+    let missing = get(addr, "/v1/items/9").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(missing.contains("ITEM_NOT_FOUND"), "{missing}");
 
-    app.shutdown().await.unwrap();
+    service.shutdown().await.unwrap();
+
+    // The item is in the database: a new instance on the same file reads it back.
+    assert!(data.path().join("{{name}}.db").is_file());
+    let service = app(&config).await.unwrap().start().await.unwrap();
+    let got = get(service.http_addr().unwrap(), path).await;
+    assert!(got.contains(r#""name":"first""#), "{got}");
+    service.shutdown().await.unwrap();
 }
