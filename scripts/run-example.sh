@@ -6,6 +6,8 @@
 #   scripts/run-example.sh --etcd       # both register in / discover through etcd on 127.0.0.1:2379
 #   scripts/run-example.sh --postgres   # PostgreSQL: TRUSS_PG_URL's server (databases `user`
 #                                       # and `order` must exist), else a throwaway cluster
+#   scripts/run-example.sh --redis      # user reads by id through a Redis cache (with an L1):
+#                                       # TRUSS_REDIS_URL's server, else a throwaway redis-server
 # Each run starts from empty databases, so the README's answers hold; `cargo run -p user`
 # instead keeps its SQLite file in ./data across restarts.
 set -euo pipefail
@@ -13,12 +15,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --locked -p user -p order
 
-use_etcd="" use_pg=""
+use_etcd="" use_pg="" use_redis=""
 for arg in "$@"; do
   case "$arg" in
     --etcd) use_etcd=1 ;;
     --postgres) use_pg=1 ;;
-    *) echo "unknown option $arg (use --etcd, --postgres)" >&2; exit 2 ;;
+    --redis) use_redis=1 ;;
+    *) echo "unknown option $arg (use --etcd, --postgres, --redis)" >&2; exit 2 ;;
   esac
 done
 
@@ -50,6 +53,22 @@ if [[ -n "$use_pg" ]]; then
   env_user=(TRUSS_DATABASE__URL="$base/user")
   env_order=(TRUSS_DATABASE__URL="$base/order")
 fi
+if [[ -n "$use_redis" ]]; then
+  redis_url=${TRUSS_REDIS_URL:-}
+  if [[ -z "$redis_url" ]]; then
+    # A server of its own: a shared one could hold cache entries of another run's database.
+    port=$((20000 + RANDOM % 20000))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    echo "starting redis-server on 127.0.0.1:$port (in $scratch/redis)"
+    mkdir -p "$scratch/redis"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$scratch/redis" --save '' \
+      --appendonly no >"$scratch/redis/server.log" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    redis_url="redis://127.0.0.1:$port/0"
+  fi
+  env_user+=(TRUSS_REDIS__URL="$redis_url" TRUSS_REDIS__CACHE__L1__ENABLED=true)
+fi
 if [[ -n "$use_etcd" ]]; then
   # TRUSS_* variables override the embedded defaults: register both, find users in etcd.
   env_etcd+=(TRUSS_REGISTRY__ETCD__ENDPOINTS='["http://127.0.0.1:2379"]')
@@ -79,6 +98,7 @@ stop() {
   done
   if [[ -n "${etcd_pid:-}" ]]; then kill "$etcd_pid" 2>/dev/null || true; fi
   if declare -F pg_stop >/dev/null; then pg_stop; fi
+  if [[ -n "${redis_pid:-}" ]]; then kill "$redis_pid" 2>/dev/null || true; fi
   rm -rf "$scratch"
   exit "$failed"
 }

@@ -14,6 +14,7 @@ packages=(
     etcd-client         # etcdctl: tests delete keys as an operator would
     openssl             # certificates for the etcd TLS test
     postgresql          # SQL tests start a throwaway cluster (initdb, postgres, psql)
+    redis-server        # Redis client and cache tests start a throwaway server (redis-cli too)
 )
 
 missing=()
@@ -51,7 +52,7 @@ if ! protoc_err=$(protoc --proto_path="$probe" --descriptor_set_out="$probe/out.
     echo "$protoc_err" >&2
     exit 1
 fi
-for tool in promtool etcd etcdctl openssl; do
+for tool in promtool etcd etcdctl openssl redis-server redis-cli; do
     command -v "$tool" >/dev/null 2>&1 || {
         echo "setup: $tool is still missing after installing packages" >&2
         exit 1

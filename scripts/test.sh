@@ -2,6 +2,8 @@
 # The whole test suite: formatting, lints, the dependency-tree check, every test, and docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# No incremental caches: a full suite run would only fill the disk with them.
+export CARGO_INCREMENTAL=0
 
 bash scripts/setup.sh
 

@@ -28,6 +28,8 @@
 //!   trace context, OTLP export (feature `otlp`).
 //! * [`client`]: HTTP and gRPC clients by service name, with the client layer stack.
 //! * [`registry`]: registration and discovery (etcd with feature `etcd`, or static).
+//! * [`redis`](mod@redis): `[redis]` and, with feature `redis`, a governed Redis client and a
+//!   cache-aside `Cache` (singleflight, negative caching, TTL jitter, optional L1).
 //! * [`sql`]: `[database]` and, with feature `sql`, a governed SQL pool (SQLite by default,
 //!   PostgreSQL) with deadlines, a breaker, metrics and readiness.
 //! * [`error`] ([`Error`](struct@Error)), [`validate`], [`route`](mod@route), [`grpc`](mod@grpc) and the macros
@@ -75,6 +77,7 @@ pub mod error;
 pub mod grpc;
 mod labels;
 pub mod observe;
+pub mod redis;
 pub mod registry;
 pub mod resilience;
 pub mod route;
@@ -105,6 +108,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub mod deps {
     pub use axum;
     pub use http;
+    /// redis-rs (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub use redis;
     pub use serde;
     pub use tokio;
     pub use tonic;

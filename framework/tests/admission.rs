@@ -22,6 +22,7 @@ fn rule(rps: f64, burst: u32, key: KeySpec) -> RateLimitRule {
         burst: Some(burst),
         key,
         evict_interval: Duration::from_secs(10),
+        ..RateLimitRule::default()
     }
 }
 
@@ -314,4 +315,19 @@ fn every_decision_is_counted() {
         }
     }
     assert_eq!((admitted, rejected), (2, 3));
+}
+
+#[test]
+fn a_local_layer_refuses_rules_kept_in_redis() {
+    let mut routes = BTreeMap::new();
+    routes.insert(
+        "/orders".to_owned(),
+        RateLimitRule {
+            backend: truss::resilience::Backend::Redis,
+            ..rule(10.0, 5, KeySpec::Global)
+        },
+    );
+    let err = RateLimits::new(None, &routes).unwrap_err();
+    assert_eq!(err.field, "routes.\"/orders\".backend");
+    assert!(err.message.contains("redis"), "{}", err.message);
 }

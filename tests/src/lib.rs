@@ -659,3 +659,118 @@ pub fn tls_certs(dir: &Path) {
         assert!(ok.success(), "openssl {args}");
     }
 }
+
+/// A real Redis (Debian's `redis-server`) on a free loopback port, in a temporary
+/// directory, without persistence; killed when dropped, even when the test fails.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts Redis and waits until it answers `PING`.
+    pub async fn start() -> RedisServer {
+        let mut redis = RedisServer {
+            child: None,
+            dir: tempfile::Builder::new()
+                .prefix("truss-redis")
+                .tempdir()
+                .expect("temp dir"),
+            port: free_port(),
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log file");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // DEBUG SLEEP makes a slow server on demand (from loopback only).
+            .args(["--enable-debug-command", "local"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server: run the README's test command, which installs it");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.cli(&["PING"]).is_ok_and(|out| out == "PONG") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start:\n{log}");
+    }
+
+    /// Kills Redis (SIGKILL: no goodbye to its clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Redis again on the same port (empty: nothing was saved).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Makes the server sleep for `duration` (`DEBUG SLEEP` on a connection of its own): it
+    /// answers no one meanwhile. The task ends when the server wakes.
+    pub fn sleep(&self, duration: Duration) -> tokio::task::JoinHandle<()> {
+        let url = self.url();
+        tokio::spawn(async move {
+            let client = redis::Client::open(url).expect("redis url");
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+            let mut raw = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .expect("connect to redis");
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(duration.as_secs_f64())
+                .query_async(&mut raw)
+                .await;
+        })
+    }
+
+    /// Runs `redis-cli` with `args` against this Redis (its own connection); its trimmed
+    /// stdout on success. redis-cli reports error replies on stdout with exit code 0: they
+    /// come back as `Ok("ERR …")`.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -2,8 +2,8 @@
 
 use truss::validate::FieldErrors;
 
-/// A user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A user (serializable: the cache keeps it as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     /// Assigned by the repository.
     pub id: u64,
@@ -32,7 +32,7 @@ pub struct UserPatch {
 }
 
 /// The domain's errors; the derive gives each its HTTP status, gRPC code and reason.
-#[derive(Debug, truss::Error)]
+#[derive(Debug, Clone, truss::Error)]
 pub enum UserError {
     /// No user with this id.
     #[error(code = 404, reason = "USER_NOT_FOUND", message = "user {0} not found")]

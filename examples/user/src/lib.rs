@@ -5,7 +5,7 @@
 //! ```text
 //! transport   (gRPC + HTTP/JSON from one #[truss::grpc] impl; wire <-> domain)
 //!   service   (use cases: create, get, list with paging, update, delete)
-//!     repository (UserRepository trait; InMemoryUsers)
+//!     repository (UserRepository trait; SqlUsers behind CachedUsers; InMemoryUsers)
 //!       domain   (User, NewUser, UserPatch, UserError, validation rules)
 //! ```
 //!
@@ -42,9 +42,10 @@ pub mod pb {
 }
 
 use domain::NewUser;
-use repository::{SqlUsers, UserRepository};
+use repository::{CachedUsers, SqlUsers, UserRepository};
 use service::UserService;
 use transport::UsersApi;
+use truss::redis::{Cache, Redis};
 use truss::sql::Database;
 
 /// The embedded defaults: `user.toml`. A file given with `--config` and `TRUSS_*` variables
@@ -88,7 +89,7 @@ pub const DEMO_USERS: [(&str, &str); 3] = [
 
 /// The app, ready to `run` or `start`: its database connected and migrated (a SQLite file
 /// in `database.data_dir` unless `database.url` names another), the demo users seeded into
-/// an empty table.
+/// an empty table, and reads by id behind a Redis cache when `redis.url` is set.
 pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppError> {
     let db = Database::connect(&config.database, "user")
         .await
@@ -102,6 +103,21 @@ pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppEr
     if config.app.seed_demo_users {
         seed(&repo).await;
     }
+    let redis = match &config.redis.url {
+        Some(_) => Some(
+            Redis::connect(&config.redis)
+                .await
+                .map_err(|e| AppError::Dependency {
+                    name: "redis",
+                    message: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
+    let cache = redis
+        .clone()
+        .map(|redis| Cache::new(redis, "user", &config.redis.cache));
+    let repo = CachedUsers::new(repo, cache);
     let service = Arc::new(UserService::new(repo, config.app.read_delay.0));
     let api = Arc::new(UsersApi::new(service));
     let mut http = api.clone().http_routes();
@@ -116,6 +132,9 @@ pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppEr
         .grpc(pb::users_server::UsersServer::from_arc(api));
     if config.database.required {
         db.readiness(&app.health());
+    }
+    if let Some(redis) = &redis {
+        redis.readiness(&app.health());
     }
     Ok(app)
 }

@@ -44,40 +44,82 @@ pub fn server_stack(
     build(router, transport, config, &shared)
 }
 
-/// What the listeners of one app share: the CPU sampler and the token verifier.
+/// What the listeners of one app share: the CPU sampler, the token verifier and the Redis
+/// client of the rate limits kept there.
 #[derive(Default, Clone)]
 pub(crate) struct StackShared {
     pub(crate) cpu: Option<Arc<dyn CpuSource>>,
     #[cfg(feature = "auth")]
     pub(crate) verifier: Option<Arc<crate::auth::Verifier>>,
+    /// The Redis client of the rate limits with `backend = "redis"` (only when one has).
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::redis::Redis>,
+    /// The service's name: Redis rate-limit keys are scoped by it.
+    #[cfg(feature = "redis")]
+    pub(crate) service: Arc<str>,
 }
 
 impl StackShared {
-    /// The sampler, and the verifier with its JWKS fetched once (when auth is on).
+    /// The sampler, the verifier with its JWKS fetched once (when auth is on) and the Redis
+    /// client of the rate limits (when a rule keeps its buckets in Redis).
     pub(crate) async fn start(
         config: &Config<NoAppConfig>,
         cpu: Option<Arc<dyn CpuSource>>,
+        service: &str,
     ) -> Result<Self, AppError> {
+        #[cfg(not(any(feature = "auth", feature = "redis")))]
+        let _ = config;
+        #[cfg(not(feature = "redis"))]
+        let _ = service;
+        #[cfg_attr(
+            not(any(feature = "auth", feature = "redis")),
+            allow(unused_mut, clippy::needless_update)
+        )]
+        let mut shared = Self {
+            cpu,
+            ..Self::default()
+        };
         #[cfg(feature = "auth")]
-        {
-            let verifier = match config.auth.is_on() {
-                true => {
-                    let v =
-                        crate::auth::Verifier::new(&config.auth).map_err(|e| invalid("auth", e))?;
-                    let v = Arc::new(v);
-                    v.start().await;
-                    Some(v)
-                }
-                false => None,
-            };
-            Ok(Self { cpu, verifier })
+        if config.auth.is_on() {
+            let v = crate::auth::Verifier::new(&config.auth).map_err(|e| invalid("auth", e))?;
+            let v = Arc::new(v);
+            v.start().await;
+            shared.verifier = Some(v);
         }
-        #[cfg(not(feature = "auth"))]
+        #[cfg(feature = "redis")]
         {
-            let _ = config;
-            Ok(Self { cpu })
+            shared.redis = redis_for_rate_limits(config).await?;
+            shared.service = service.into();
         }
+        Ok(shared)
     }
+}
+
+/// The Redis client for the rate limits with `backend = "redis"`, if any rule has it; such
+/// a rule without `[redis] url` is a config error naming it. Connecting never waits for
+/// the server: while it is down, those limits decide locally.
+#[cfg(feature = "redis")]
+async fn redis_for_rate_limits(
+    config: &Config<NoAppConfig>,
+) -> Result<Option<crate::redis::Redis>, AppError> {
+    let Some((rule, _)) = config.admission.redis_rules().next() else {
+        return Ok(None);
+    };
+    if !config.redis.is_configured() {
+        let e = ValidationError::new(
+            format!("{rule}.backend"),
+            "\"redis\" needs a Redis server: set `[redis] url`",
+        );
+        return Err(invalid("admission", e));
+    }
+    // Its own connection, without a breaker: see "Shared limits in Redis" in the ratelimit
+    // docs.
+    let mut limiter = config.redis.clone();
+    limiter.breaker.enabled = false;
+    crate::redis::Redis::connect(&limiter)
+        .await
+        .map(Some)
+        .map_err(|e| invalid("redis", ValidationError::new("url", e.to_string())))
 }
 
 fn invalid(section: &str, e: ValidationError) -> AppError {
@@ -119,9 +161,7 @@ pub(crate) fn build(
     config: &Config<NoAppConfig>,
     shared: &StackShared,
 ) -> Result<Router, AppError> {
-    let cpu = shared.cpu.as_ref();
-    let admission =
-        admission_layer(&config.admission, cpu.cloned()).map_err(|e| invalid("admission", e))?;
+    let cpu = shared.cpu.clone();
     let breaker = if config.breaker.enabled {
         let breakers = Breakers::new(config.breaker.clone(), Arc::new(DefaultClassifier))
             .map_err(|e| invalid("breaker", e))?;
@@ -129,15 +169,34 @@ pub(crate) fn build(
     } else {
         None
     };
-    let stack = tower::ServiceBuilder::new()
-        .layer(TraceLayer::new(config.log.access).sample_ratio(config.trace.sample_ratio))
-        .layer(MetricsLayer::new(transport))
-        .option_layer(auth_layer(config, shared)?)
-        .layer(admission)
-        .option_layer(breaker)
-        .layer(DeadlineLayer::new(config.timeout.clone()));
-    // `with_state(())` turns every handler into a finished service now; a `Router<()>` that
-    // skips it rebuilds each handler with its layers on every request (found profiling the
-    // load harness: a clone, the stack's layer calls and a drop per request).
-    Ok(router.layer(stack).with_state(()))
+    let auth = auth_layer(config, shared)?;
+    // One stack, two admission layers of different types: a macro rather than a boxed layer,
+    // so the local one costs what it did before the Redis one existed.
+    macro_rules! protect {
+        ($admission:expr) => {{
+            let stack = tower::ServiceBuilder::new()
+                .layer(TraceLayer::new(config.log.access).sample_ratio(config.trace.sample_ratio))
+                .layer(MetricsLayer::new(transport))
+                .option_layer(auth)
+                .layer($admission.map_err(|e| invalid("admission", e))?)
+                .option_layer(breaker)
+                .layer(DeadlineLayer::new(config.timeout.clone()));
+            // `with_state(())` turns every handler into a finished service now; a `Router<()>`
+            // that skips it rebuilds each handler with its layers on every request (found
+            // profiling the load harness: a clone, the stack's layer calls and a drop per
+            // request).
+            Ok(router.layer(stack).with_state(()))
+        }};
+    }
+    #[cfg(feature = "redis")]
+    if let Some(redis) = &shared.redis {
+        let namespace = format!("{}/{}", shared.service, transport.as_str());
+        return protect!(crate::resilience::redis_admission_layer(
+            &config.admission,
+            cpu,
+            redis,
+            &namespace
+        ));
+    }
+    protect!(admission_layer(&config.admission, cpu))
 }

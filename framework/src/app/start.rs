@@ -35,7 +35,7 @@ impl AppBuilder {
         let config = self.resolve_config()?;
         let cpu = cpu_source(&config, self.cpu.take());
         let prometheus = crate::observe::metrics::install();
-        let shared = StackShared::start(&config, cpu).await?;
+        let shared = StackShared::start(&config, cpu, &self.name).await?;
         let (listeners, grpc_health) = self.bind_listeners(&config, &shared).await?;
         let admin = self.bind_admin(&config, prometheus.clone()).await?;
         let addrs = addresses(&listeners, &admin);

@@ -9,6 +9,7 @@ use super::sections::{
 };
 use crate::auth::AuthConfig;
 use crate::observe::otel::TraceConfig;
+use crate::redis::RedisConfig;
 use crate::registry::RegistryConfig;
 use crate::resilience::AdmissionConfig;
 use crate::resilience::breaker::BreakerConfig;
@@ -92,4 +93,6 @@ framework_sections! {
     auth: AuthConfig,
     /// `[database]`: the SQL pool (feature `sql`).
     database: DatabaseConfig,
+    /// `[redis]`: the Redis client and cache defaults (feature `redis`).
+    redis: RedisConfig,
 }

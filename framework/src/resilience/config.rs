@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ratelimit::RateLimitRule;
+use super::ratelimit::{Backend, RateLimitRule};
 use super::shed::ShedConfig;
 use crate::section::{Section, ValidationError};
 
@@ -21,6 +21,11 @@ use crate::section::{Section, ValidationError};
 /// rps = 5
 /// burst = 10
 /// key = "ip"                       # "global", "ip" or "header:<name>" (gRPC metadata too)
+///
+/// [admission.routes."/orders"]     # one limit for all instances together, in Redis
+/// rps = 200                        # (feature `redis`, `[redis] url`; see ratelimit's docs)
+/// backend = "redis"
+/// instances = 4                    # while Redis is away, each instance allows 200 / 4
 ///
 /// [admission.shed]                 # see ShedConfig
 /// enabled = true
@@ -48,6 +53,24 @@ impl Default for AdmissionConfig {
             routes: BTreeMap::new(),
             shed: ShedConfig::default(),
         }
+    }
+}
+
+impl AdmissionConfig {
+    /// The rate limits kept in Redis (`backend = "redis"`), each with its key path in this
+    /// section (`rate_limit`, `routes."/login"`).
+    pub fn redis_rules(&self) -> impl Iterator<Item = (String, &RateLimitRule)> {
+        let global = self
+            .rate_limit
+            .iter()
+            .map(|rule| ("rate_limit".to_owned(), rule));
+        let routes = self
+            .routes
+            .iter()
+            .map(|(route, rule)| (format!("routes.\"{route}\""), rule));
+        global
+            .chain(routes)
+            .filter(|(_, rule)| rule.backend == Backend::Redis)
     }
 }
 

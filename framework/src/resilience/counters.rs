@@ -14,6 +14,18 @@ pub(crate) struct Pair {
     rejected: Counter,
 }
 
+impl Pair {
+    /// Counts one decision.
+    #[inline]
+    pub(crate) fn record(&self, admitted: bool) {
+        if admitted {
+            self.admitted.increment(1);
+        } else {
+            self.rejected.increment(1);
+        }
+    }
+}
+
 /// `truss_admission_total{layer, route, decision}` handles for one layer.
 pub(crate) struct DecisionCounters {
     layer: &'static str,
@@ -39,12 +51,13 @@ impl DecisionCounters {
     /// Counts one decision for `route`; `cache` is the calling service instance's slot.
     #[inline]
     pub(crate) fn record(&self, cache: &FirstLabel<Arc<Pair>>, route: &str, admitted: bool) {
-        let pair = cache.get_or(route, || self.pair(route));
-        if admitted {
-            pair.admitted.increment(1);
-        } else {
-            pair.rejected.increment(1);
-        }
+        cache.get_or(route, || self.pair(route)).record(admitted);
+    }
+
+    /// The counters of `route`, to count a decision made later (an asynchronous one).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn pair_for(&self, cache: &FirstLabel<Arc<Pair>>, route: &str) -> Arc<Pair> {
+        cache.get_or(route, || self.pair(route))
     }
 
     fn pair(&self, route: &str) -> Arc<Pair> {

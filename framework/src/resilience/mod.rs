@@ -16,6 +16,7 @@
 //! | [`InFlightLimitLayer`] | 503 | `UNAVAILABLE` | more than `max_in_flight` requests in flight |
 //! | [`ShedLayer`] | 503 | `UNAVAILABLE` | CPU over threshold (or a drop < `cool_off` ago) and in-flight above estimated capacity |
 //! | [`RateLimitLayer`] | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` | token bucket (GCRA) empty, globally, per route or per key |
+//! | `RedisRateLimitLayer` (feature `redis`) | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` | the same, with buckets shared in Redis (`backend = "redis"`); the local share decides while Redis is away |
 //!
 //! Shedding and the concurrency limit answer `UNAVAILABLE` rather than `RESOURCE_EXHAUSTED`:
 //! the request was not processed and another instance may well serve it, which is what
@@ -23,7 +24,9 @@
 //! answers `RESOURCE_EXHAUSTED`.
 //!
 //! Every decision increments `truss_admission_total{layer, route, decision}` through the
-//! `metrics` facade (`decision` is `admitted` or `rejected`).
+//! `metrics` facade (`decision` is `admitted` or `rejected`). Rate limits kept in Redis
+//! (`backend = "redis"`, feature `redis`) also count which backend decided in
+//! `truss_ratelimit_decisions_total`; see [`ratelimit`](ratelimit#shared-limits-in-redis).
 
 pub mod admit;
 pub mod breaker;
@@ -40,7 +43,9 @@ pub use admit::{Admit, AdmitLayer, Policy, Rejection};
 pub use clock::TokioClock;
 pub use config::AdmissionConfig;
 pub use inflight::{InFlight, InFlightLimit, InFlightLimitLayer};
-pub use ratelimit::{KeySpec, RateLimit, RateLimitLayer, RateLimitRule, RateLimits};
+pub use ratelimit::{Backend, KeySpec, RateLimit, RateLimitLayer, RateLimitRule, RateLimits};
+#[cfg(feature = "redis")]
+pub use ratelimit::{RedisRateLimit, RedisRateLimitLayer, RedisRateLimits};
 pub use shed::{CpuSource, Shed, ShedConfig, ShedLayer, Shedder};
 
 use std::sync::Arc;
@@ -52,14 +57,13 @@ use tower::util::Either;
 use crate::section::ValidationError;
 
 /// The admission layers `[admission]` asks for, as one layer: in-flight limit (outermost),
-/// rate limits, load shedding (innermost). Absent parts pass requests straight through.
-pub type AdmissionLayer = ServiceBuilder<
+/// rate limits (`R`), load shedding (innermost). Absent parts pass requests straight through.
+/// `R` is the local [`RateLimitLayer`] unless a rule keeps its buckets in Redis
+/// (`redis_admission_layer`, feature `redis`).
+pub type AdmissionLayer<R = Either<RateLimitLayer, Identity>> = ServiceBuilder<
     Stack<
         Either<ShedLayer, Identity>,
-        Stack<
-            Either<RateLimitLayer, Identity>,
-            Stack<Either<InFlightLimitLayer, Identity>, Identity>,
-        >,
+        Stack<R, Stack<Either<InFlightLimitLayer, Identity>, Identity>>,
     >,
 >;
 
@@ -83,13 +87,69 @@ pub fn admission_layer(
     cpu: Option<Arc<dyn CpuSource>>,
 ) -> Result<AdmissionLayer, ValidationError> {
     let limits = RateLimits::new(config.rate_limit.as_ref(), &config.routes)?;
+    let rate_limit = (!limits.is_empty()).then(|| RateLimitLayer::new(limits));
+    Ok(admission(
+        config,
+        cpu,
+        tower::util::option_layer(rate_limit),
+    ))
+}
+
+/// [`admission_layer`] for a config with rules kept in Redis (`backend = "redis"`): their
+/// decisions go through `redis`, with keys under `namespace` (the app's is
+/// `<service>/<transport>`; see [`RedisRateLimits::new`]). The app calls it when a rule
+/// asks for Redis; a config without such rules is better served by [`admission_layer`],
+/// whose local limits do not pay for the asynchronous path.
+///
+/// Give it a client of its own without a breaker, as the app does: `redis_budget` bounds
+/// each decision, and a breaker would hold decisions on the local fallback after Redis is
+/// back (see [`ratelimit`](ratelimit#shared-limits-in-redis)).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use truss::redis::{Redis, RedisConfig};
+/// use truss::resilience::{AdmissionConfig, Backend, RateLimitRule, redis_admission_layer};
+///
+/// let mut limiter = RedisConfig {
+///     url: Some("redis://127.0.0.1:6379".into()),
+///     ..RedisConfig::default()
+/// };
+/// limiter.breaker.enabled = false;
+/// let redis = Redis::connect(&limiter).await?;
+/// let mut config = AdmissionConfig::default();
+/// config.rate_limit =
+///     Some(RateLimitRule { rps: 500.0, backend: Backend::Redis, ..RateLimitRule::default() });
+/// let layer = redis_admission_layer(&config, None, &redis, "orders/http")?;
+/// let app: axum::Router = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "ok" }))
+///     .layer(layer);
+/// # let _ = app; Ok(()) }
+/// ```
+#[cfg(feature = "redis")]
+pub fn redis_admission_layer(
+    config: &AdmissionConfig,
+    cpu: Option<Arc<dyn CpuSource>>,
+    redis: &crate::redis::Redis,
+    namespace: &str,
+) -> Result<AdmissionLayer<RedisRateLimitLayer>, ValidationError> {
+    let limits =
+        RedisRateLimits::new(config.rate_limit.as_ref(), &config.routes, redis, namespace)?;
+    Ok(admission(config, cpu, RedisRateLimitLayer::new(limits)))
+}
+
+/// The admission stack around the rate-limit layer `rate_limit`.
+fn admission<R>(
+    config: &AdmissionConfig,
+    cpu: Option<Arc<dyn CpuSource>>,
+    rate_limit: R,
+) -> AdmissionLayer<R> {
     let shed = cpu
         .filter(|_| config.shed.enabled)
         .map(|cpu| ShedLayer::new(Shedder::new(&config.shed, cpu)));
-    Ok(ServiceBuilder::new()
+    ServiceBuilder::new()
         .option_layer(
             (config.max_in_flight > 0).then(|| InFlightLimitLayer::new(config.max_in_flight)),
         )
-        .option_layer((!limits.is_empty()).then(|| RateLimitLayer::new(limits)))
-        .option_layer(shed))
+        .layer(rate_limit)
+        .option_layer(shed)
 }

@@ -1,5 +1,6 @@
 //! Where users are kept. The service depends on the [`UserRepository`] trait: [`SqlUsers`]
-//! (SQLite by default, PostgreSQL by config) serves, [`InMemoryUsers`] is for unit tests.
+//! (SQLite by default, PostgreSQL by config) serves, behind [`CachedUsers`] (Redis, when
+//! configured); [`InMemoryUsers`] is for unit tests.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -7,8 +8,10 @@ use std::sync::Mutex;
 
 use crate::domain::{NewUser, User, UserError, UserPatch};
 
+mod cached;
 mod sql;
 
+pub use cached::CachedUsers;
 pub use sql::{SqlUsers, migrator};
 
 /// Storage of users. Email addresses are unique, as a database index would make them.

@@ -19,7 +19,7 @@ use crate::wire::is_grpc;
 /// `truss_client_request_duration_seconds{transport, target, operation}`.
 ///
 /// `transport` is `grpc` for gRPC calls and `http` for anything else (the SQL pool reports
-/// `sql` to the same metrics). `operation` is the gRPC method path (`/pkg.Service/Method`)
+/// `sql` and the Redis client `redis` to the same metrics). `operation` is the gRPC method path (`/pkg.Service/Method`)
 /// for gRPC calls and the HTTP method for anything else (a raw path would make the label set
 /// unbounded). `code` is the HTTP status, the `grpc-status` of the response head (`0` when
 /// it only comes in trailers), or `error` when the call failed without a response.
@@ -61,7 +61,7 @@ pub(crate) struct Operation {
 }
 
 impl Operation {
-    /// Handles for `operation` on `target` over `transport` (`http`, `grpc`, `sql`).
+    /// Handles for `operation` on `target` over `transport` (`http`, `grpc`, `sql`, `redis`).
     pub(crate) fn new(transport: &'static str, target: &str, operation: &str) -> Self {
         Self {
             duration: metrics::histogram!(

@@ -6,11 +6,14 @@
 //! | `truss_server_requests_total` | counter | `transport` (`http`/`grpc`), `route`, `code` |
 //! | `truss_server_request_duration_seconds` | histogram | `transport`, `route` |
 //! | `truss_server_requests_in_flight` | gauge | `transport` |
-//! | `truss_client_requests_total` | counter | `transport` (`http`/`grpc`/`sql`), `target`, `operation`, `code` ([`ClientMetricsLayer`]) |
+//! | `truss_client_requests_total` | counter | `transport` (`http`/`grpc`/`sql`/`redis`), `target`, `operation`, `code` ([`ClientMetricsLayer`]) |
 //! | `truss_client_request_duration_seconds` | histogram | `transport`, `target`, `operation` |
 //! | `truss_sql_pool_connections` | gauge | `pool`, `state` (`in_use`/`idle`) (feature `sql`) |
 //! | `truss_sql_pool_waiting` | gauge | `pool`: calls waiting for a connection |
+//! | `truss_cache_requests_total` | counter | `cache`, `result` (`hit_l1`/`hit`/`negative_hit`/`miss`/`bypass`) (feature `redis`) |
+//! | `truss_cache_loads_total` | counter | `cache`, `result` (`ok`/`error`): loader calls |
 //! | `truss_admission_total` | counter | `layer`, `route`, `decision` |
+//! | `truss_ratelimit_decisions_total` | counter | `rule` (`global` or route), `backend` (`redis`/`local_fallback`), `decision`: rate limits kept in Redis (feature `redis`) |
 //! | `truss_breaker_*`, `truss_retry_decisions_total`, `truss_deadline_exceeded_total` | | see [`resilience`](crate::resilience) |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | |
 //!
@@ -29,7 +32,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-#[cfg(feature = "sql")]
+#[cfg(any(feature = "sql", feature = "redis"))]
 pub(crate) use client::Operation as ClientOperation;
 pub use client::{ClientMetrics, ClientMetricsFuture, ClientMetricsLayer};
 pub use layer::{MetricsLayer, MetricsService};
@@ -99,12 +102,24 @@ fn describe() {
         "Calls waiting for a connection from a SQL pool, by pool."
     );
     describe_counter!(
+        "truss_cache_requests_total",
+        "Cache lookups, by cache and where the answer came from (hit_l1, hit, negative_hit, miss, bypass)."
+    );
+    describe_counter!(
+        "truss_cache_loads_total",
+        "Loader calls of a cache on a miss, by cache and result (ok, error)."
+    );
+    describe_counter!(
         "truss_client_ejections_total",
         "Client endpoints taken out of balancing because they refused a connection."
     );
     describe_counter!(
         "truss_admission_total",
         "Admission decisions, by layer (inflight, ratelimit, shed), route and decision."
+    );
+    describe_counter!(
+        "truss_ratelimit_decisions_total",
+        "Decisions of rate limits kept in Redis, by rule, the backend that decided (redis, local_fallback) and decision."
     );
     describe_counter!(
         "truss_breaker_requests_total",

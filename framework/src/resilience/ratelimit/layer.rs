@@ -25,13 +25,20 @@ impl Policy for RateLimits {
 
     #[inline]
     fn admit<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> Result<(), Rejection> {
-        self.check(route, req).map_err(|wait| Rejection {
-            retry_after: Some(wait),
-            ..Rejection::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                "rate limit exceeded",
-            )
-        })
+        self.check(route, req).map_err(limited)
+    }
+}
+
+/// The rejection of every rate limit, whatever its backend: 429 `RATE_LIMITED` (gRPC
+/// `RESOURCE_EXHAUSTED`), retry after `wait`.
+#[inline]
+pub(crate) fn limited(wait: std::time::Duration) -> Rejection {
+    Rejection {
+        retry_after: Some(wait),
+        ..Rejection::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "rate limit exceeded",
+        )
     }
 }

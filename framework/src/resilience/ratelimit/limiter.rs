@@ -13,7 +13,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use http::{HeaderValue, Request};
 
-use super::rule::{KeySpec, RateLimitRule};
+use super::rule::{Backend, KeySpec, RateLimitRule};
 use crate::resilience::TokioClock;
 use crate::section::{Section, ValidationError};
 
@@ -27,7 +27,7 @@ type Keyed = governor::RateLimiter<
 
 /// What a keyed limiter counts a request under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum RequestKey {
+pub(crate) enum RequestKey {
     Ip(IpAddr),
     Value(HeaderValue),
     Missing,
@@ -59,8 +59,18 @@ impl std::fmt::Debug for Limiter {
 
 impl Limiter {
     /// Builds the limiter for `rule`, checking it first.
+    ///
+    /// A rule with `backend = "redis"` is an error: a `Limiter` keeps its buckets in this
+    /// process ([`RedisRateLimits`](super::RedisRateLimits) serves those rules).
     pub fn new(rule: &RateLimitRule) -> Result<Self, ValidationError> {
         rule.validate()?;
+        if rule.backend == Backend::Redis {
+            return Err(ValidationError::new(
+                "backend",
+                "\"redis\" needs the Redis rate limit layer, which the app builds from `[redis]`; \
+                 a local rate limit layer keeps its buckets in this process",
+            ));
+        }
         let burst = NonZeroU32::new(rule.effective_burst())
             .ok_or_else(|| ValidationError::new("burst", "must be at least 1"))?;
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rule.rps))
@@ -90,22 +100,37 @@ impl Limiter {
                 evict_every,
                 next_evict,
             } => {
-                let due = next_evict.load(Ordering::Relaxed);
-                if nanos(now) >= due
-                    && next_evict
-                        .compare_exchange(
-                            due,
-                            nanos(now + *evict_every),
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                {
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
+                evict_when_due(limiter, *evict_every, next_evict, now);
                 let key = request_key(spec, req);
                 limiter.check_key(&key).map_err(|no| no.wait_time_from(now))
+            }
+        }
+    }
+
+    /// What `req` is counted under by this limiter (always `Missing` for a global one).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn key_of<B>(&self, req: &Request<B>) -> RequestKey {
+        match &self.kind {
+            Kind::Direct(_) => RequestKey::Missing,
+            Kind::Keyed { spec, .. } => request_key(spec, req),
+        }
+    }
+
+    /// [`check`](Self::check) for a key taken earlier with [`key_of`](Self::key_of), for
+    /// decisions made after the request has moved on (the Redis backend's fallback).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn check_key(&self, key: &RequestKey) -> Result<(), Duration> {
+        let now = self.clock.now();
+        match &self.kind {
+            Kind::Direct(limiter) => limiter.check().map_err(|no| no.wait_time_from(now)),
+            Kind::Keyed {
+                limiter,
+                evict_every,
+                next_evict,
+                ..
+            } => {
+                evict_when_due(limiter, *evict_every, next_evict, now);
+                limiter.check_key(key).map_err(|no| no.wait_time_from(now))
             }
         }
     }
@@ -116,6 +141,25 @@ impl Limiter {
             Kind::Direct(_) => 0,
             Kind::Keyed { limiter, .. } => limiter.len(),
         }
+    }
+}
+
+/// Forgets idle keys once every `every`; the first caller past the due time does it.
+#[inline]
+fn evict_when_due(limiter: &Keyed, every: Duration, next_evict: &AtomicU64, now: Duration) {
+    let due = next_evict.load(Ordering::Relaxed);
+    if nanos(now) >= due
+        && next_evict
+            .compare_exchange(
+                due,
+                nanos(now + every),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
     }
 }
 
