@@ -118,7 +118,7 @@ impl Shared {
     }
 }
 
-/// Authenticates requests; see the [module docs](self).
+/// Authenticates requests; see the [module docs](crate::auth).
 #[derive(Clone)]
 pub struct AuthLayer {
     shared: Arc<Shared>,
