@@ -69,6 +69,7 @@ pub fn variants() -> Vec<(&'static str, Router)> {
         burst: Some(1_000_000_000),
         key: KeySpec::Global,
         evict_interval: Duration::from_secs(30),
+        ..RateLimitRule::default()
     };
     let mut per_ip = BTreeMap::new();
     per_ip.insert(
