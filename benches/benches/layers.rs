@@ -7,6 +7,24 @@
 //! iterations inside one `block_on` of a current-thread runtime, so the runtime is not
 //! counted; the verification never awaits). `cargo bench -p truss-benches --bench layers --
 //! auth` runs these and the `full_stack_auth_*` variants only.
+//!
+//! Group `sql_read`: one read by primary key of a 1 000-row SQLite table (in a temporary
+//! directory), by plain sqlx on [`Database::pool`](truss::sql::Database::pool) (`plain`),
+//! through [`Database::read`](truss::sql::Database::read) on the same pool (`governed`),
+//! and through it under a request deadline (`governed_deadline`); all iterations inside one
+//! `block_on`, so each read waits for sqlx's SQLite worker thread as it would in a handler.
+//! `cargo bench -p truss-benches --bench layers -- sql_read` runs these only.
+//!
+//! Groups `redis_ratelimit` and `redis_cache` ([`truss_benches::redis`]), against a
+//! `redis-server` on loopback that the benchmark starts (skipped when it is not installed):
+//! one request through the one-route router with no limiter (`none`), the local limiter
+//! (`local`) and the same limit kept in Redis (`redis`); one cache hit from the L1
+//! (`hit_l1`), from Redis with the L1 off (`hit_redis`), and a plain `GET` of the same entry
+//! on the raw connection (`get_plain`). All iterations inside one `block_on`; afterwards,
+//! each row checks that every decision was Redis's and every hit of its kind. Before
+//! starting redis-server the benchmark pins itself, and so the server, to one CPU (see
+//! [`pin_to_one_cpu`](truss_benches::pin_to_one_cpu)): the groups before are not pinned.
+//! `cargo bench -p truss-benches --bench layers -- redis` runs these only.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -15,6 +33,8 @@ use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Service, ServiceExt};
 use truss_benches::auth::{ALGORITHMS, token, verifier};
+use truss_benches::redis::{self, RedisServer};
+use truss_benches::sql;
 use truss_benches::variants::{request_for, sends_token, variants};
 use truss_benches::{CountingAlloc, allocations};
 
@@ -98,6 +118,53 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    let fixture = rt.block_on(sql::fixture());
+    let mut group = c.benchmark_group("sql_read");
+    for row in sql::ROWS {
+        let name = row.strip_prefix("sql_read_").unwrap_or(row);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    sql::reads(&fixture.db, row, iters).await;
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    // The benchmark and redis-server (which inherits it) on one CPU: see `pin_to_one_cpu`.
+    truss_benches::pin_to_one_cpu();
+    let Some(server) = RedisServer::start() else {
+        println!("redis_*: redis-server not found (Debian: apt-get install redis-server); skipped");
+        return;
+    };
+    let mut fixture = rt.block_on(redis::fixture(&server.url()));
+    for (group_name, rows) in redis::GROUPS {
+        let mut group = c.benchmark_group(*group_name);
+        for row in *rows {
+            let name = row
+                .strip_prefix(group_name)
+                .and_then(|n| n.strip_prefix('_'))
+                .unwrap_or(row);
+            let before = redis::counts(row);
+            let mut total = 0;
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    total += iters;
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        redis::ops(&mut fixture, row, iters).await;
+                        start.elapsed()
+                    })
+                })
+            });
+            redis::check(row, before, total);
+        }
+        group.finish();
+    }
 }
 
 criterion_group! {
