@@ -42,6 +42,9 @@ mirror() {
 }
 
 root=$(mktemp -d /var/tmp/truss-fresh.XXXXXX)
+# mktemp makes it 0700: inside the chroot that is `/`, which no other user could then
+# traverse (PostgreSQL, run as `postgres`, could not even be executed).
+chmod 755 "$root"
 logs=$(mktemp -d /tmp/truss-fresh-logs.XXXXXX)
 
 # Kills whatever still runs inside the root, unmounts everything below it, deletes it.
