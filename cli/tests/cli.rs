@@ -1,6 +1,7 @@
 //! `cargo truss` end to end: refusals, custom templates, `--db postgres` rendered, and every
 //! built-in template rendered on its SQLite default, built against the local framework,
-//! tested, started and asked for `/healthz`, `/readyz` (and gRPC).
+//! tested, started and asked for `/healthz`, `/readyz` (and gRPC: health, and reflection listing
+//! the service).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -296,6 +297,31 @@ fn db_postgres_configures_the_generated_project() {
     }
 }
 
+/// The services a gRPC server lists through server reflection (v1), sorted.
+async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().expect("a reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("not a service list: {reply:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
+}
+
 /// A started service process, killed when dropped.
 struct Service(Child);
 
@@ -505,6 +531,15 @@ async fn built_in_templates_build_run_and_answer() {
                 .connect()
                 .await
                 .unwrap();
+            assert_eq!(
+                reflected_services(channel.clone()).await,
+                [
+                    "grpc.health.v1.Health",
+                    "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection",
+                    "shop_api.v1.ShopApi",
+                ]
+            );
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
             let reply = health
                 .check(tonic_health::pb::HealthCheckRequest {

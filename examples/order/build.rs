@@ -1,6 +1,11 @@
+use protox::prost::Message as _;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Our own API, server side.
+    // Our own API, server side, and its encoded descriptors for gRPC server reflection
+    // (`pb::FILE_DESCRIPTOR_SET`).
     let fds = protox::compile(["order.proto"], ["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("order_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .type_attribute(
             ".",

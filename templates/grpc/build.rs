@@ -1,6 +1,11 @@
+use protox::prost::Message as _;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protox compiles protos in pure Rust: no protoc needed.
     let fds = protox::compile(["{{name_snake}}.proto"], ["proto"])?;
+    // The encoded descriptors, for gRPC server reflection (`pb::FILE_DESCRIPTOR_SET`).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("{{name_snake}}_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         // The messages also serve HTTP/JSON through `#[http]` routes.
         .type_attribute(

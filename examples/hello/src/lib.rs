@@ -18,6 +18,11 @@ use truss::config::{Section, ValidationError};
 /// Generated gRPC types for `proto/hello.proto`.
 pub mod pb {
     tonic::include_proto!("hello.v1");
+
+    /// The encoded `FileDescriptorSet` of `proto/hello.proto` (written by `build.rs`), served
+    /// through gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/hello_descriptor.bin"));
 }
 
 /// The longest `/sleep` accepts, so a request cannot pin a connection for ever.

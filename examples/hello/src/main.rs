@@ -13,6 +13,7 @@ async fn main() -> Result<(), AppError> {
         .config(&config)
         .http(routes(&config.app))
         .grpc(Greeter::new(&config.app).into_service())
+        .file_descriptor_set(hello::pb::FILE_DESCRIPTOR_SET) // reflection: grpcurl & co.
         .run()
         .await
 }

@@ -34,6 +34,11 @@ pub mod users;
 /// Generated gRPC types for `proto/order.proto`.
 pub mod pb {
     tonic::include_proto!("order.v1");
+
+    /// The encoded `FileDescriptorSet` of `proto/order.proto` (written by `build.rs`), served
+    /// through gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/order_descriptor.bin"));
 }
 
 /// The user service's client, generated from its published `user.proto`.
@@ -109,7 +114,8 @@ pub async fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppE
         .version(env!("CARGO_PKG_VERSION"))
         .config(config)
         .http(api.clone().http_routes())
-        .grpc(pb::orders_server::OrdersServer::from_arc(api));
+        .grpc(pb::orders_server::OrdersServer::from_arc(api))
+        .file_descriptor_set(pb::FILE_DESCRIPTOR_SET);
     if config.database.required {
         db.readiness(&app.health());
     }

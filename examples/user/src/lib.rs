@@ -39,6 +39,11 @@ pub mod transport;
 /// Generated gRPC types for `proto/user.proto`.
 pub mod pb {
     tonic::include_proto!("user.v1");
+
+    /// The encoded `FileDescriptorSet` of `proto/user.proto` (written by `build.rs`), served
+    /// through gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/user_descriptor.bin"));
 }
 
 use domain::NewUser;
@@ -129,7 +134,8 @@ pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppEr
         .version(env!("CARGO_PKG_VERSION"))
         .config(config)
         .http(http)
-        .grpc(pb::users_server::UsersServer::from_arc(api));
+        .grpc(pb::users_server::UsersServer::from_arc(api))
+        .file_descriptor_set(pb::FILE_DESCRIPTOR_SET);
     if config.database.required {
         db.readiness(&app.health());
     }

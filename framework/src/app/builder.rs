@@ -32,6 +32,7 @@ pub struct AppBuilder {
     pub(super) http: Option<Router>,
     pub(super) grpc: Option<tonic::service::Routes>,
     pub(super) grpc_names: Vec<&'static str>,
+    pub(super) descriptor_sets: Vec<&'static [u8]>,
     pub(super) admin: Router,
     pub(super) http_layers: Vec<RouterMap>,
     pub(super) grpc_layers: Vec<RouterMap>,
@@ -54,6 +55,7 @@ impl AppBuilder {
             http: None,
             grpc: None,
             grpc_names: Vec::new(),
+            descriptor_sets: Vec::new(),
             admin: Router::new(),
             http_layers: Vec::new(),
             grpc_layers: Vec::new(),
@@ -117,6 +119,59 @@ impl AppBuilder {
         let routes = self.grpc.take().unwrap_or_default();
         self.grpc = Some(routes.add_service(service));
         self.grpc_names.push(S::NAME);
+        self
+    }
+
+    /// Registers an encoded `google.protobuf.FileDescriptorSet` (the bytes `protox` or
+    /// `protoc --descriptor_set_out --include_imports` write) with gRPC server reflection.
+    /// Call once per set; sets may overlap (a file is kept once, by name).
+    ///
+    /// When the app has a gRPC listener and `grpc.reflection` is on (the default), it serves
+    /// `grpc.reflection.v1` and `grpc.reflection.v1alpha`, so clients such as `grpcurl` can
+    /// list the services and describe their methods and messages without the `.proto` files.
+    /// The standard health and reflection services are always described; every other
+    /// service is described only through a set registered here. Every service of a
+    /// registered set is listed, served or not: register the sets of the services you serve.
+    ///
+    /// The sets are decoded when an app with gRPC services starts, reflection on or not: bytes
+    /// that are not a valid `FileDescriptorSet` make [`start`](Self::start) and
+    /// [`run`](Self::run) fail with an [`AppError::Config`](super::AppError::Config) naming
+    /// `file_descriptor_set[i]` (counted from 0, in call order).
+    ///
+    /// From `build.rs`, next to the generated code:
+    ///
+    /// ```ignore
+    /// // build.rs
+    /// use protox::prost::Message as _;
+    ///
+    /// let fds = protox::compile(["greeter.proto"], ["proto"])?;
+    /// let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    /// std::fs::write(out.join("greeter_descriptor.bin"), fds.encode_to_vec())?;
+    /// tonic_prost_build::configure().compile_fds(fds)?;
+    ///
+    /// // src/lib.rs
+    /// pub mod pb {
+    ///     tonic::include_proto!("greeter.v1");
+    ///     /// The encoded `FileDescriptorSet` of `proto/greeter.proto`, for reflection.
+    ///     pub const FILE_DESCRIPTOR_SET: &[u8] =
+    ///         include_bytes!(concat!(env!("OUT_DIR"), "/greeter_descriptor.bin"));
+    /// }
+    /// ```
+    ///
+    /// then:
+    ///
+    /// ```no_run
+    /// # mod pb { pub const FILE_DESCRIPTOR_SET: &[u8] = &[]; }
+    /// # async fn demo() -> Result<(), truss::AppError> {
+    /// truss::App::builder("greeter")
+    ///     .file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+    ///     // .grpc(pb::greeter_server::GreeterServer::new(MyGreeter))
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn file_descriptor_set(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptor_sets.push(encoded);
         self
     }
 

@@ -9,6 +9,7 @@
 mod builder;
 mod error;
 mod lifecycle;
+mod reflection;
 mod running;
 mod stack;
 mod start;

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::builder::RouterMap;
 use super::lifecycle::Lifecycle;
+use super::reflection::add_reflection;
 use super::running::Addrs;
 use super::stack::{StackShared, build};
 use super::{AppBuilder, AppError, Phase, RunningApp};
@@ -112,7 +113,7 @@ impl AppBuilder {
         }
         let mut grpc_health = None;
         if let Some(routes) = self.grpc.take() {
-            let (health, router) = self.grpc_router(routes).await;
+            let (health, router) = self.grpc_router(routes, config).await?;
             grpc_health = Some(health);
             let router = build(router, Transport::Grpc, config, shared)?;
             let protocol = Protocol::Http2 {
@@ -124,17 +125,30 @@ impl AppBuilder {
     }
 
     /// The team's gRPC services plus the standard `grpc.health.v1` service, SERVING until
-    /// shutdown begins.
-    async fn grpc_router(&mut self, routes: tonic::service::Routes) -> (GrpcHealth, Router) {
+    /// shutdown begins, and server reflection (v1 and v1alpha) unless `grpc.reflection` is
+    /// off. Both standard services go through the same stack as the team's (auth lets them
+    /// through without a token).
+    async fn grpc_router(
+        &mut self,
+        routes: tonic::service::Routes,
+        config: &Config<NoAppConfig>,
+    ) -> Result<(GrpcHealth, Router), AppError> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         for name in self.grpc_names.iter().copied().chain([""]) {
             reporter
                 .set_service_status(name, tonic_health::ServingStatus::Serving)
                 .await;
         }
-        let router = routes.add_service(health_service).into_axum_router();
-        let router = apply(router, std::mem::take(&mut self.grpc_layers));
-        ((reporter, self.grpc_names.clone()), router)
+        let routes = add_reflection(
+            routes.add_service(health_service),
+            &self.descriptor_sets,
+            config.grpc.reflection,
+        )?;
+        let router = apply(
+            routes.into_axum_router(),
+            std::mem::take(&mut self.grpc_layers),
+        );
+        Ok(((reporter, self.grpc_names.clone()), router))
     }
 
     /// The admin listener: health, readiness, metrics and the team's admin routes.

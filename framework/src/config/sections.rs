@@ -39,7 +39,9 @@ impl Default for HttpConfig {
 ///
 /// ```toml
 /// [grpc]
-/// addr = "0.0.0.0:9090"   # default
+/// addr = "0.0.0.0:9090"          # default
+/// max_concurrent_streams = 1024  # default
+/// reflection = true              # default; false: no grpc.reflection services
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,6 +50,17 @@ pub struct GrpcConfig {
     pub addr: SocketAddr,
     /// Maximum concurrent HTTP/2 streams per connection. Default 1024.
     pub max_concurrent_streams: u32,
+    /// Serve gRPC server reflection (`grpc.reflection.v1` and `grpc.reflection.v1alpha`)
+    /// next to the app's services, so `grpcurl`, `grpcui` or Postman can list and describe
+    /// them without the `.proto` files. Default `true`.
+    ///
+    /// Reflection describes the standard health and reflection services and every
+    /// descriptor set registered with
+    /// [`AppBuilder::file_descriptor_set`](crate::AppBuilder::file_descriptor_set). Like
+    /// health, it is public when `[auth]` is on (unless `auth.routes` says otherwise).
+    /// `false` leaves the services out: reflection calls get `UNIMPLEMENTED` (with `[auth]`
+    /// on, `UNAUTHENTICATED` without a token, as on any route the app does not serve).
+    pub reflection: bool,
 }
 
 impl Default for GrpcConfig {
@@ -55,6 +68,7 @@ impl Default for GrpcConfig {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             max_concurrent_streams: 1024,
+            reflection: true,
         }
     }
 }

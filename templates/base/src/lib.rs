@@ -29,6 +29,11 @@ pub mod service;
 /// Generated from `proto/{{name_snake}}.proto`.
 pub mod pb {
     tonic::include_proto!("{{name_snake}}.v1");
+
+    /// The encoded `FileDescriptorSet` of `proto/{{name_snake}}.proto` (written by
+    /// `build.rs`), served through gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/{{name_snake}}_descriptor.bin"));
 }
 
 {{/if}}
@@ -84,7 +89,9 @@ pub async fn app(config: &Config<AppConfig>) -> Result<AppBuilder, AppError> {
         .config(config)
 {{#if grpc}}
         .http(api.clone().http_routes())
-        .grpc(pb::{{name_snake}}_server::{{Name}}Server::from_arc(api));
+        .grpc(pb::{{name_snake}}_server::{{Name}}Server::from_arc(api))
+        // Reflection (`[grpc] reflection`): grpcurl & co. list and describe the service.
+        .file_descriptor_set(pb::FILE_DESCRIPTOR_SET);
 {{else}}
         .http(handler::routes(service));
 {{/if}}
