@@ -56,7 +56,8 @@ const SCHEMES: &[&str] = &["redis://", "rediss://", "redis+unix://", "unix://"];
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db`, `rediss://…` (TLS, the system's roots) or
-    /// `redis+unix:///path/to/socket`. Default none: Redis is off.
+    /// `redis+unix:///path/to/socket` (also spelled `unix:///path/to/socket`). Default
+    /// none: Redis is off.
     pub url: Option<String>,
     /// Longest wait for one connection attempt; reconnections after an outage use it too.
     /// Default `1s`.
@@ -105,7 +106,9 @@ impl Section for RedisConfig {
                 .map_or(url.as_str(), |(scheme, _)| scheme);
             return Err(ValidationError::new(
                 "url",
-                format!("`{scheme}:` is not a Redis url; use redis://, rediss:// or redis+unix://"),
+                format!(
+                    "`{scheme}:` is not a Redis url; use redis://, rediss://, redis+unix:// or unix://"
+                ),
             ));
         }
         for (field, value) in [

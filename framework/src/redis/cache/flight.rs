@@ -46,6 +46,8 @@ pub(super) struct Leading<'a, T> {
     key: FlightKey,
     id: u64,
     tx: watch::Sender<Option<T>>,
+    /// Whether the flight is out of the map already (so `Drop` does not look again).
+    ended: bool,
 }
 
 /// How waiting for a leader ended.
@@ -74,6 +76,7 @@ impl<T: Clone> Flights<T> {
             key,
             id,
             tx,
+            ended: false,
         })
     }
 
@@ -90,13 +93,16 @@ impl<T: Clone> Flights<T> {
 impl<T> Leading<'_, T> {
     /// Ends the flight (a caller arriving after this starts a new one), then hands `value`
     /// to every follower.
-    pub(super) fn finish(self, value: T) {
+    pub(super) fn finish(mut self, value: T) {
         self.end();
         self.tx.send_replace(Some(value));
     }
 
-    /// Takes the flight out of the map, if it is still this one.
-    fn end(&self) {
+    /// Takes the flight out of the map, if it is still this one (once).
+    fn end(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         let mut map = self
             .flights
             .map

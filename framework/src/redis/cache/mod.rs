@@ -111,7 +111,7 @@ enum Found<V> {
 ///
 /// Metrics: `truss_cache_requests_total{cache, result}` (`hit_l1`, `hit`,
 /// `negative_hit`, `miss`, `bypass`; waiters count as what the caller they waited for
-/// found) and `truss_cache_loads_total{cache, result}` (`ok`, `error`: loader calls). The
+/// found, or `miss` when their deadline passed first) and `truss_cache_loads_total{cache, result}` (`ok`, `error`: loader calls). The
 /// Redis commands count in `truss_client_*` as `cache_get`, `cache_set` and `cache_delete`.
 pub struct Cache<K: ?Sized, V, C = Json> {
     inner: Arc<Inner<V>>,
@@ -158,9 +158,11 @@ where
 {
     /// A cache named `name` (the Redis key prefix, `{name}:{key}`, and the `cache` label of
     /// its metrics) on `redis`, with `config` (usually `&config.redis.cache`, expected
-    /// valid: a jitter out of range is clamped). With `l1.enabled`, it also starts the
-    /// invalidation subscriber (a task on the current tokio runtime, ended when the last
-    /// clone of the cache is dropped; outside a runtime the L1 relies on its TTL alone).
+    /// valid: a jitter out of range is clamped). Keys are not escaped: give each cache a
+    /// name without `:`, or cache `a` with key `b:c` and cache `a:b` with key `c` would
+    /// share an entry. With `l1.enabled`, it also starts the invalidation subscriber (a task
+    /// on the current tokio runtime, ended when the last clone of the cache is dropped;
+    /// outside a runtime the L1 relies on its TTL alone).
     pub fn new(redis: Redis, name: &'static str, config: &CacheConfig) -> Self {
         let _ = crate::observe::metrics::install();
         let mut config = config.clone();
