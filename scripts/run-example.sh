@@ -65,7 +65,17 @@ if [[ -n "$use_redis" ]]; then
       --appendonly no >"$scratch/redis/server.log" 2>&1 &
     redis_pid=$!
     for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "redis-server did not start:" >&2
+      cat "$scratch/redis/server.log" >&2
+      kill "$redis_pid" 2>/dev/null || true
+      rm -rf "$scratch"
+      exit 1
+    fi
     redis_url="redis://127.0.0.1:$port/0"
+  else
+    # Each run starts from an empty database: entries of an earlier run would be stale.
+    redis-cli -u "$redis_url" --scan --pattern 'user:*' | xargs -r redis-cli -u "$redis_url" del >/dev/null
   fi
   env_user+=(TRUSS_REDIS__URL="$redis_url" TRUSS_REDIS__CACHE__L1__ENABLED=true)
 fi

@@ -515,3 +515,42 @@ async fn user_example_reads_through_the_cache_and_writes_invalidate_every_instan
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_redis_costs_a_read_the_cache_timeout_not_the_command_timeout() {
+    let server = RedisServer::start().await;
+    let redis = Redis::connect(&RedisConfig {
+        url: Some(server.url()),
+        command_timeout: Duration::from_secs(10),
+        ..RedisConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = CacheConfig {
+        timeout: Duration::from_millis(50),
+        ..CacheConfig::default()
+    };
+    let cache: Cache<str, String> = Cache::new(redis, "slow", &config);
+    let loader = Loader::default();
+    // Redis answers no one for 3 s; without the cache's own timeout, the read would wait
+    // for it (the command timeout is 10 s and there is no request deadline).
+    let sleeping = server.sleep(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let answer = cache
+        .get_or_load("k", loader.load(Some("from the loader"), Duration::ZERO))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(answer.as_deref(), Some("from the loader"));
+    assert_eq!(loader.calls(), 1);
+    // The GET (50 ms) and the SET (50 ms) each give up at the cache's timeout; 2 s is far
+    // from both that and the 3 s the server sleeps.
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(
+        sample(r#"truss_cache_requests_total{cache="slow",result="bypass"}"#),
+        1
+    );
+    eprintln!("cache: a read on a sleeping Redis took {took:?}");
+    sleeping.await.unwrap();
+}

@@ -46,7 +46,10 @@ const RECONNECT_MAX: Duration = Duration::from_millis(400);
 /// reconnecting (every 50 ms, backing off to 400 ms) until it answers again. Commands are
 /// never retried: the first one sent on a connection the server has closed fails with
 /// `Unavailable` (it may have reached the server) and starts the reconnection; with
-/// `required = true`, the readiness ping is usually that first command.
+/// `required = true`, the readiness ping is usually that first command. A server that
+/// vanishes without closing the connection (its host died, a firewall dropped the flow) is
+/// noticed by TCP keepalive and `TCP_USER_TIMEOUT` within about 10 s; until then calls time
+/// out (504, counted by the breaker), then the connection is replaced like a closed one.
 #[derive(Clone)]
 pub struct Redis {
     pub(super) inner: Arc<Inner>,
@@ -91,7 +94,9 @@ impl Redis {
                 e.to_string().replace(url, "<url>")
             ))
         };
-        let client = ::redis::Client::open(url).map_err(invalid)?;
+        let info = ::redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
+        let client =
+            ::redis::Client::open(info.set_tcp_settings(tcp_settings())).map_err(invalid)?;
         // One attempt per (re)connection, bounded by connect_timeout; the reconnect task
         // below paces the next ones, so calls never queue behind a backoff.
         let manager_config = ConnectionManagerConfig::new()
@@ -229,7 +234,7 @@ impl Redis {
     }
 
     /// Metrics, span and outcome around one call.
-    async fn govern<T>(
+    pub(super) async fn govern<T>(
         &self,
         operation: &'static str,
         budget: Option<Duration>,
@@ -335,6 +340,28 @@ impl Redis {
             }
         });
     }
+}
+
+/// How long a peer may leave sent data or keepalive probes unanswered before the kernel
+/// drops the connection. A server that vanishes without a reset (its host died, a firewall
+/// forgot the flow) is noticed within about this long, and the client reconnects; without
+/// it, the dead socket would be kept until the kernel's own retransmissions give up
+/// (about 15 minutes by default).
+const DEAD_PEER: Duration = Duration::from_secs(10);
+
+/// TCP settings of every connection: no Nagle delay (commands are whole writes), keepalive
+/// probes on idle connections, and `TCP_USER_TIMEOUT` at [`DEAD_PEER`] (Linux).
+fn tcp_settings() -> ::redis::io::tcp::TcpSettings {
+    use ::redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(1));
+    let settings = ::redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(DEAD_PEER);
+    settings
 }
 
 #[cfg(test)]

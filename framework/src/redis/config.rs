@@ -164,6 +164,12 @@ pub struct CacheConfig {
     /// The pub/sub channel `Cache::delete` announces deleted keys on, so that other
     /// instances drop them from their L1. Default `truss:cache:invalidate`.
     pub invalidation_channel: String,
+    /// The longest the cache's own reads and writes in Redis (`GET`, `SET`) take; past it
+    /// the cache is bypassed for that call, so a slow Redis costs a request at most this
+    /// much, not its whole deadline. The request deadline and `command_timeout` bound it
+    /// further. Default `100ms`.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
 }
 
 impl Default for CacheConfig {
@@ -174,6 +180,7 @@ impl Default for CacheConfig {
             jitter: 0.1,
             l1: L1Config::default(),
             invalidation_channel: "truss:cache:invalidate".to_owned(),
+            timeout: Duration::from_millis(100),
         }
     }
 }
@@ -182,6 +189,9 @@ impl Section for CacheConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.ttl < Duration::from_millis(1) {
             return Err(ValidationError::new("ttl", "must be at least 1ms"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ValidationError::new("timeout", "must be above zero"));
         }
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(ValidationError::new(

@@ -200,12 +200,13 @@ where
         match &out {
             Ok(resp) => {
                 let grpc = resp.headers().get(GRPC_STATUS);
-                let code = match grpc.and_then(|v| v.to_str().ok()) {
-                    Some(code) => code.to_owned(),
-                    None if is_grpc(resp.headers()) => "0".to_owned(),
-                    None => resp.status().as_str().to_owned(),
+                let status = resp.status();
+                let code = match grpc.map(|v| v.as_bytes()) {
+                    Some(code) => grpc_code_label(code),
+                    None if is_grpc(resp.headers()) => "0",
+                    None => status.as_str(),
                 };
-                this.op.count(&code);
+                this.op.count(code);
             }
             Err(_) => this.op.count("error"),
         }
@@ -224,4 +225,39 @@ pub(crate) fn describe() {
         metrics::Unit::Seconds,
         "Time to the response head (databases: to the result) of calls, by transport, target and operation."
     );
+}
+
+/// The `code` label of a `grpc-status` value from the remote: one of the 17 codes, or
+/// `other` for anything else, so a misbehaving server cannot grow the label set.
+fn grpc_code_label(value: &[u8]) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .and_then(|n| CODES.get(n).copied())
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_code_label;
+
+    #[test]
+    fn grpc_codes_are_a_bounded_label() {
+        assert_eq!(grpc_code_label(b"0"), "0");
+        assert_eq!(grpc_code_label(b"14"), "14");
+        assert_eq!(grpc_code_label(b"16"), "16");
+        for odd in [
+            &b"17"[..],
+            b"-1",
+            b"abc",
+            b"",
+            b"\xff",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(grpc_code_label(odd), "other");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -98,8 +98,9 @@ enum Found<V> {
 ///   a waiter takes over and calls its own loader.
 /// * **Values** are stored for `ttl`, **"not found"** (`Ok(None)`) for `negative_ttl`, both
 ///   jittered by `± jitter`. Errors are never stored.
-/// * **Redis down** (breaker open, refused, timed out): the cache is bypassed, the loader
-///   answers (still once per key at a time), nothing is an error.
+/// * **Redis down** (breaker open, refused, or no answer within `timeout`, 100 ms by
+///   default): the cache is bypassed, the loader answers (still once per key at a time),
+///   nothing is an error.
 /// * **[`delete`](Self::delete)** removes the key from this L1 and from Redis, and announces
 ///   it on `invalidation_channel` so the caches of the same name in other instances drop
 ///   it from their L1. Pub/sub is at most once: if an announcement is lost, another
@@ -146,6 +147,9 @@ struct Inner<V> {
     requests: [metrics::Counter; 5],
     loads_ok: metrics::Counter,
     loads_error: metrics::Counter,
+    /// Whether an error reply to `GET` was logged at `warn` since the last good one: a
+    /// misconfigured Redis (`NOAUTH`, `NOPERM`) logs once, not on every request.
+    warned: AtomicBool,
     /// Dropped with the cache: ends the invalidation subscriber.
     _stop: Option<oneshot::Sender<()>>,
 }
@@ -160,7 +164,9 @@ where
     /// its metrics) on `redis`, with `config` (usually `&config.redis.cache`, expected
     /// valid: a jitter out of range is clamped). Keys are not escaped: give each cache a
     /// name without `:`, or cache `a` with key `b:c` and cache `a:b` with key `c` would
-    /// share an entry. With `l1.enabled`, it also starts the invalidation subscriber (a task
+    /// share an entry. Caches of one name share entries and invalidations across every
+    /// process on the same Redis (that is how a service's instances share them): give the
+    /// caches of different services different names (`orders_user`, not `user`). With `l1.enabled`, it also starts the invalidation subscriber (a task
     /// on the current tokio runtime, ended when the last clone of the cache is dropped;
     /// outside a runtime the L1 relies on its TTL alone).
     pub fn new(redis: Redis, name: &'static str, config: &CacheConfig) -> Self {
@@ -183,6 +189,7 @@ where
                 requests: Source::ALL.map(request),
                 loads_ok: load("ok"),
                 loads_error: load("error"),
+                warned: AtomicBool::new(false),
                 _stop: stop,
             }),
             types: PhantomData,
@@ -236,7 +243,8 @@ where
     }
 
     /// Removes `key` from this L1 and from Redis, and announces it on the invalidation
-    /// channel (one pipelined round trip). Call it after changing the value at its source.
+    /// channel (one pipelined round trip, within `timeout`). Call it after changing the
+    /// value at its source.
     /// An error (Redis down) leaves the Redis entry until its TTL, and other instances'
     /// L1 entries until `l1.ttl`.
     pub async fn delete(&self, key: &K) -> Result<(), RedisError> {
@@ -249,7 +257,13 @@ where
             .ignore()
             .publish(&self.inner.config.invalidation_channel, &redis_key)
             .ignore();
-        self.inner.redis.pipeline("cache_delete", &pipe).await
+        let budget = Some(self.inner.config.timeout);
+        let redis = &self.inner.redis;
+        redis
+            .govern("cache_delete", budget, async |mut conn| {
+                pipe.query_async(&mut conn).await
+            })
+            .await
     }
 
     /// The cache's name: its key prefix and metric label.
@@ -296,8 +310,9 @@ where
         match self
             .inner
             .redis
-            .query::<Option<Vec<u8>>>("cache_get", &get)
+            .query_within::<Option<Vec<u8>>>("cache_get", &get, self.inner.config.timeout)
             .await
+            .inspect(|_| self.inner.warned.store(false, Ordering::Relaxed))
         {
             Ok(Some(bytes)) => match codec::decode::<V, C>(&bytes) {
                 Ok(entry) => Found::Entry(entry),
@@ -308,8 +323,8 @@ where
             },
             Ok(None) => Found::Missing,
             Err(e) => {
-                if e.redis_answered() {
-                    tracing::warn!(key = redis_key, error = %e, "cache: GET failed");
+                if e.redis_answered() && !self.inner.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(key = redis_key, error = %e, "cache: GET failed (logged once until one succeeds; the metrics count each)");
                 }
                 Found::Unavailable
             }
@@ -351,7 +366,11 @@ where
             .arg(bytes)
             .arg("PX")
             .arg(u64::try_from(millis).unwrap_or(u64::MAX));
-        if let Err(e) = self.inner.redis.query::<()>("cache_set", &set).await {
+        let stored = self
+            .inner
+            .redis
+            .query_within::<()>("cache_set", &set, config.timeout);
+        if let Err(e) = stored.await {
             tracing::debug!(key = redis_key, error = %e, "cache: SET failed");
         }
     }
