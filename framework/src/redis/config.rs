@@ -11,6 +11,14 @@ use crate::section::duration;
 use crate::section::{Section, ValidationError};
 
 /// URL schemes the Redis client accepts.
+/// The longest any of the section's timeouts may be: longer is surely a typo, and deadlines
+/// computed from it must stay representable.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The longest a cache TTL may be (a year): jittered TTLs are computed with floating point
+/// and sent to Redis in milliseconds, which must not overflow.
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 const SCHEMES: &[&str] = &["redis://", "rediss://", "redis+unix://", "unix://"];
 
 /// `[redis]`: the governed Redis client behind [`Redis`](crate::redis) (feature `redis`) and
@@ -118,6 +126,9 @@ impl Section for RedisConfig {
             if value.is_zero() {
                 return Err(ValidationError::new(field, "must be above zero"));
             }
+            if value > MAX_TIMEOUT {
+                return Err(ValidationError::new(field, "must be at most 1h"));
+            }
         }
         self.breaker.validate().map_err(|e| e.within("breaker"))?;
         self.cache.validate().map_err(|e| e.within("cache"))?;
@@ -193,6 +204,14 @@ impl Section for CacheConfig {
         if self.timeout.is_zero() {
             return Err(ValidationError::new("timeout", "must be above zero"));
         }
+        if self.timeout > MAX_TIMEOUT {
+            return Err(ValidationError::new("timeout", "must be at most 1h"));
+        }
+        for (field, value) in [("ttl", self.ttl), ("negative_ttl", self.negative_ttl)] {
+            if value > MAX_TTL {
+                return Err(ValidationError::new(field, "must be at most 365d"));
+            }
+        }
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(ValidationError::new(
                 "jitter",
@@ -244,6 +263,9 @@ impl Section for L1Config {
         }
         if self.enabled && self.ttl.is_zero() {
             return Err(ValidationError::new("ttl", "must be above zero"));
+        }
+        if self.ttl > MAX_TTL {
+            return Err(ValidationError::new("ttl", "must be at most 365d"));
         }
         Ok(())
     }
@@ -332,5 +354,28 @@ mod tests {
                 .unwrap();
         assert!(config.validate().is_ok());
         assert!(config.cache.negative_ttl.is_zero() && config.cache.l1.enabled);
+    }
+
+    #[test]
+    fn absurd_durations_are_config_errors_not_overflows() {
+        let ages = Duration::from_secs(u64::MAX / 4);
+        let config = RedisConfig {
+            connect_timeout: ages,
+            ..RedisConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field, "connect_timeout");
+        for (field, set) in [
+            (
+                "cache.ttl",
+                (|c: &mut CacheConfig, d| c.ttl = d) as fn(&mut CacheConfig, Duration),
+            ),
+            ("cache.negative_ttl", |c, d| c.negative_ttl = d),
+            ("cache.timeout", |c, d| c.timeout = d),
+            ("cache.l1.ttl", |c, d| c.l1.ttl = d),
+        ] {
+            let mut config = RedisConfig::default();
+            set(&mut config.cache, ages);
+            assert_eq!(config.validate().unwrap_err().field, field);
+        }
     }
 }
