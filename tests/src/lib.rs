@@ -35,6 +35,37 @@ pub fn local_config(drain_delay: Duration, grace: Duration) -> Config<NoAppConfi
     config
 }
 
+/// An example's config from its embedded `defaults` alone (no process arguments, no
+/// environment), loaded as the binary `name` would, with the listeners and shutdown timings
+/// of [`local_config`] (free ports, no drain delay, 5 s grace).
+pub fn example_config<T>(defaults: &'static str, name: &str) -> Config<T>
+where
+    T: truss::config::Section + serde::de::DeserializeOwned,
+{
+    let base = local_config(Duration::ZERO, Duration::from_secs(5));
+    let mut config = truss::config::ConfigLoader::new()
+        .defaults(defaults)
+        .args(vec![name.to_owned()])
+        .env_vars(Vec::<(String, String)>::new())
+        .load::<T>()
+        .expect("an example's embedded defaults load");
+    config.http = base.http;
+    config.grpc = base.grpc;
+    config.admin = base.admin;
+    config.shutdown = base.shutdown;
+    config
+}
+
+/// The value of the sample `name{labels}` (written exactly as the exposition prints it) in
+/// this process's Prometheus recorder; 0 when absent.
+pub fn metric_sample(name_and_labels: &str) -> u64 {
+    let text = truss::observe::metrics::render(&truss::observe::metrics::install());
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// An open HTTP/1.1 connection (kept alive between requests).
 pub struct H1 {
     send: http1::SendRequest<Empty<Bytes>>,

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use tonic::Code;
 use tonic::transport::Channel;
 use truss::Config;
-use truss::config::{ConfigLoader, Section};
+use truss::config::Section;
 use truss_tests::local_config;
 
 /// What one reflection request asks.
@@ -134,24 +134,14 @@ fn files(answer: &Answer) -> &[FileDescriptorProto] {
     }
 }
 
-/// `name`'s embedded defaults (auth on in both examples), with listeners on free ports and
-/// the SQLite file in `dir`.
+/// `name`'s embedded defaults (auth on in both examples), with listeners on free ports,
+/// shedding off and the SQLite file in `dir`.
 fn example_config<T: Section + DeserializeOwned>(
     defaults: &'static str,
     name: &str,
     dir: &Path,
 ) -> Config<T> {
-    let base = local_config(Duration::ZERO, Duration::from_secs(5));
-    let mut config = ConfigLoader::new()
-        .defaults(defaults)
-        .args(vec![name.to_owned()])
-        .env_vars(Vec::<(String, String)>::new())
-        .load::<T>()
-        .unwrap();
-    config.http = base.http;
-    config.grpc = base.grpc;
-    config.admin = base.admin;
-    config.shutdown = base.shutdown;
+    let mut config = truss_tests::example_config::<T>(defaults, name);
     config.admission.shed.enabled = false;
     config.database.data_dir = dir.to_path_buf();
     config

@@ -7,16 +7,7 @@ use std::time::{Duration, Instant};
 
 use truss::redis::{Redis, RedisConfig, RedisError, cmd};
 use truss::resilience::breaker::{BreakerState, OpenPolicy, Strategy};
-use truss_tests::RedisServer;
-
-/// The value of the sample `name{labels}` in the exposition text, 0 when absent.
-fn sample(name_and_labels: &str) -> u64 {
-    let text = truss::observe::metrics::render(&truss::observe::metrics::install());
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0)
-}
+use truss_tests::{RedisServer, metric_sample};
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -88,8 +79,10 @@ async fn the_breaker_opens_on_a_slow_server_fails_fast_and_closes_after() {
     }
 
     // Rejections are not failures: the breaker saw exactly the calls that timed out.
-    let failures = sample(r#"truss_breaker_outcomes_total{breaker="redis",outcome="failure"}"#);
-    let rejected = sample(r#"truss_breaker_requests_total{breaker="redis",decision="rejected"}"#);
+    let failures =
+        metric_sample(r#"truss_breaker_outcomes_total{breaker="redis",outcome="failure"}"#);
+    let rejected =
+        metric_sample(r#"truss_breaker_requests_total{breaker="redis",decision="rejected"}"#);
     assert_eq!(failures, tally.timed_out);
     assert!(rejected >= tally.rejected, "{rejected} {tally:?}");
 }

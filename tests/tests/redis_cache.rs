@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use truss::redis::{Cache, CacheConfig, Redis, RedisConfig, cmd};
 use truss::resilience::deadline::Deadline;
-use truss_tests::RedisServer;
+use truss_tests::{RedisServer, metric_sample};
 
 async fn connect(server: &RedisServer) -> Redis {
     Redis::connect(&RedisConfig {
@@ -48,15 +48,6 @@ fn pttl(server: &RedisServer, key: &str) -> i64 {
     server.cli(&["PTTL", key]).unwrap().parse().unwrap()
 }
 
-/// The value of the sample `name{labels}` in the exposition text, 0 when absent.
-fn sample(name_and_labels: &str) -> u64 {
-    let text = truss::observe::metrics::render(&truss::observe::metrics::install());
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_misses_call_the_loader_once() {
     let server = RedisServer::start().await;
@@ -85,13 +76,13 @@ async fn a_thousand_concurrent_misses_call_the_loader_once() {
         .unwrap();
     assert_eq!((again.as_deref(), loader.calls()), (Some("v"), 1));
     let requests = |result: &str| {
-        sample(&format!(
+        metric_sample(&format!(
             "truss_cache_requests_total{{cache=\"flight\",result=\"{result}\"}}"
         ))
     };
     assert_eq!(requests("miss") + requests("hit"), 1001);
     assert_eq!(
-        sample(r#"truss_cache_loads_total{cache="flight",result="ok"}"#),
+        metric_sample(r#"truss_cache_loads_total{cache="flight",result="ok"}"#),
         1
     );
     let text = truss::observe::metrics::render(&truss::observe::metrics::install());
@@ -150,7 +141,7 @@ async fn not_found_is_remembered_for_negative_ttl() {
     let ttl = pttl(&server, "negative:404");
     assert!((1_000..=2_200).contains(&ttl), "{ttl}");
     assert_eq!(
-        sample(r#"truss_cache_requests_total{cache="negative",result="negative_hit"}"#),
+        metric_sample(r#"truss_cache_requests_total{cache="negative",result="negative_hit"}"#),
         4
     );
 
@@ -225,7 +216,7 @@ async fn a_redis_outage_bypasses_the_cache_and_recovery_uses_it_again() {
     }
     assert_eq!(loader.calls(), 21);
     assert_eq!(
-        sample(r#"truss_cache_requests_total{cache="outage",result="bypass"}"#),
+        metric_sample(r#"truss_cache_requests_total{cache="outage",result="bypass"}"#),
         20
     );
 
@@ -294,7 +285,7 @@ async fn a_delete_drops_the_l1_entry_of_other_instances() {
         Some("v1")
     );
     assert_eq!(
-        sample(r#"truss_cache_requests_total{cache="user",result="hit_l1"}"#),
+        metric_sample(r#"truss_cache_requests_total{cache="user",result="hit_l1"}"#),
         1
     );
 
@@ -394,17 +385,7 @@ async fn the_invalidation_subscriber_comes_back_after_a_restart() {
 /// the same `dir`) with its reads behind Redis at `url` and an L1 whose TTL (60 s) is longer
 /// than the test: only a pub/sub invalidation can make an instance drop an entry early.
 async fn user_with_cache(dir: &std::path::Path, url: &str) -> truss::RunningApp {
-    let base = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
-    let mut config = truss::config::ConfigLoader::new()
-        .defaults(user::DEFAULTS)
-        .args(vec!["user".to_owned()])
-        .env_vars(Vec::<(String, String)>::new())
-        .load::<user::UserConfig>()
-        .unwrap();
-    config.http = base.http;
-    config.grpc = base.grpc;
-    config.admin = base.admin;
-    config.shutdown = base.shutdown;
+    let mut config = truss_tests::example_config::<user::UserConfig>(user::DEFAULTS, "user");
     config.database.data_dir = dir.to_owned();
     config.redis.url = Some(url.to_owned());
     config.redis.cache.l1.enabled = true;
@@ -548,7 +529,7 @@ async fn a_slow_redis_costs_a_read_the_cache_timeout_not_the_command_timeout() {
     // from both that and the 3 s the server sleeps.
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(
-        sample(r#"truss_cache_requests_total{cache="slow",result="bypass"}"#),
+        metric_sample(r#"truss_cache_requests_total{cache="slow",result="bypass"}"#),
         1
     );
     eprintln!("cache: a read on a sleeping Redis took {took:?}");

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use truss_tests::{Postgres, Proc, call, call_as, demo_token, local_config};
+use truss_tests::{Postgres, Proc, call, call_as, demo_token, example_config};
 
 const USER: &str = env!("CARGO_BIN_EXE_user-service");
 
@@ -70,18 +70,8 @@ async fn sqlite_data_survives_a_killed_process() {
 }
 
 async fn user_on(url: &str) -> truss::RunningApp {
-    let base = local_config(Duration::ZERO, Duration::from_secs(5));
     // The embedded defaults (demo auth included), no process arguments or environment.
-    let mut config = truss::config::ConfigLoader::new()
-        .defaults(user::DEFAULTS)
-        .args(vec!["user".to_owned()])
-        .env_vars(Vec::<(String, String)>::new())
-        .load::<user::UserConfig>()
-        .unwrap();
-    config.http = base.http;
-    config.grpc = base.grpc;
-    config.admin = base.admin;
-    config.shutdown = base.shutdown;
+    let mut config = example_config::<user::UserConfig>(user::DEFAULTS, "user");
     config.database.url = Some(url.to_owned());
     user::app(&config).await.unwrap().start().await.unwrap()
 }
