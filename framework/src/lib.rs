@@ -77,6 +77,7 @@ pub mod error;
 pub mod grpc;
 mod labels;
 pub mod observe;
+mod random;
 pub mod redis;
 pub mod registry;
 pub mod resilience;

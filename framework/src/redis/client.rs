@@ -205,7 +205,18 @@ impl Redis {
         operation: &'static str,
         pipe: &Pipeline,
     ) -> Result<T, RedisError> {
-        self.govern(operation, None, async |mut conn| {
+        self.pipeline_within(operation, pipe, None).await
+    }
+
+    /// [`pipeline`](Self::pipeline) within `budget` as well, when given (the cache's own
+    /// calls).
+    pub(super) async fn pipeline_within<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &Pipeline,
+        budget: Option<Duration>,
+    ) -> Result<T, RedisError> {
+        self.govern(operation, budget, async |mut conn| {
             pipe.query_async(&mut conn).await
         })
         .await
@@ -234,7 +245,7 @@ impl Redis {
     }
 
     /// Metrics, span and outcome around one call.
-    pub(super) async fn govern<T>(
+    async fn govern<T>(
         &self,
         operation: &'static str,
         budget: Option<Duration>,

@@ -1,4 +1,3 @@
-use std::cell::Cell;
 use std::fmt;
 
 use http::HeaderValue;
@@ -53,32 +52,9 @@ impl fmt::Debug for SpanId {
     }
 }
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per process and differs per instance.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish() | 1
-}
-
-/// A non-zero random u64 (splitmix64 over a per-thread counter: unique ids, not secrets).
+/// A non-zero random u64 (unique ids, not secrets).
 fn random() -> u64 {
-    RNG.with(|state| {
-        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)).max(1)
-    })
+    crate::random::next_u64().max(1)
 }
 
 impl TraceId {
@@ -144,7 +120,7 @@ impl TraceContext {
     /// A new trace, sampled with probability `ratio`.
     pub fn new_root_sampled(ratio: f64) -> Self {
         let mut ctx = Self::new_root();
-        ctx.sampled = ratio >= 1.0 || ((random() >> 11) as f64 / (1u64 << 53) as f64) < ratio;
+        ctx.sampled = ratio >= 1.0 || crate::random::unit() < ratio;
         ctx
     }
 

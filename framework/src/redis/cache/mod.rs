@@ -5,12 +5,10 @@ mod codec;
 mod flight;
 mod l1;
 
-use std::collections::hash_map::RandomState;
 use std::fmt::Display;
-use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -258,11 +256,8 @@ where
             .publish(&self.inner.config.invalidation_channel, &redis_key)
             .ignore();
         let budget = Some(self.inner.config.timeout);
-        let redis = &self.inner.redis;
-        redis
-            .govern("cache_delete", budget, async |mut conn| {
-                pipe.query_async(&mut conn).await
-            })
+        (self.inner.redis)
+            .pipeline_within("cache_delete", &pipe, budget)
             .await
     }
 
@@ -409,15 +404,7 @@ fn subscribe<V: Clone + Send + Sync + 'static>(
 
 /// `ttl × (1 ± jitter)`, uniformly.
 fn jittered(ttl: Duration, jitter: f64) -> Duration {
-    ttl.mul_f64(1.0 + jitter * (2.0 * random_unit() - 1.0))
-}
-
-/// A number in [0, 1), random enough for spreading expiries (not for secrets).
-fn random_unit() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    ttl.mul_f64(1.0 + jitter * (2.0 * crate::random::unit() - 1.0))
 }
 
 #[cfg(test)]

@@ -69,25 +69,6 @@ impl BackendCounters {
     }
 }
 
-/// A number in `0..n`, uniform enough for spreading load: a per-thread xorshift seeded from
-/// the process's random hash keys.
-fn pick(n: u32) -> u32 {
-    use std::cell::Cell;
-    use std::hash::BuildHasher;
-    thread_local! {
-        static STATE: Cell<u64> =
-            Cell::new(std::collections::hash_map::RandomState::new().hash_one(0u64) | 1);
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (((x >> 32) * u64::from(n)) >> 32) as u32
-    })
-}
-
 /// A rule with `backend = "redis"`: decided by [`GCRA`] in Redis within `redis_budget`,
 /// else by a local limiter at this instance's share of the rate.
 pub(crate) struct RedisRule {
@@ -165,7 +146,7 @@ impl RedisRule {
             RequestKey::Missing => {}
         }
         if self.shards > 1 {
-            let shard = pick(self.shards);
+            let shard = crate::random::below(self.shards);
             let _ = write!(out, "|{shard}");
         }
         out
