@@ -80,6 +80,7 @@ pub mod observe;
 mod random;
 pub mod redis;
 pub mod registry;
+pub mod reload;
 pub mod resilience;
 pub mod route;
 mod section;

@@ -40,7 +40,7 @@ pub fn local_config(drain_delay: Duration, grace: Duration) -> Config<NoAppConfi
 /// of [`local_config`] (free ports, no drain delay, 5 s grace).
 pub fn example_config<T>(defaults: &'static str, name: &str) -> Config<T>
 where
-    T: truss::config::Section + serde::de::DeserializeOwned,
+    T: truss::config::Section + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let base = local_config(Duration::ZERO, Duration::from_secs(5));
     let mut config = truss::config::ConfigLoader::new()

@@ -136,7 +136,7 @@ fn files(answer: &Answer) -> &[FileDescriptorProto] {
 
 /// `name`'s embedded defaults (auth on in both examples), with listeners on free ports,
 /// shedding off and the SQLite file in `dir`.
-fn example_config<T: Section + DeserializeOwned>(
+fn example_config<T: Section + DeserializeOwned + Send + Sync + 'static>(
     defaults: &'static str,
     name: &str,
     dir: &Path,

@@ -13,7 +13,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Deserialize;
-use truss::config::{Section, ValidationError};
+use truss::config::{Live, Section, ValidationError};
 
 /// Generated gRPC types for `proto/hello.proto`.
 pub mod pb {
@@ -44,6 +44,13 @@ impl Default for HelloConfig {
     }
 }
 
+/// A fixed config, for tests and code that does not reload: `routes(&config)`.
+impl From<&HelloConfig> for Live<HelloConfig> {
+    fn from(config: &HelloConfig) -> Self {
+        Live::new(config.clone())
+    }
+}
+
 impl Section for HelloConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.greeting.trim().is_empty() {
@@ -69,13 +76,16 @@ struct SleepQuery {
     ms: u64,
 }
 
-/// The HTTP routes: `/hello` and `/sleep`.
-pub fn routes(config: &HelloConfig) -> Router {
-    let greeting = config.greeting.clone();
+/// The HTTP routes: `/hello` and `/sleep`. The greeting is read per request, so a reload
+/// of `app.greeting` shows at once (pass [`Config::live_app`](truss::Config::live_app)).
+pub fn routes(config: impl Into<Live<HelloConfig>>) -> Router {
+    let config = config.into();
     Router::new()
         .route(
             "/hello",
-            get(move |Query(q): Query<NameQuery>| async move { greet(&greeting, &q.name) }),
+            get(move |Query(q): Query<NameQuery>| async move {
+                greet(&config.get().greeting, &q.name)
+            }),
         )
         .route("/sleep", get(sleep))
 }
@@ -94,14 +104,14 @@ async fn sleep(Query(q): Query<SleepQuery>) -> Result<String, (StatusCode, Strin
 /// The gRPC Greeter.
 #[derive(Debug, Clone)]
 pub struct Greeter {
-    greeting: String,
+    config: Live<HelloConfig>,
 }
 
 impl Greeter {
-    /// A greeter using the configured greeting.
-    pub fn new(config: &HelloConfig) -> Self {
+    /// A greeter using the configured greeting, read per call.
+    pub fn new(config: impl Into<Live<HelloConfig>>) -> Self {
         Self {
-            greeting: config.greeting.clone(),
+            config: config.into(),
         }
     }
 
@@ -124,7 +134,7 @@ impl pb::greeter_server::Greeter for Greeter {
             ));
         }
         Ok(tonic::Response::new(pb::HelloReply {
-            message: greet(&self.greeting, &name),
+            message: greet(&self.config.get().greeting, &name),
         }))
     }
 }

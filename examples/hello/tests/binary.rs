@@ -89,6 +89,92 @@ fn logs_bound_addresses_serves_and_stops_on_sigterm() {
     );
 }
 
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({signal}) failed"
+    );
+}
+
+/// The body of a GET, polled until `want` holds or 10 s pass.
+fn poll_get(addr: SocketAddr, path: &str, want: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = http_get(addr, path);
+        if want(&last) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+#[test]
+fn sighup_reloads_the_greeting_and_log_level_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.toml");
+    // The file watch polls hourly here: only SIGHUP can make this reload. Access lines are
+    // filtered out until the reload turns them on.
+    let text = |greeting: &str, level: &str| {
+        format!(
+            "[reload]\npoll = \"1h\"\n[log]\nlevel = \"{level}\"\n[app]\ngreeting = \"{greeting}\"\n"
+        )
+    };
+    std::fs::write(&file, text("Hi", "info,truss::access=off")).unwrap();
+    let mut child = Guard(hello().arg("--config").arg(&file).spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("listening"))
+        .expect("no 'listening' line");
+    let (http, admin) = (field(&line, "http"), field(&line, "admin"));
+    assert!(http_get(http, "/hello?name=Ada").ends_with("Hi, Ada!"));
+
+    std::fs::write(&file, text("Howdy", "info")).unwrap();
+    signal(&child.0, libc::SIGHUP);
+    let resp = poll_get(http, "/hello?name=Ada", |r| r.ends_with("Howdy, Ada!"));
+    assert!(resp.ends_with("Howdy, Ada!"), "{resp}");
+    let config = http_get(admin, "/config");
+    assert!(config.contains("\"revision\":1"), "{config}");
+
+    // An invalid greeting is rejected whole: the old one stays.
+    std::fs::write(&file, text(" ", "info")).unwrap();
+    signal(&child.0, libc::SIGHUP);
+    let config = poll_get(admin, "/config", |c| c.contains("must not be empty"));
+    assert!(config.contains("`app.greeting`"), "{config}");
+    assert!(http_get(http, "/hello?name=Ada").ends_with("Howdy, Ada!"));
+
+    signal(&child.0, libc::SIGTERM);
+    let exit = child.0.wait().unwrap();
+    assert!(
+        exit.success(),
+        "a reload must not stop the process: {exit:?}"
+    );
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let reloaded = rest
+        .iter()
+        .position(|l| l.contains("config reloaded"))
+        .unwrap_or_else(|| panic!("no reload logged: {rest:?}"));
+    let access = |l: &&String| l.contains("/hello") && l.contains("200");
+    assert!(
+        !rest[..reloaded].iter().any(|l| access(&l)),
+        "access lines before the level changed: {rest:?}"
+    );
+    assert!(
+        rest[reloaded..].iter().any(|l| access(&l)),
+        "access lines after the level changed: {rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("config reload rejected")),
+        "{rest:?}"
+    );
+}
+
 #[test]
 fn bad_config_exits_non_zero_naming_key_and_source() {
     let out = hello()

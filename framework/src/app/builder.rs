@@ -43,6 +43,10 @@ pub struct AppBuilder {
     pub(super) health: Health,
     pub(super) handle: ShutdownHandle,
     pub(super) cpu: Option<Arc<dyn CpuSource>>,
+    /// Sets the installed subscriber's filter on reload (only with `run`).
+    pub(super) log_level: Option<crate::reload::LevelControl>,
+    /// Whether SIGHUP reloads the config (only with `run`).
+    pub(super) sighup: bool,
 }
 
 impl AppBuilder {
@@ -66,6 +70,8 @@ impl AppBuilder {
             health: Health::new(),
             handle: ShutdownHandle::new(),
             cpu: None,
+            log_level: None,
+            sighup: false,
         }
     }
 

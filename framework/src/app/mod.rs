@@ -11,7 +11,7 @@ mod error;
 mod lifecycle;
 mod reflection;
 mod running;
-mod stack;
+pub(crate) mod stack;
 mod start;
 
 pub use builder::{AppBuilder, RouteLayer};

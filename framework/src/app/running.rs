@@ -6,8 +6,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::AppError;
+use crate::config::ConfigError;
 use crate::observe::health::Health;
 use crate::registry::Instance;
+use crate::reload::{ReloadReport, Trigger};
 use crate::shutdown::ShutdownHandle;
 
 /// The addresses the app bound.
@@ -42,6 +44,8 @@ pub struct RunningApp {
     pub(super) health: Health,
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) task: JoinHandle<()>,
+    /// Asks the reloader (absent when the config is not reloadable).
+    pub(super) reload: Option<tokio::sync::mpsc::Sender<Trigger>>,
 }
 
 impl RunningApp {
@@ -84,6 +88,28 @@ impl RunningApp {
     pub async fn reached(&self, phase: Phase) {
         let mut rx = self.phase.clone();
         let _ = rx.wait_for(|p| *p >= phase).await;
+    }
+
+    /// Reloads the config from its sources now, as a file change or SIGHUP would, and waits
+    /// for the outcome: what applied, what needs a restart, or why the new config was
+    /// rejected (the old one stays in force). See [`reload`](crate::reload).
+    ///
+    /// An error too when the app does not reload: its config was built in code rather than
+    /// loaded, or `[reload] enabled = false`.
+    pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let not_reloading = || {
+            ConfigError::one(
+                "reload",
+                "the running app",
+                "this app does not reload: its config was built in code, or [reload] is off",
+            )
+        };
+        let tx = self.reload.as_ref().ok_or_else(not_reloading)?;
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        tx.send(Trigger::Asked(done))
+            .await
+            .map_err(|_| not_reloading())?;
+        outcome.await.map_err(|_| not_reloading())?
     }
 
     /// Waits until the app has shut down.

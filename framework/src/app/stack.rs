@@ -95,6 +95,38 @@ impl StackShared {
     }
 }
 
+impl StackShared {
+    /// The parts for a reloaded config: a new token verifier when `[auth]` changed, a Redis
+    /// client when a rate limit newly keeps its buckets there; the rest shared.
+    pub(crate) async fn renew(
+        &self,
+        config: &Config<NoAppConfig>,
+        auth_changed: bool,
+    ) -> Result<Self, AppError> {
+        #[cfg_attr(not(any(feature = "auth", feature = "redis")), allow(unused_mut))]
+        let mut shared = self.clone();
+        #[cfg(feature = "auth")]
+        if auth_changed {
+            shared.verifier = None;
+            if config.auth.is_on() {
+                let v = crate::auth::Verifier::new(&config.auth).map_err(|e| invalid("auth", e))?;
+                let v = Arc::new(v);
+                v.start().await;
+                shared.verifier = Some(v);
+            }
+        }
+        #[cfg(not(feature = "auth"))]
+        let _ = auth_changed;
+        #[cfg(feature = "redis")]
+        if shared.redis.is_none() {
+            shared.redis = redis_for_rate_limits(config).await?;
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = config;
+        Ok(shared)
+    }
+}
+
 /// The Redis client for the rate limits with `backend = "redis"`, if any rule has it; such
 /// a rule without `[redis] url` is a config error naming it. Connecting never waits for
 /// the server: while it is down, those limits decide locally.

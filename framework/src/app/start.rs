@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use super::stack::{StackShared, build};
 use super::{AppBuilder, AppError, Phase, RunningApp};
 use crate::config::{Config, ConfigError, NoAppConfig};
 use crate::registry::{self, Instance, Registrar};
+use crate::reload::{self, LiveStack};
 use crate::resilience::{CpuSource, shed::SystemCpu};
 use crate::shutdown::{ShutdownHandle, listen_for_signals};
 use crate::transport::admin;
@@ -34,11 +36,16 @@ impl AppBuilder {
     /// handlers, which suits tests and embedding.
     pub async fn start(mut self) -> Result<RunningApp, AppError> {
         let config = self.resolve_config()?;
-        let cpu = cpu_source(&config, self.cpu.take());
         let prometheus = crate::observe::metrics::install();
+        let initial = reload::initial(config).await?;
+        let config = initial.config;
+        let cpu = cpu_source(&config, self.cpu.take());
         let shared = StackShared::start(&config, cpu, &self.name).await?;
-        let (listeners, grpc_health) = self.bind_listeners(&config, &shared).await?;
-        let admin = self.bind_admin(&config, prometheus.clone()).await?;
+        let (listeners, grpc_health, stacks) = self.bind_listeners(&config, &shared).await?;
+        let status = reload::Status::new(&config, &initial.shown);
+        let admin = self
+            .bind_admin(&config, prometheus.clone(), &status)
+            .await?;
         let addrs = addresses(&listeners, &admin);
         let serving = Serving::spawn(listeners, admin, grpc_health, &config, &self.handle);
         let instance = self.instance(&config, &addrs);
@@ -52,7 +59,30 @@ impl AppBuilder {
         .await;
         self.health.set_ready(true);
         let upkeep = crate::observe::metrics::spawn_upkeep(prometheus, Duration::from_secs(5));
-        Ok(self.launch(config, serving, registrar, addrs, instance, upkeep))
+        let reloading = match config.origin.0.clone() {
+            Some(origin) => {
+                let engine = reload::Engine {
+                    origin,
+                    current: config.clone(),
+                    shown: initial.shown,
+                    overlay: initial.overlay,
+                    stacks,
+                    shared,
+                    level: self.log_level.take(),
+                    status,
+                };
+                reload::Reloading::spawn(engine, initial.revision, self.sighup)
+            }
+            None => reload::Reloading::default(),
+        };
+        Ok(self.launch(
+            config,
+            serving,
+            registrar,
+            addrs,
+            instance,
+            (upkeep, reloading),
+        ))
     }
 
     /// Runs the service until SIGTERM or SIGINT (or its [`ShutdownHandle`]), then shuts down
@@ -65,6 +95,8 @@ impl AppBuilder {
         let guard =
             crate::observe::log::init(&config.log, &config.trace, &self.name, &self.version)?;
         self.config = Some(config);
+        self.log_level = guard.level_control();
+        self.sighup = true;
         listen_for_signals(self.handle.clone()).map_err(AppError::Signal)?;
         let running = self.start().await?;
         let fmt_addr = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
@@ -101,27 +133,32 @@ impl AppBuilder {
         &mut self,
         config: &Config<NoAppConfig>,
         shared: &StackShared,
-    ) -> Result<(Vec<Server>, Option<GrpcHealth>), AppError> {
+    ) -> Result<(Vec<Server>, Option<GrpcHealth>, Vec<LiveStack>), AppError> {
         let mut listeners = Vec::new();
+        let mut stacks = Vec::new();
         if let Some(router) = self.http.take() {
-            let router = apply(router, std::mem::take(&mut self.http_layers));
-            let router = build(router, Transport::Http, config, shared)?;
+            let base = apply(router, std::mem::take(&mut self.http_layers));
+            let stack = live_stack(base, Transport::Http, config, shared)?;
             let protocol = Protocol::Auto {
                 header_read_timeout: config.http.header_read_timeout,
             };
-            listeners.push(Server::bind("http", config.http.addr, router, protocol).await?);
+            let slot = stack.slot.clone();
+            listeners.push(Server::bind("http", config.http.addr, slot, protocol).await?);
+            stacks.push(stack);
         }
         let mut grpc_health = None;
         if let Some(routes) = self.grpc.take() {
-            let (health, router) = self.grpc_router(routes, config).await?;
+            let (health, base) = self.grpc_router(routes, config).await?;
             grpc_health = Some(health);
-            let router = build(router, Transport::Grpc, config, shared)?;
+            let stack = live_stack(base, Transport::Grpc, config, shared)?;
             let protocol = Protocol::Http2 {
                 max_concurrent_streams: config.grpc.max_concurrent_streams,
             };
-            listeners.push(Server::bind("grpc", config.grpc.addr, router, protocol).await?);
+            let slot = stack.slot.clone();
+            listeners.push(Server::bind("grpc", config.grpc.addr, slot, protocol).await?);
+            stacks.push(stack);
         }
-        Ok((listeners, grpc_health))
+        Ok((listeners, grpc_health, stacks))
     }
 
     /// The team's gRPC services plus the standard `grpc.health.v1` service, SERVING until
@@ -156,13 +193,22 @@ impl AppBuilder {
         &mut self,
         config: &Config<NoAppConfig>,
         prometheus: metrics_exporter_prometheus::PrometheusHandle,
+        status: &reload::Status,
     ) -> Result<Server, AppError> {
         let extra = std::mem::take(&mut self.admin);
-        let router = admin::router(self.health.clone(), prometheus).merge(extra);
+        #[cfg_attr(not(feature = "profiling"), allow(unused_mut))]
+        let mut router = admin::router(self.health.clone(), prometheus)
+            .merge(status.router())
+            .merge(extra);
+        #[cfg(feature = "profiling")]
+        if config.admin.profiling {
+            router = router.merge(crate::observe::profile::router());
+        }
         let protocol = Protocol::Auto {
             header_read_timeout: config.http.header_read_timeout,
         };
-        Ok(Server::bind("admin", config.admin.addr, router, protocol).await?)
+        let slot = Arc::new(ArcSwap::from_pointee(router));
+        Ok(Server::bind("admin", config.admin.addr, slot, protocol).await?)
     }
 
     /// What is announced to the registry.
@@ -187,7 +233,7 @@ impl AppBuilder {
         registrar: Option<Arc<dyn Registrar>>,
         addrs: Addrs,
         instance: Instance,
-        upkeep: JoinHandle<()>,
+        (upkeep, reloading): (JoinHandle<()>, reload::Reloading),
     ) -> RunningApp {
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let lifecycle = Lifecycle {
@@ -205,8 +251,10 @@ impl AppBuilder {
             phase_tx,
             grpc_health: serving.grpc_health,
         };
+        let reload = reloading.tx.clone();
         let task = tokio::spawn(async move {
             lifecycle.run().await;
+            reloading.stop();
             upkeep.abort();
         });
         RunningApp {
@@ -217,6 +265,7 @@ impl AppBuilder {
             health: self.health,
             phase: phase_rx,
             task,
+            reload,
         }
     }
 }
@@ -273,6 +322,21 @@ impl Serving {
             grpc_health,
         }
     }
+}
+
+/// A listener's router behind the server stack, kept with what rebuilds it on reload.
+fn live_stack(
+    base: Router,
+    transport: Transport,
+    config: &Config<NoAppConfig>,
+    shared: &StackShared,
+) -> Result<LiveStack, AppError> {
+    let protected = build(base.clone(), transport, config, shared)?;
+    Ok(LiveStack {
+        transport,
+        base,
+        slot: Arc::new(ArcSwap::from_pointee(protected)),
+    })
 }
 
 /// Applies the team's own layers; the first added is the innermost.

@@ -121,6 +121,9 @@ pub struct ClientConfig {
     /// service's own.
     #[cfg(feature = "auth")]
     pub auth: crate::auth::ClientAuth,
+    /// The app config this came from ([`from_config`](Self::from_config)): a reload of
+    /// `[retry]` reaches the client's retry policy.
+    pub origin: crate::config::ConfigOrigin,
 }
 
 impl Default for ClientConfig {
@@ -133,13 +136,15 @@ impl Default for ClientConfig {
             queue: 1024,
             #[cfg(feature = "auth")]
             auth: crate::auth::ClientAuth::None,
+            origin: Default::default(),
         }
     }
 }
 
 impl ClientConfig {
     /// The client settings of an app's config: its `[retry]` and `[breaker]` sections and
-    /// `[timeout].margin`.
+    /// `[timeout].margin`. When the config was loaded from sources, the client follows
+    /// reloads of `[retry]` (see [`reload`](crate::reload)).
     ///
     /// ```
     /// let config = truss::Config::<truss::config::NoAppConfig>::default();
@@ -151,6 +156,7 @@ impl ClientConfig {
             retry: config.retry.clone(),
             breaker: config.breaker.clone(),
             deadline_margin: config.timeout.margin,
+            origin: config.origin.clone(),
             ..Self::default()
         }
     }
@@ -252,15 +258,32 @@ where
     let auth = crate::auth::ClientAuthLayer::new(config.auth.clone());
     #[cfg(not(feature = "auth"))]
     let auth = tower::layer::util::Identity::new();
+    let retry = RetryLayer::new(service, &config.retry)?;
+    follow_retry(&config.origin, &retry);
     let stack = ServiceBuilder::new()
         .layer(auth)
         .layer(InjectTraceLayer)
         .layer(ClientMetricsLayer::new(service))
         .layer(PropagateDeadlineLayer::new(config.deadline_margin))
-        .layer(RetryLayer::new(service, &config.retry)?)
+        .layer(retry)
         .layer(ClientBreakerLayer::new(service.to_owned(), breakers))
         .service(buffer);
     Ok(BoxCloneSyncService::new(stack))
+}
+
+/// Keeps `retry` on the `[retry]` section in force, for as long as the client lives.
+fn follow_retry(origin: &crate::config::ConfigOrigin, retry: &RetryLayer) {
+    let Some(origin) = &origin.0 else { return };
+    let weak = retry.downgrade();
+    origin.follow(move |config| match weak.upgrade() {
+        Some(retry) => {
+            if let Err(error) = retry.set_config(&config.retry) {
+                tracing::error!(%error, "reloaded [retry] not applied to a client");
+            }
+            true
+        }
+        None => false,
+    });
 }
 
 /// One instance's HTTP address, reached through a shared connection pool.

@@ -11,6 +11,7 @@ use crate::auth::AuthConfig;
 use crate::observe::otel::TraceConfig;
 use crate::redis::RedisConfig;
 use crate::registry::RegistryConfig;
+use crate::reload::ReloadConfig;
 use crate::resilience::AdmissionConfig;
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::deadline::TimeoutConfig;
@@ -34,6 +35,9 @@ macro_rules! framework_sections {
             $( $(#[$doc])* pub $key: $ty, )*
             /// `[app]`: the team's own section.
             pub app: T,
+            /// How this config was loaded, for live reload (set by the loader; empty when
+            /// built in code).
+            pub origin: super::origin::ConfigOrigin,
         }
 
         /// Every accepted top-level key, the framework's in order, then `app`.
@@ -50,17 +54,42 @@ macro_rules! framework_sections {
 
             /// The framework sections alone, without the team's `app`.
             pub fn framework(&self) -> Config<NoAppConfig> {
-                Config { $( $key: self.$key.clone(), )* app: NoAppConfig {} }
+                Config {
+                    $( $key: self.$key.clone(), )*
+                    app: NoAppConfig {},
+                    origin: self.origin.clone(),
+                }
             }
 
             /// The same framework sections next to another `app` section.
             pub(crate) fn with_app<U>(self, app: U) -> Config<U> {
-                Config { $( $key: self.$key, )* app }
+                Config { $( $key: self.$key, )* app, origin: self.origin }
+            }
+
+            /// The framework sections as JSON, one member per section (for diffs and
+            /// `/config`).
+            pub(crate) fn sections_json(&self) -> serde_json::Value {
+                let mut map = serde_json::Map::new();
+                $( map.insert(
+                    stringify!($key).to_owned(),
+                    serde_json::to_value(&self.$key).unwrap_or_default(),
+                ); )*
+                serde_json::Value::Object(map)
+            }
+
+            /// The framework sections and the team's `app`, apart.
+            pub(crate) fn split(self) -> (Config<NoAppConfig>, T) {
+                let framework = Config {
+                    $( $key: self.$key, )*
+                    app: NoAppConfig {},
+                    origin: self.origin,
+                };
+                (framework, self.app)
             }
 
             /// Reads every framework section through `reader`, next to an `app` section.
             pub(crate) fn read(reader: &mut impl ReadSection, app: T) -> Self {
-                Config { $( $key: reader.read(stringify!($key)), )* app }
+                Config { $( $key: reader.read(stringify!($key)), )* app, origin: Default::default() }
             }
         }
     };
@@ -95,4 +124,6 @@ framework_sections! {
     database: DatabaseConfig,
     /// `[redis]`: the Redis client and cache defaults (feature `redis`).
     redis: RedisConfig,
+    /// `[reload]`: live reload of this config (file watch, SIGHUP, etcd source).
+    reload: ReloadConfig,
 }

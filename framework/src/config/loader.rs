@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use figment::providers::{Format, Json, Toml, Yaml};
 use figment::value::{Dict, Map, Value};
@@ -8,6 +9,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 
 use super::error::{ConfigError, Problem};
+use super::origin::{ConfigOrigin, Origin, Overlay, Shown};
 use super::{Config, ReadSection, SECTIONS, Section};
 
 const ENV_SOURCE: &str = "environment";
@@ -159,45 +161,121 @@ impl ConfigLoader {
     }
 
     /// Loads and validates the whole configuration.
-    pub fn load<T: DeserializeOwned + Section>(&self) -> Result<Config<T>, ConfigError> {
-        let env = self.env();
-        let file_var = format!("{}CONFIG", self.env_prefix);
-        let file = match &self.file {
-            Some(path) => Some((path.clone(), FileOrigin::Explicit)),
-            None => match self.file_from_args()? {
-                Some(path) => Some((path, FileOrigin::Flag)),
-                None => env
-                    .iter()
-                    .find(|(k, _)| *k == file_var)
-                    .map(|(_, v)| (PathBuf::from(v), FileOrigin::Env(file_var.clone()))),
-            },
-        };
+    ///
+    /// The config remembers how it was loaded, so a running app can load it again when the
+    /// file changes (see [`reload`](crate::reload)).
+    pub fn load<T>(&self) -> Result<Config<T>, ConfigError>
+    where
+        T: DeserializeOwned + Section + Send + Sync + 'static,
+    {
+        let file = self.resolve_file()?;
+        if let Some((path, origin)) = &file {
+            check_file(path, origin)?;
+        }
+        let path = file.map(|(path, _)| path);
+        let (mut config, _) = self.load_from::<T>(path.as_deref(), None)?;
+        config.origin = ConfigOrigin(Some(Arc::new(Origin::new::<T>(self.clone(), path))));
+        Ok(config)
+    }
 
+    /// The config file to read and how it was named.
+    fn resolve_file(&self) -> Result<Option<(PathBuf, FileOrigin)>, ConfigError> {
+        if let Some(path) = &self.file {
+            return Ok(Some((path.clone(), FileOrigin::Explicit)));
+        }
+        if let Some(path) = self.file_from_args()? {
+            return Ok(Some((path, FileOrigin::Flag)));
+        }
+        let file_var = format!("{}CONFIG", self.env_prefix);
+        Ok(self
+            .env()
+            .into_iter()
+            .find(|(k, _)| *k == file_var)
+            .map(|(_, v)| (PathBuf::from(v), FileOrigin::Env(file_var))))
+    }
+
+    /// Loads defaults < `file` < `overlay` < environment, and what `/config` shows of it.
+    pub(crate) fn load_from<T: DeserializeOwned + Section>(
+        &self,
+        file: Option<&Path>,
+        overlay: Option<&Overlay>,
+    ) -> Result<(Config<T>, Shown), ConfigError> {
         let mut figment = Figment::new();
         if let Some(defaults) = self.defaults {
             figment = figment.merge(Toml::string(defaults));
         }
-        if let Some((path, origin)) = &file {
-            figment = merge_file(figment, path, origin)?;
+        if let Some(path) = file {
+            figment = merge_file(figment, path)?;
+        }
+        if let Some(overlay) = overlay {
+            figment = figment.merge(overlay.clone());
         }
         figment = figment.merge(EnvProvider {
             prefix: self.env_prefix.clone(),
-            file_var,
-            vars: env,
+            file_var: format!("{}CONFIG", self.env_prefix),
+            vars: self.env(),
         });
-        extract(&figment, &self.env_prefix)
+        let config = extract(&figment, &self.env_prefix)?;
+        Ok((config, shown(&figment, &self.env_prefix)))
     }
 }
 
-fn merge_file(figment: Figment, path: &Path, origin: &FileOrigin) -> Result<Figment, ConfigError> {
+/// A named config file that is missing is an error naming who named it.
+fn check_file(path: &Path, origin: &FileOrigin) -> Result<(), ConfigError> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(ConfigError::one(
+        "",
+        origin.describe(),
+        format!(
+            "config file {} does not exist or is not a file",
+            path.display()
+        ),
+    ))
+}
+
+/// The values the sources set, with the source of each leaf.
+fn shown(figment: &Figment, prefix: &str) -> Shown {
+    let merged: serde_json::Value = figment.extract().unwrap_or_default();
+    let mut sources = BTreeMap::new();
+    leaves(&merged, &mut String::new(), &mut |key| {
+        sources.insert(key.to_owned(), source_of(figment, key, prefix));
+    });
+    Shown {
+        app: merged.get("app").cloned().unwrap_or_default(),
+        sources,
+    }
+}
+
+/// Calls `found` with the dotted path of every leaf (segments holding `.` or `/` quoted).
+fn leaves(value: &serde_json::Value, path: &mut String, found: &mut impl FnMut(&str)) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                if key.contains(['.', '/']) {
+                    path.push_str(&format!("\"{key}\""));
+                } else {
+                    path.push_str(key);
+                }
+                leaves(child, path, found);
+                path.truncate(len);
+            }
+        }
+        _ => found(path),
+    }
+}
+
+fn merge_file(figment: Figment, path: &Path) -> Result<Figment, ConfigError> {
     if !path.is_file() {
         return Err(ConfigError::one(
             "",
-            origin.describe(),
-            format!(
-                "config file {} does not exist or is not a file",
-                path.display()
-            ),
+            format!("file {}", path.display()),
+            "the config file is gone or is not a file",
         ));
     }
     let ext = path
@@ -414,7 +492,7 @@ impl Provider for EnvProvider {
     }
 }
 
-fn insert(dict: &mut Dict, path: &[String], value: Value) {
+pub(crate) fn insert(dict: &mut Dict, path: &[String], value: Value) {
     match path {
         [] => {}
         [last] => {

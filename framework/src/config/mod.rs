@@ -27,11 +27,15 @@
 //!   ([`BreakerConfig`](crate::resilience::breaker::BreakerConfig)), `retry`
 //!   ([`RetryConfig`](crate::resilience::retry::RetryConfig)), `trace`
 //!   ([`TraceConfig`](crate::observe::otel::TraceConfig)), `registry`
-//!   ([`RegistryConfig`](crate::registry::RegistryConfig)) and `app`. The list lives in one
+//!   ([`RegistryConfig`](crate::registry::RegistryConfig)), `reload`
+//!   ([`ReloadConfig`](crate::reload::ReloadConfig)) and `app`. The list lives in one
 //!   place, `config/framework.rs`.
 //! * **Strict**: an unknown key anywhere is an error, so a typo never passes silently. Every
 //!   error names the key path and where the value came from.
 //! * **Validation**: every section implements [`Section`]; so does the team's.
+//! * **Live**: a running app reloads the config when its file changes, on SIGHUP and from
+//!   an etcd source; [`Config::live_app`] gives the team's section as a [`Live`] handle. See
+//!   [`reload`](crate::reload).
 //!
 //! ```
 //! use serde::Deserialize;
@@ -64,21 +68,27 @@
 pub use crate::section::duration;
 mod error;
 mod framework;
+mod live;
 mod loader;
+pub(crate) mod origin;
 mod sections;
 
 pub use crate::section::{Section, ValidationError};
 pub use error::ConfigError;
 pub use framework::Config;
 pub(crate) use framework::{ReadSection, SECTIONS};
+pub use live::Live;
 pub use loader::ConfigLoader;
+#[cfg(feature = "etcd")]
+pub(crate) use loader::insert as insert_path;
+pub use origin::ConfigOrigin;
 pub use sections::{
     AdminConfig, GrpcConfig, HttpConfig, LogConfig, LogFormat, NoAppConfig, ShutdownConfig,
 };
 
 use serde::de::DeserializeOwned;
 
-impl<T: DeserializeOwned + Section> Config<T> {
+impl<T: DeserializeOwned + Section + Send + Sync + 'static> Config<T> {
     /// Loads from the process's command line (`--config`) and environment (`TRUSS_*`).
     ///
     /// Shorthand for `ConfigLoader::new().load()`.

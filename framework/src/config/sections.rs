@@ -73,24 +73,46 @@ impl Default for GrpcConfig {
     }
 }
 
-/// `[admin]`: the admin listener serving `/healthz` and `/readyz`. It bypasses every
-/// admission and resilience layer, and binds to loopback by default so it is not exposed.
+/// `[admin]`: the admin listener serving `/healthz`, `/readyz` and `/metrics`, and the
+/// profiling endpoints when asked. It bypasses every admission and resilience layer, and
+/// binds to loopback by default so it is not exposed.
 ///
 /// ```toml
 /// [admin]
 /// addr = "127.0.0.1:9091"   # default
+/// profiling = false         # default; true: /debug/pprof/* (needs the `profiling` feature)
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address to bind. Default `127.0.0.1:9091`.
     pub addr: SocketAddr,
+    /// Serve CPU profiles of the process on this listener: `/debug/pprof/profile?seconds=N`
+    /// (pprof protobuf, for `go tool pprof`) and `/debug/pprof/flamegraph?seconds=N` (SVG).
+    /// Default `false`.
+    ///
+    /// Needs truss built with the `profiling` feature; `true` without it fails validation
+    /// rather than silently serving nothing. A profile reveals function names and costs CPU
+    /// while it runs, so keep it off on an admin address others can reach. See
+    /// `truss::observe::profile` (documented when the feature is on).
+    ///
+    /// ```
+    /// use truss::config::{AdminConfig, Section};
+    ///
+    /// let admin = AdminConfig { profiling: true, ..AdminConfig::default() };
+    /// match admin.validate() {
+    ///     Ok(()) => assert!(cfg!(feature = "profiling")),
+    ///     Err(e) => assert!(e.to_string().starts_with("profiling: ") && e.message.contains("`profiling` feature")),
+    /// }
+    /// ```
+    pub profiling: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            profiling: false,
         }
     }
 }
@@ -183,9 +205,21 @@ pub struct NoAppConfig {}
 
 impl Section for HttpConfig {}
 impl Section for GrpcConfig {}
-impl Section for AdminConfig {}
 impl Section for ShutdownConfig {}
 impl Section for NoAppConfig {}
+
+impl Section for AdminConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.profiling && !cfg!(feature = "profiling") {
+            return Err(ValidationError::new(
+                "profiling",
+                "is true, but truss was built without its `profiling` feature: enable the \
+                 feature (truss = { features = [\"profiling\"] }) or set it to false",
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl Section for LogConfig {
     fn validate(&self) -> Result<(), ValidationError> {

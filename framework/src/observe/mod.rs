@@ -13,4 +13,7 @@ pub mod health;
 pub mod log;
 pub mod metrics;
 pub mod otel;
+#[cfg(feature = "profiling")]
+#[cfg_attr(docsrs, doc(cfg(feature = "profiling")))]
+pub mod profile;
 pub mod trace;

@@ -42,7 +42,7 @@ impl EtcdConfig {
         format!("{}/{service}/", self.prefix.trim_end_matches('/'))
     }
 
-    async fn connect(&self) -> Result<Client, BoxError> {
+    pub(crate) async fn connect(&self) -> Result<Client, BoxError> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
             .with_timeout(self.timeout);

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -30,13 +31,18 @@ pub(crate) enum Protocol {
     Http2 { max_concurrent_streams: u32 },
 }
 
+/// The router a listener serves, replaced whole when the config is reloaded. Every request
+/// reads the current one (an atomic load), so even long-lived keep-alive connections pick
+/// up a new stack at once.
+pub(crate) type RouterSlot = Arc<ArcSwap<Router>>;
+
 /// A TCP listener served by hyper through an axum router: the HTTP, gRPC and admin
 /// listeners.
 pub(crate) struct Server {
     name: &'static str,
     listener: TcpListener,
     addr: SocketAddr,
-    router: Router,
+    router: RouterSlot,
     protocol: Protocol,
 }
 
@@ -74,11 +80,11 @@ fn builder(protocol: Protocol) -> Builder<TokioExecutor> {
 }
 
 impl Server {
-    /// Binds `addr` for `router`, speaking `protocol`.
+    /// Binds `addr` for the router in `router`, speaking `protocol`.
     pub(crate) async fn bind(
         name: &'static str,
         addr: SocketAddr,
-        router: Router,
+        router: RouterSlot,
         protocol: Protocol,
     ) -> Result<Self, BindError> {
         let error = |source| BindError {
@@ -173,12 +179,12 @@ async fn serve_connection(
     builder: Arc<Builder<TokioExecutor>>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: RouterSlot,
     mut stop: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        let mut router = router.clone();
+        let mut router = Router::clone(&router.load());
         let fut = router.call(req);
         async move { Ok::<_, Infallible>(fut.await.unwrap_or_else(|never| match never {})) }
     });

@@ -11,6 +11,7 @@ mod writer;
 
 pub use writer::{LineWriter, NonBlocking};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -20,13 +21,17 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{ConfigError, LogConfig, LogFormat};
 use crate::observe::otel::TraceConfig;
+use crate::reload::LevelControl;
 
 /// Keeps trace export running; [`shutdown`](Self::shutdown) flushes it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LogGuard {
     #[cfg(feature = "otlp")]
     exporter: Option<crate::observe::otel::Exporter>,
     writer: Option<NonBlocking>,
+    /// Sets the filter of the installed subscriber; `None` when `RUST_LOG` fixes it or
+    /// another subscriber was installed first.
+    level: Option<LevelControl>,
 }
 
 /// Bytes of log lines buffered before new ones are dropped (written out every 5 ms).
@@ -35,7 +40,22 @@ pub const BUFFER_BYTES: usize = 8 << 20;
 /// How long [`LogGuard::shutdown`] waits for queued lines to be written.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogGuard")
+            .field("writer", &self.writer)
+            .field("level", &self.level.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LogGuard {
+    /// Changes the level filter of the subscriber this guard installed (a reload of
+    /// `log.level`).
+    pub(crate) fn level_control(&self) -> Option<LevelControl> {
+        self.level.clone()
+    }
+
     /// Writes out every queued log line, then flushes exported spans (a no-op without the
     /// `otlp` feature or an endpoint).
     pub async fn shutdown(self) {
@@ -66,15 +86,24 @@ pub fn init(
     service: &str,
     version: &str,
 ) -> Result<LogGuard, ConfigError> {
-    let filter = match std::env::var("RUST_LOG") {
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => {
-            EnvFilter::try_new(&directives).map_err(|e| {
+            let filter = EnvFilter::try_new(&directives).map_err(|e| {
                 ConfigError::one("RUST_LOG", "environment variable RUST_LOG", e.to_string())
-            })?
+            })?;
+            (filter, true)
         }
-        _ => EnvFilter::try_new(&log.level)
-            .map_err(|e| ConfigError::one("log.level", "the [log] section", e.to_string()))?,
+        _ => {
+            let filter = EnvFilter::try_new(&log.level)
+                .map_err(|e| ConfigError::one("log.level", "the [log] section", e.to_string()))?;
+            (filter, false)
+        }
     };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let level: LevelControl = Arc::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = (trace, service, version);
     let (writer, _thread) = NonBlocking::new(std::io::stdout(), BUFFER_BYTES);
@@ -99,6 +128,7 @@ pub fn init(
             exporter,
             // Another subscriber won: drop the writer, and its thread ends.
             writer: installed.is_ok().then_some(writer),
+            level: (installed.is_ok() && !from_env).then_some(level),
         })
     }
     #[cfg(not(feature = "otlp"))]
@@ -110,6 +140,7 @@ pub fn init(
         Ok(LogGuard {
             // Another subscriber won: drop the writer, and its thread ends.
             writer: installed.is_ok().then_some(writer),
+            level: (installed.is_ok() && !from_env).then_some(level),
         })
     }
 }

@@ -1,6 +1,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response};
@@ -26,9 +28,37 @@ pub struct RetryLayer {
 
 struct Shared {
     target: String,
+    /// Replaced whole by [`RetryLayer::set_config`] (a config reload); each call reads it once.
+    policy: ArcSwap<Policy>,
+}
+
+/// One retry config with its budget and backoff.
+struct Policy {
     config: RetryConfig,
     budget: TpsBudget,
     backoff: ExponentialBackoffMaker<HasherRng>,
+}
+
+impl Policy {
+    fn new(config: &RetryConfig) -> Result<Self, ValidationError> {
+        config.validate()?;
+        let backoff = ExponentialBackoffMaker::new(
+            config.backoff_min,
+            config.backoff_max,
+            config.jitter,
+            HasherRng::default(),
+        )
+        .map_err(|e| ValidationError::new("backoff_min", e.to_string()))?;
+        Ok(Self {
+            config: config.clone(),
+            budget: TpsBudget::new(
+                config.budget_window,
+                config.budget_min_per_sec,
+                config.budget_ratio,
+            ),
+            backoff,
+        })
+    }
 }
 
 impl std::fmt::Debug for RetryLayer {
@@ -42,26 +72,50 @@ impl std::fmt::Debug for RetryLayer {
 impl RetryLayer {
     /// Retries for calls to `target` (used as a metric label), checking `config` first.
     pub fn new(target: impl Into<String>, config: &RetryConfig) -> Result<Self, ValidationError> {
-        config.validate()?;
-        let backoff = ExponentialBackoffMaker::new(
-            config.backoff_min,
-            config.backoff_max,
-            config.jitter,
-            HasherRng::default(),
-        )
-        .map_err(|e| ValidationError::new("backoff_min", e.to_string()))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 target: target.into(),
-                config: config.clone(),
-                budget: TpsBudget::new(
-                    config.budget_window,
-                    config.budget_min_per_sec,
-                    config.budget_ratio,
-                ),
-                backoff,
+                policy: ArcSwap::from_pointee(Policy::new(config)?),
             }),
         })
+    }
+
+    /// Replaces the policy of this layer and every service it built, as a config reload
+    /// does; calls already running finish with the old one. An unchanged config keeps the
+    /// budget; a changed one starts a fresh budget.
+    ///
+    /// ```
+    /// use truss::resilience::retry::{RetryConfig, RetryLayer};
+    ///
+    /// let layer = RetryLayer::new("user", &RetryConfig::default()).unwrap();
+    /// let fewer = RetryConfig { max_attempts: 2, ..RetryConfig::default() };
+    /// layer.set_config(&fewer).unwrap();
+    /// assert_eq!(layer.config().max_attempts, 2);
+    /// ```
+    pub fn set_config(&self, config: &RetryConfig) -> Result<(), ValidationError> {
+        if self.shared.policy.load().config != *config {
+            self.shared.policy.store(Arc::new(Policy::new(config)?));
+        }
+        Ok(())
+    }
+
+    /// The policy in force.
+    pub fn config(&self) -> RetryConfig {
+        self.shared.policy.load().config.clone()
+    }
+
+    /// A handle that does not keep the layer's services alive.
+    pub(crate) fn downgrade(&self) -> WeakRetry {
+        WeakRetry(Arc::downgrade(&self.shared))
+    }
+}
+
+/// A [`RetryLayer`] that may be gone.
+pub(crate) struct WeakRetry(std::sync::Weak<Shared>);
+
+impl WeakRetry {
+    pub(crate) fn upgrade(&self) -> Option<RetryLayer> {
+        self.0.upgrade().map(|shared| RetryLayer { shared })
     }
 }
 
@@ -138,8 +192,9 @@ where
     B: ReplayBody + Unpin,
     B::Error: Into<BoxError>,
 {
-    shared.budget.deposit();
-    let config = &shared.config;
+    let policy = shared.policy.load_full();
+    policy.budget.deposit();
+    let config = &policy.config;
     if !config.enabled || config.max_attempts <= 1 {
         return inner.call(req).await.map_err(Into::into);
     }
@@ -162,7 +217,7 @@ where
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     );
-    let mut backoff = shared.backoff.clone().make_backoff();
+    let mut backoff = policy.backoff.clone().make_backoff();
     let mut attempt = 1;
     loop {
         let req = Request::from_parts(
@@ -186,7 +241,7 @@ where
             record(&shared, "no_time_left");
             return result;
         }
-        if !shared.budget.withdraw() {
+        if !policy.budget.withdraw() {
             record(&shared, "budget_exhausted");
             return result;
         }

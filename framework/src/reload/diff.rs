@@ -1,0 +1,129 @@
+//! What a reload changes: which keys apply live and which wait for a restart.
+
+use serde_json::Value;
+
+use crate::config::{Config, NoAppConfig};
+
+/// A new config split into what applies now and what needs a restart.
+#[derive(Debug)]
+pub(crate) struct Change {
+    /// The config in force after the reload: the new values of live keys, the old values of
+    /// the others.
+    pub(crate) effective: Config<NoAppConfig>,
+    /// Keys whose new value applies now.
+    pub(crate) applied: Vec<String>,
+    /// Keys whose new value waits for a restart.
+    pub(crate) needs_restart: Vec<String>,
+}
+
+impl Change {
+    /// Splits `new` against the config in force, `old`.
+    pub(crate) fn between(old: &Config<NoAppConfig>, new: Config<NoAppConfig>) -> Self {
+        let wanted = new.sections_json();
+        let effective = keep_restart_only(old, new);
+        let now = effective.sections_json();
+        Self {
+            applied: changed_keys(&old.sections_json(), &now),
+            needs_restart: changed_keys(&now, &wanted),
+            effective,
+        }
+    }
+
+    /// Whether any key under `section` (`admission`, `log.level`) changed live.
+    pub(crate) fn touches(&self, section: &str) -> bool {
+        self.applied.iter().any(|key| {
+            key.strip_prefix(section)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    }
+}
+
+/// `new` with the old value of every key a running app cannot change: listener addresses
+/// and settings, shutdown timings, registry identity, connection pools, trace export, the
+/// log format and `[reload]` itself.
+fn keep_restart_only(old: &Config<NoAppConfig>, new: Config<NoAppConfig>) -> Config<NoAppConfig> {
+    let mut kept = new;
+    kept.http = old.http.clone();
+    kept.grpc = old.grpc.clone();
+    kept.admin = old.admin.clone();
+    kept.shutdown = old.shutdown.clone();
+    kept.registry = old.registry.clone();
+    kept.database = old.database.clone();
+    kept.redis = old.redis.clone();
+    kept.reload = old.reload.clone();
+    kept.log.format = old.log.format;
+    let sample_ratio = kept.trace.sample_ratio;
+    kept.trace = old.trace.clone();
+    kept.trace.sample_ratio = sample_ratio;
+    kept.origin = old.origin.clone();
+    kept
+}
+
+/// The dotted paths of the leaves that differ between `a` and `b`.
+pub(crate) fn changed_keys(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff(a, b, &mut String::new(), &mut out);
+    out
+}
+
+fn diff(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                if key.contains(['.', '/']) {
+                    path.push_str(&format!("\"{key}\""));
+                } else {
+                    path.push_str(key);
+                }
+                diff(
+                    a.get(key.as_str()).unwrap_or(&Value::Null),
+                    b.get(key.as_str()).unwrap_or(&Value::Null),
+                    path,
+                    out,
+                );
+                path.truncate(len);
+            }
+        }
+        (a, b) if a != b => out.push(path.clone()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn live_keys_apply_and_listener_keys_wait() {
+        let old = Config::<NoAppConfig>::default();
+        let mut new = old.clone();
+        new.admission.max_in_flight = 7;
+        new.log.level = "debug".into();
+        new.http.addr = "127.0.0.1:1".parse().unwrap();
+        new.shutdown.grace = Duration::from_secs(1);
+        let change = Change::between(&old, new);
+        assert_eq!(change.applied, ["admission.max_in_flight", "log.level"]);
+        assert_eq!(change.needs_restart, ["http.addr", "shutdown.grace"]);
+        assert_eq!(change.effective.admission.max_in_flight, 7);
+        assert_eq!(change.effective.http.addr, old.http.addr);
+        assert!(change.touches("admission"));
+        assert!(change.touches("log.level"));
+        assert!(!change.touches("log.access"));
+        assert!(!change.touches("adm"));
+    }
+
+    #[test]
+    fn keys_with_dots_and_slashes_are_quoted() {
+        let a = serde_json::json!({"timeout": {"routes": {"/v1/users": "1s"}}});
+        let b = serde_json::json!({"timeout": {"routes": {"/v1/users": "2s"}}});
+        assert_eq!(changed_keys(&a, &b), ["timeout.routes.\"/v1/users\""]);
+        assert!(changed_keys(&a, &a).is_empty());
+    }
+}
