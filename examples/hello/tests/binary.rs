@@ -123,6 +123,7 @@ fn sighup_reloads_the_greeting_and_log_level_without_a_restart() {
             "[reload]\npoll = \"1h\"\n[log]\nlevel = \"{level}\"\n[app]\ngreeting = \"{greeting}\"\n"
         )
     };
+    let json = |greeting: &str| text(greeting, "info").replace("[log]", "[log]\nformat = \"json\"");
     std::fs::write(&file, text("Hi", "info,truss::access=off")).unwrap();
     let mut child = Guard(hello().arg("--config").arg(&file).spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
@@ -148,6 +149,12 @@ fn sighup_reloads_the_greeting_and_log_level_without_a_restart() {
     let config = poll_get(admin, "/config", |c| c.contains("must not be empty"));
     assert!(config.contains("`app.greeting`"), "{config}");
     assert!(http_get(http, "/hello?name=Ada").ends_with("Howdy, Ada!"));
+
+    // JSON lines from now on.
+    std::fs::write(&file, json("Howdy")).unwrap();
+    signal(&child.0, libc::SIGHUP);
+    poll_get(admin, "/config", |c| c.contains("\"revision\":2"));
+    assert!(http_get(http, "/hello?name=Bob").ends_with("Howdy, Bob!"));
 
     signal(&child.0, libc::SIGTERM);
     let exit = child.0.wait().unwrap();

@@ -43,8 +43,8 @@ pub struct AppBuilder {
     pub(super) health: Health,
     pub(super) handle: ShutdownHandle,
     pub(super) cpu: Option<Arc<dyn CpuSource>>,
-    /// Sets the installed subscriber's filter on reload (only with `run`).
-    pub(super) log_level: Option<crate::reload::LevelControl>,
+    /// Changes the installed subscriber's `[log]` on reload (only with `run`).
+    pub(super) log: Option<crate::observe::log::LogControl>,
     /// Whether SIGHUP reloads the config (only with `run`).
     pub(super) sighup: bool,
 }
@@ -70,7 +70,7 @@ impl AppBuilder {
             health: Health::new(),
             handle: ShutdownHandle::new(),
             cpu: None,
-            log_level: None,
+            log: None,
             sighup: false,
         }
     }

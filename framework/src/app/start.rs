@@ -68,7 +68,7 @@ impl AppBuilder {
                     overlay: initial.overlay,
                     stacks,
                     shared,
-                    level: self.log_level.take(),
+                    log: self.log.take(),
                     status,
                 };
                 reload::Reloading::spawn(engine, initial.revision, self.sighup)
@@ -95,7 +95,7 @@ impl AppBuilder {
         let guard =
             crate::observe::log::init(&config.log, &config.trace, &self.name, &self.version)?;
         self.config = Some(config);
-        self.log_level = guard.level_control();
+        self.log = guard.control();
         self.sighup = true;
         listen_for_signals(self.handle.clone()).map_err(AppError::Signal)?;
         let running = self.start().await?;

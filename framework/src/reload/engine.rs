@@ -12,11 +12,9 @@ use crate::app::AppError;
 use crate::app::stack::{StackShared, build};
 use crate::config::origin::{Origin, Overlay, Shown};
 use crate::config::{Config, ConfigError, NoAppConfig};
+use crate::observe::log::LogControl;
 use crate::transport::server::RouterSlot;
 use crate::wire::Transport;
-
-/// Sets the log filter of the installed subscriber (`log.level`).
-pub(crate) type LevelControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// What asks for a reload.
 pub(crate) enum Trigger {
@@ -67,7 +65,7 @@ pub(crate) struct Engine {
     pub(crate) overlay: Option<Overlay>,
     pub(crate) stacks: Vec<LiveStack>,
     pub(crate) shared: StackShared,
-    pub(crate) level: Option<LevelControl>,
+    pub(crate) log: Option<LogControl>,
     pub(crate) status: Status,
 }
 
@@ -177,17 +175,28 @@ impl Engine {
         if change.touches("retry") {
             self.origin.publish_config(config);
         }
-        if change.touches("log.level") {
-            match &self.level {
-                Some(set) => set(&config.log.level).map_err(|e| {
-                    ConfigError::one("log.level", "the reloaded config", e.to_string())
-                })?,
-                None => tracing::warn!(
-                    "log.level changed but does not apply: RUST_LOG is set, or the app did \
-                     not install its subscriber (AppBuilder::start rather than run)"
-                ),
-            }
+        if change.touches("log.level") || change.touches("log.format") {
+            self.apply_log(config)?;
         }
+        Ok(())
+    }
+
+    /// `log.level` and `log.format`, on the subscriber the app installed.
+    fn apply_log(&self, config: &Config<NoAppConfig>) -> Result<(), ConfigError> {
+        let Some(log) = &self.log else {
+            tracing::warn!(
+                "[log] changed but does not apply: the app did not install its subscriber \
+                 (AppBuilder::start rather than run)"
+            );
+            return Ok(());
+        };
+        let set = log
+            .set_level(&config.log.level)
+            .map_err(|e| ConfigError::one("log.level", "the reloaded config", e))?;
+        if !set {
+            tracing::warn!("log.level changed but does not apply: RUST_LOG is set and wins");
+        }
+        log.set_format(config.log.format);
         Ok(())
     }
 

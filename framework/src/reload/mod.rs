@@ -21,7 +21,8 @@
 //!   exactly as at start; an invalid one is rejected whole with the same error naming the key
 //!   and its source, logged at `error` and counted in
 //!   `truss_config_reloads_total{result="rejected"}`, and the old config stays in force.
-//! * **What applies live:** `log.level`, `log.access`, `trace.sample_ratio`, `[admission]`
+//! * **What applies live:** `log.level` (unless `RUST_LOG` is set), `log.format`,
+//!   `log.access`, `trace.sample_ratio`, `[admission]`
 //!   (in-flight limit, rate limits and their rules, shedding), `[breaker]`, `[timeout]`
 //!   (per route too), `[auth]` (keys, JWKS URL, policies), `[retry]` (the policy and budget
 //!   of every client made with
@@ -33,7 +34,7 @@
 //!   windows, in-flight counts) starts afresh on the new stack.
 //! * **What needs a restart:** listener addresses and settings (`[http]`, `[grpc]`,
 //!   `[admin]`), `[shutdown]`, `[registry]` (the instance's identity), `[database]`,
-//!   `[redis]`, the rest of `[trace]`, `log.format` and `[reload]` itself. A change to one is logged as "needs
+//!   `[redis]`, the rest of `[trace]` and `[reload]` itself. A change to one is logged as "needs
 //!   restart" and listed by `/config`; the rest of the reload applies.
 //! * **Visible.** `GET /config` on the admin listener: the config in force (secrets
 //!   redacted), the source of every key a source set, the revision, keys waiting for a
@@ -59,7 +60,7 @@ mod status;
 
 pub use config::{DocumentFormat, EtcdSource, ReloadConfig};
 pub use engine::ReloadReport;
-pub(crate) use engine::{Engine, LevelControl, LiveStack, Trigger};
+pub(crate) use engine::{Engine, LiveStack, Trigger};
 pub(crate) use status::Status;
 
 use tokio::sync::mpsc;

@@ -7,11 +7,13 @@
 //! is the plain one of `format.rs`; on a terminal it is `tracing-subscriber`'s, in colour.
 
 mod format;
+mod switch;
 mod writer;
 
 pub use writer::{LineWriter, NonBlocking};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -21,7 +23,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{ConfigError, LogConfig, LogFormat};
 use crate::observe::otel::TraceConfig;
-use crate::reload::LevelControl;
 
 /// Keeps trace export running; [`shutdown`](Self::shutdown) flushes it.
 #[derive(Default)]
@@ -29,9 +30,9 @@ pub struct LogGuard {
     #[cfg(feature = "otlp")]
     exporter: Option<crate::observe::otel::Exporter>,
     writer: Option<NonBlocking>,
-    /// Sets the filter of the installed subscriber; `None` when `RUST_LOG` fixes it or
-    /// another subscriber was installed first.
-    level: Option<LevelControl>,
+    /// Sets the filter and format of the installed subscriber; `None` when another
+    /// subscriber was installed first.
+    control: Option<LogControl>,
 }
 
 /// Bytes of log lines buffered before new ones are dropped (written out every 5 ms).
@@ -44,16 +45,16 @@ impl std::fmt::Debug for LogGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogGuard")
             .field("writer", &self.writer)
-            .field("level", &self.level.is_some())
+            .field("control", &self.control.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl LogGuard {
-    /// Changes the level filter of the subscriber this guard installed (a reload of
-    /// `log.level`).
-    pub(crate) fn level_control(&self) -> Option<LevelControl> {
-        self.level.clone()
+    /// Changes the level filter and format of the subscriber this guard installed (a
+    /// reload of `[log]`).
+    pub(crate) fn control(&self) -> Option<LogControl> {
+        self.control.clone()
     }
 
     /// Writes out every queued log line, then flushes exported spans (a no-op without the
@@ -100,10 +101,16 @@ pub fn init(
         }
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let level: LevelControl = Arc::new(move |level: &str| {
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())
-    });
+    let use_json = Arc::new(AtomicBool::new(log.format == LogFormat::Json));
+    let control = LogControl {
+        level: (!from_env).then(|| -> SetLevel {
+            Arc::new(move |level: &str| {
+                let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }),
+        json: use_json.clone(),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = (trace, service, version);
     let (writer, _thread) = NonBlocking::new(std::io::stdout(), BUFFER_BYTES);
@@ -119,7 +126,7 @@ pub fn init(
             Some((layer, exporter)) => (Some(layer), Some(exporter)),
             None => (None, None),
         };
-        let fmt = fmt_layer(log.format, ansi, writer.clone());
+        let fmt = fmt_layer(ansi, writer.clone(), use_json);
         let installed = tracing_subscriber::registry()
             .with(otel)
             .with(fmt.with_filter(filter))
@@ -128,41 +135,72 @@ pub fn init(
             exporter,
             // Another subscriber won: drop the writer, and its thread ends.
             writer: installed.is_ok().then_some(writer),
-            level: (installed.is_ok() && !from_env).then_some(level),
+            control: installed.is_ok().then_some(control),
         })
     }
     #[cfg(not(feature = "otlp"))]
     {
-        let fmt = fmt_layer(log.format, ansi, writer.clone());
+        let fmt = fmt_layer(ansi, writer.clone(), use_json);
         let installed = tracing_subscriber::registry()
             .with(fmt.with_filter(filter))
             .try_init();
         Ok(LogGuard {
             // Another subscriber won: drop the writer, and its thread ends.
             writer: installed.is_ok().then_some(writer),
-            level: (installed.is_ok() && !from_env).then_some(level),
+            control: installed.is_ok().then_some(control),
         })
     }
 }
 
-/// The line formatter, text or JSON, writing through `writer`.
+/// The line formatter writing through `writer`: JSON while `use_json` is set, else text.
 fn fmt_layer<S>(
-    format: LogFormat,
     ansi: bool,
     writer: NonBlocking,
-) -> Box<dyn Layer<S> + Send + Sync + 'static>
+    use_json: Arc<AtomicBool>,
+) -> switch::Switch<Box<dyn Layer<S> + Send + Sync + 'static>, impl Layer<S>>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
-    match format {
+    let layer = || tracing_subscriber::fmt::layer().with_writer(writer.clone());
+    let text = if ansi {
         // Colours for a terminal; the plain fast format for files and pipes.
-        LogFormat::Text if ansi => layer.with_ansi(true).boxed(),
-        LogFormat::Text => layer
+        layer().with_ansi(true).boxed()
+    } else {
+        layer()
             .with_ansi(false)
             .event_format(format::Line)
             .fmt_fields(format::Fields)
-            .boxed(),
-        LogFormat::Json => layer.json().boxed(),
+            .boxed()
+    };
+    switch::Switch {
+        text,
+        json: layer().json(),
+        use_json,
+    }
+}
+
+type SetLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Changes the installed subscriber's `[log]` settings while the app runs.
+#[derive(Clone)]
+pub(crate) struct LogControl {
+    /// `None` while `RUST_LOG` fixes the filter.
+    level: Option<SetLevel>,
+    json: Arc<AtomicBool>,
+}
+
+impl LogControl {
+    /// Sets the level filter; `Ok(false)` when `RUST_LOG` is set and wins.
+    pub(crate) fn set_level(&self, level: &str) -> Result<bool, String> {
+        match &self.level {
+            Some(set) => set(level).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Switches between text and JSON lines.
+    pub(crate) fn set_format(&self, format: LogFormat) {
+        self.json
+            .store(format == LogFormat::Json, Ordering::Relaxed);
     }
 }
