@@ -15,6 +15,10 @@
 //! `block_on`, so each read waits for sqlx's SQLite worker thread as it would in a handler.
 //! `cargo bench -p truss-benches --bench layers -- sql_read` runs these only.
 //!
+//! Group `live_slot`: the full default stack served as the server does, from a clone of
+//! the router (`clone`) and from a clone of the router loaded from the live-config slot
+//! (`load_clone`). `cargo bench -p truss-benches --bench layers -- live_slot`.
+//!
 //! Groups `redis_ratelimit` and `redis_cache` ([`truss_benches::redis`]), against a
 //! `redis-server` on loopback that the benchmark starts (skipped when it is not installed):
 //! one request through the one-route router with no limiter (`none`), the local limiter
@@ -119,6 +123,8 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    live_slot(c, &rt);
+
     let fixture = rt.block_on(sql::fixture());
     let mut group = c.benchmark_group("sql_read");
     for row in sql::ROWS {
@@ -165,6 +171,37 @@ fn bench(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// Group `live_slot`: what live config adds per request. The server serves each request
+/// with a clone of its router; with live config it first loads the router in force from an
+/// `ArcSwap` (a reload replaces it). `clone` is the old path, `load_clone` the new; both
+/// serve one request through the full default stack, so the delta is the load alone.
+fn live_slot(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let (_, full) = variants()
+        .into_iter()
+        .find(|(name, _)| *name == "full_default_stack")
+        .expect("full_default_stack variant");
+    let slot = arc_swap::ArcSwap::from_pointee(full.clone());
+    let request = request_for("full_default_stack");
+    let mut group = c.benchmark_group("live_slot");
+    group.bench_function("clone", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut router = axum::Router::clone(black_box(&full));
+                black_box(router.call(request()).await.unwrap())
+            })
+        })
+    });
+    group.bench_function("load_clone", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut router = axum::Router::clone(&black_box(&slot).load());
+                black_box(router.call(request()).await.unwrap())
+            })
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {
