@@ -158,6 +158,21 @@ async fn an_invalid_file_is_rejected_whole_and_the_old_config_stays() -> Result<
     for _ in 0..5 {
         assert_eq!(conn.get("/x").await?.0, StatusCode::OK);
     }
+    // The reload metrics, as Prometheus reads them.
+    let (_, metrics) = truss_tests::get(admin, "/metrics").await?;
+    truss_tests::promtool_check(&metrics)?;
+    assert!(
+        metrics.contains("truss_config_reloads_total{result=\"rejected\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("truss_config_reloads_total{result=\"applied\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE truss_config_revision gauge"),
+        "{metrics}"
+    );
     app.shutdown().await?;
     Ok(())
 }
