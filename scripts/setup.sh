@@ -15,6 +15,8 @@ packages=(
     openssl             # certificates for the etcd TLS test
     postgresql          # SQL tests start a throwaway cluster (initdb, postgres, psql)
     redis-server        # Redis client and cache tests start a throwaway server (redis-cli too)
+    golang-go           # `go tool pprof` reads the CPU and heap profiles in the profiling tests
+    python3-venv        # a virtualenv for the Python tools below (python3 comes with it)
 )
 
 missing=()
@@ -68,3 +70,21 @@ fi
 for tool in rustfmt clippy-driver; do
     command -v "$tool" >/dev/null 2>&1 || rustup component add "${tool%-driver}" 2>/dev/null || true
 done
+
+# Python tools from PyPI, in a virtualenv beside the checkout (.tools/, ignored by git):
+# openapi-spec-validator checks the OpenAPI documents the examples serve.
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.tools/venv"
+if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+    echo "setup: installing openapi-spec-validator into .tools/venv"
+    python3 -m venv "$venv"
+    # The system's CA bundle: pip's own would not know a CA the machine adds.
+    if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==0.7.*"
+fi
+"$venv/bin/openapi-spec-validator" --help >/dev/null 2>&1 || {
+    echo "setup: openapi-spec-validator does not run from $venv" >&2
+    exit 1
+}

@@ -5,6 +5,7 @@
 //!                        [--truss-path <dir> | --truss-version <version>]
 //! cargo truss templates <dir>
 //! cargo truss add rpc [--proto <file>] [--impl <file>]
+//! cargo truss openapi [--out <file>] [-p <package>]
 //! ```
 //!
 //! Install with `cargo install --path cli`. The templates are a shared `base/` plus one
@@ -44,6 +45,11 @@ USAGE:
         Adds a method skeleton to the #[truss::grpc] impl (default src/api.rs) for every
         unary rpc of the .proto (default: the only one under proto/) it does not have yet.
         Existing code is not touched.
+
+    cargo truss openapi [--out <file>] [-p <package>]
+        Writes the service's OpenAPI 3.1 document (default openapi.json) without starting
+        it: builds and runs the binary with `--openapi <file>` (`cargo run`), so the
+        document is exactly what GET /openapi.json serves.
 ";
 
 fn main() -> ExitCode {
@@ -66,6 +72,7 @@ fn run(args: &[String]) -> Result<(), String> {
         Some("new") => new(&args[1..]),
         Some("templates") => templates(&args[1..]),
         Some("add") if args.get(1).map(String::as_str) == Some("rpc") => add_rpc(&args[2..]),
+        Some("openapi") => openapi(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -254,6 +261,36 @@ fn add_rpc(args: &[String]) -> Result<(), String> {
         for a in &done.added {
             println!("added {a} to {}", source.display());
         }
+    }
+    Ok(())
+}
+
+/// `cargo run [-p <package>] -- --openapi <file>`: the binary writes its document and exits.
+fn openapi(args: &[String]) -> Result<(), String> {
+    let p = parse(args, &[], &["--out", "-p", "--package"])?;
+    if !p.positional.is_empty() {
+        return Err(format!("unexpected argument `{}`", p.positional[0]));
+    }
+    let out = std::path::absolute(p.value("--out").unwrap_or("openapi.json"))
+        .map_err(|e| format!("cannot resolve the output path: {e}"))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["run", "--quiet"]);
+    if let Some(package) = p.value("-p").or(p.value("--package")) {
+        command.args(["-p", package]);
+    }
+    command.arg("--").arg("--openapi").arg(&out);
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("`cargo run -- --openapi` failed ({status})"));
+    }
+    if !out.is_file() {
+        return Err(format!(
+            "the binary did not write {}: is it a truss service that calls AppBuilder::run?",
+            out.display()
+        ));
     }
     Ok(())
 }

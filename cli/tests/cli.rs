@@ -488,6 +488,20 @@ async fn built_in_templates_build_run_and_answer() {
         }
         cargo(&project, &["build"]);
         cargo(&project, &["test"]); // the template's own test: real HTTP (and gRPC) calls
+        // `cargo truss openapi`: the document, written without starting the service.
+        let doc = dir.path().join(format!("{name}-openapi.json"));
+        let out = Command::new(BIN)
+            .args(["truss", "openapi", "--out", doc.to_str().unwrap()])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", repo().join("target/scaffold"))
+            .env("CARGO_NET_OFFLINE", "true")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let text = std::fs::read_to_string(&doc).unwrap();
+        assert!(text.contains("\"openapi\": \"3.1.0\""), "{text}");
+        assert!(text.contains("\"/v1/items/{id}\""), "{text}");
+        assert!(!project.join("data").exists(), "{name}: --openapi started the service");
         assert!(
             !project.join("data").exists(),
             "{name}: the template's test wrote into the project directory"

@@ -77,6 +77,7 @@ pub mod error;
 pub mod grpc;
 mod labels;
 pub mod observe;
+pub mod openapi;
 mod random;
 pub mod redis;
 pub mod registry;
@@ -100,6 +101,9 @@ pub use app::{App, AppBuilder, AppError, Phase, RunningApp};
 pub use config::Config;
 pub use error::Error;
 pub use observe::health::Health;
+/// Derive it on the `#[path]`, `#[query]`, `#[body]` and reply types of `#[truss::route]`
+/// handlers: the OpenAPI document describes them with it (see [`openapi`]).
+pub use schemars::JsonSchema;
 pub use shutdown::ShutdownHandle;
 pub use truss_macros::{Error, grpc, route};
 
@@ -113,6 +117,7 @@ pub mod deps {
     /// redis-rs (feature `redis`).
     #[cfg(feature = "redis")]
     pub use redis;
+    pub use schemars;
     pub use serde;
     pub use tokio;
     pub use tonic;

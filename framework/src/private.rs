@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use crate::auth::{Declared, DeclaredRoute, StaticPolicy};
+pub use crate::openapi::{
+    Handler as DocHandler, RouteDoc, SchemaFn, Source as DocSource, schema as doc_schema,
+};
 pub use inventory;
 
 use crate::Error;

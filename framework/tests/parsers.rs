@@ -237,7 +237,7 @@ proptest! {
 
 // ---------------------------------------------------------------- path and query
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Typed {
     n: u64,
     i: i32,

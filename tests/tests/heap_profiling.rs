@@ -11,8 +11,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
+use prost::Message as _;
 use tokio::net::TcpStream;
 use truss::App;
+use truss::observe::profile::proto::Profile;
 use truss_tests::local_config;
 
 #[global_allocator]
@@ -39,7 +41,11 @@ async fn fetch(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, Bytes) {
         .body(Empty::<Bytes>::new())
         .unwrap();
     let (parts, body) = send.send_request(request).await.unwrap().into_parts();
-    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
 }
 
 #[tokio::test]
@@ -59,10 +65,17 @@ async fn a_heap_profile_names_the_function_holding_memory() {
     let (status, headers, body) = fetch(running.admin_addr(), "/debug/pprof/heap").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
-    assert_eq!(&body[..2], [0x1f, 0x8b], "gzipped");
+    let profile = Profile::decode(body.clone()).expect("a perftools.profiles.Profile");
+    let types: Vec<_> = profile
+        .sample_type
+        .iter()
+        .map(|t| (profile.string(t.r#type), profile.string(t.unit)))
+        .collect();
+    assert_eq!(types, [("inuse_space", "bytes")]);
+    assert!(!profile.sample.is_empty(), "no sampled allocation");
 
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("heap.pb.gz");
+    let file = dir.path().join("heap.pb");
     std::fs::write(&file, &body).unwrap();
     let out = Command::new("go")
         .args(["tool", "pprof", "-traces"])
@@ -73,7 +86,10 @@ async fn a_heap_profile_names_the_function_holding_memory() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "go tool pprof failed:\n{stderr}\n{stdout}");
+    assert!(
+        out.status.success(),
+        "go tool pprof failed:\n{stderr}\n{stdout}"
+    );
     assert!(stdout.contains("Type: inuse_space"), "{stdout}");
     assert!(
         stdout.contains("retain_for_heap_profile"),

@@ -107,7 +107,7 @@ impl AccountsApi {
 
 // ---- HTTP handlers ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, truss::JsonSchema)]
 struct Page {
     #[serde(default)]
     offset: usize,

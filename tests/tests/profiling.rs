@@ -166,7 +166,9 @@ async fn a_profile_under_load_names_the_handler_in_go_tool_pprof() {
         .skip(1)
         .collect();
     assert!(
-        rows.iter().take(5).any(|row| row.contains("busy_handler_for_profile")),
+        rows.iter()
+            .take(5)
+            .any(|row| row.contains("busy_handler_for_profile")),
         "the handler's function is not among the top 5 of go tool pprof -top:\n{stdout}\n{stderr}"
     );
 

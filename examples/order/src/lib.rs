@@ -112,6 +112,8 @@ pub async fn app(config: &Config<OrderConfig>) -> Result<truss::AppBuilder, AppE
     let api = Arc::new(OrdersApi::new(service));
     let app = App::builder("order")
         .version(env!("CARGO_PKG_VERSION"))
+        // `/openapi.json` lists the routes declared in this crate only (tests link several).
+        .openapi_crate(env!("CARGO_CRATE_NAME"))
         .config(config)
         .http(api.clone().http_routes())
         .grpc(pb::orders_server::OrdersServer::from_arc(api))

@@ -132,6 +132,8 @@ pub async fn app(config: &Config<UserConfig>) -> Result<truss::AppBuilder, AppEr
     }
     let app = App::builder("user")
         .version(env!("CARGO_PKG_VERSION"))
+        // `/openapi.json` lists the routes declared in this crate only (tests link several).
+        .openapi_crate(env!("CARGO_CRATE_NAME"))
         .config(config)
         .http(http)
         .grpc(pb::users_server::UsersServer::from_arc(api))

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use truss::Error;
 use truss::auth::TokenIssuer;
+use truss::{Error, JsonSchema};
 
 use crate::DEMO_USERS;
 
@@ -17,7 +17,7 @@ use crate::DEMO_USERS;
 pub const DEMO_PASSWORD: &str = "demo";
 
 /// The login request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// The user's email.
@@ -27,7 +27,7 @@ pub struct Login {
 }
 
 /// The token, OAuth 2 style.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct TokenReply {
     /// The bearer token.
     pub token: String,

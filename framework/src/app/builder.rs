@@ -47,6 +47,8 @@ pub struct AppBuilder {
     pub(super) log: Option<crate::observe::log::LogControl>,
     /// Whether SIGHUP reloads the config (only with `run`).
     pub(super) sighup: bool,
+    /// The crate whose declared routes the OpenAPI document lists (`None`: all).
+    pub(super) openapi_crate: Option<&'static str>,
 }
 
 impl AppBuilder {
@@ -72,7 +74,16 @@ impl AppBuilder {
             cpu: None,
             log: None,
             sighup: false,
+            openapi_crate: None,
         }
+    }
+
+    /// Lists in the OpenAPI document only the routes declared in `krate` (pass
+    /// `env!("CARGO_CRATE_NAME")`): for a binary that links several services' routes, as
+    /// tests do. By default every route declared with the macros is listed.
+    pub fn openapi_crate(mut self, krate: &'static str) -> Self {
+        self.openapi_crate = Some(krate);
+        self
     }
 
     /// The service's name, as given to [`App::builder`](super::App::builder).

@@ -27,6 +27,9 @@ pub enum AppError {
         /// What went wrong.
         message: String,
     },
+    /// A declared HTTP route cannot be described in the OpenAPI document (see
+    /// [`openapi`](crate::openapi)).
+    OpenApi(crate::openapi::OpenApiError),
     /// The app's own task failed (a bug in truss).
     Internal(String),
 }
@@ -55,6 +58,7 @@ impl fmt::Display for AppError {
             } => write!(f, "cannot bind the {listener} listener on {addr}: {source}"),
             AppError::Signal(e) => write!(f, "cannot install signal handlers: {e}"),
             AppError::Dependency { name, message } => write!(f, "{name}: {message}"),
+            AppError::OpenApi(e) => e.fmt(f),
             AppError::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
@@ -72,6 +76,7 @@ impl std::error::Error for AppError {
         match self {
             AppError::Config(e) => Some(e),
             AppError::Bind { source, .. } | AppError::Signal(source) => Some(source),
+            AppError::OpenApi(e) => Some(e),
             AppError::Dependency { .. } | AppError::Internal(_) => None,
         }
     }

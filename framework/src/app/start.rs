@@ -90,8 +90,15 @@ impl AppBuilder {
     ///
     /// Installs the `tracing` subscriber from `[log]` and logs, in one line, the addresses it
     /// bound.
+    ///
+    /// Given `--openapi <file>` (or `--openapi=<file>`) on the command line, it writes the
+    /// app's OpenAPI document there instead and returns, binding nothing (`cargo truss
+    /// openapi` runs that).
     pub async fn run(mut self) -> Result<(), AppError> {
         let config = self.resolve_config()?;
+        if let Some(path) = openapi_flag() {
+            return self.write_openapi(&config, &path);
+        }
         let guard =
             crate::observe::log::init(&config.log, &config.trace, &self.name, &self.version)?;
         self.config = Some(config);
@@ -137,7 +144,10 @@ impl AppBuilder {
         let mut listeners = Vec::new();
         let mut stacks = Vec::new();
         if let Some(router) = self.http.take() {
-            let base = apply(router, std::mem::take(&mut self.http_layers));
+            let mut base = apply(router, std::mem::take(&mut self.http_layers));
+            if config.http.openapi {
+                base = base.merge(openapi_route(self.openapi_document(config)?));
+            }
             let stack = live_stack(base, Transport::Http, config, shared)?;
             let protocol = Protocol::Auto {
                 header_read_timeout: config.http.header_read_timeout,
@@ -159,6 +169,42 @@ impl AppBuilder {
             stacks.push(stack);
         }
         Ok((listeners, grpc_health, stacks))
+    }
+
+    /// The OpenAPI document of the routes this app declares.
+    fn openapi_document(
+        &self,
+        config: &Config<NoAppConfig>,
+    ) -> Result<serde_json::Value, AppError> {
+        let api = crate::openapi::Api {
+            title: &self.name,
+            version: &self.version,
+            descriptor_sets: &self.descriptor_sets,
+            krate: self.openapi_crate,
+            auth: &config.auth,
+        };
+        crate::openapi::document(&api).map_err(AppError::OpenApi)
+    }
+
+    /// `--openapi <file>`: the document written, nothing started.
+    fn write_openapi(
+        &self,
+        config: &Config<NoAppConfig>,
+        path: &std::path::Path,
+    ) -> Result<(), AppError> {
+        let document = self.openapi_document(config)?;
+        let text = serde_json::to_string_pretty(&document)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        std::fs::write(path, text + "\n").map_err(|e| AppError::Dependency {
+            name: "openapi",
+            message: format!("cannot write {}: {e}", path.display()),
+        })?;
+        println!(
+            "wrote the OpenAPI document of {} to {}",
+            self.name,
+            path.display()
+        );
+        Ok(())
     }
 
     /// The team's gRPC services plus the standard `grpc.health.v1` service, SERVING until
@@ -322,6 +368,32 @@ impl Serving {
             grpc_health,
         }
     }
+}
+
+/// `GET /openapi.json` serving `document`, public when `[auth]` is on.
+fn openapi_route(document: serde_json::Value) -> Router {
+    crate::auth::declare("GET /openapi.json", crate::auth::RoutePolicy::Public);
+    let body = bytes::Bytes::from(document.to_string());
+    let serve = move || {
+        let body = body.clone();
+        async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
+    };
+    Router::new().route("/openapi.json", axum::routing::get(serve))
+}
+
+/// The path after `--openapi` on the command line, if any.
+fn openapi_flag() -> Option<std::path::PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else { continue };
+        if text == "--openapi" {
+            return args.next().map(Into::into);
+        }
+        if let Some(path) = text.strip_prefix("--openapi=") {
+            return Some(path.into());
+        }
+    }
+    None
 }
 
 /// A listener's router behind the server stack, kept with what rebuilds it on reload.

@@ -15,6 +15,7 @@ use crate::section::{Section, ValidationError};
 /// [http]
 /// addr = "0.0.0.0:8080"          # default
 /// header_read_timeout = "10s"     # default; slow-loris guard for HTTP/1.1
+/// openapi = true                  # default; GET /openapi.json
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,6 +25,9 @@ pub struct HttpConfig {
     /// How long a client may take to send the request head on HTTP/1.1. Default `10s`.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
+    /// Serve the OpenAPI 3.1 document of the routes at `GET /openapi.json` (public when
+    /// `[auth]` is on). Default `true`. See [`openapi`](crate::openapi).
+    pub openapi: bool,
 }
 
 impl Default for HttpConfig {
@@ -31,6 +35,7 @@ impl Default for HttpConfig {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             header_read_timeout: Duration::from_secs(10),
+            openapi: true,
         }
     }
 }

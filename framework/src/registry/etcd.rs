@@ -43,9 +43,14 @@ impl EtcdConfig {
     }
 
     pub(crate) async fn connect(&self) -> Result<Client, BoxError> {
+        // HTTP/2 pings on idle connections too: a watch on a connection whose peer vanished
+        // without a FIN (a partition, a dead host) errors within seconds instead of waiting
+        // for ever, so discovery and the config source re-list rather than go stale.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
-            .with_timeout(self.timeout);
+            .with_timeout(self.timeout)
+            .with_keep_alive(Duration::from_secs(10), self.timeout)
+            .with_keep_alive_while_idle(true);
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
             options = options.with_user(user.clone(), password.clone());
         }

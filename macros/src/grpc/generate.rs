@@ -23,6 +23,7 @@ pub fn service(s: &Service) -> TokenStream {
     let methods = rpcs.iter().map(|rpc| trait_method(self_ty, rpc));
     let http_routes = http_routes(s);
     let policies = policies(s);
+    let docs = route_docs(s);
 
     quote! {
         #block
@@ -36,7 +37,41 @@ pub fn service(s: &Service) -> TokenStream {
         #http_routes
 
         #(#policies)*
+
+        #(#docs)*
     }
+}
+
+/// The OpenAPI entry of each `#[http]` route, collected at link time; its schemas come from
+/// the service's descriptors when the document is made.
+fn route_docs(s: &Service) -> Vec<TokenStream> {
+    let Some(service_name) = &s.service_name else {
+        return Vec::new();
+    };
+    let private = quote! { ::truss::__private };
+    s.rpcs
+        .iter()
+        .filter_map(|rpc| {
+            let h = rpc.http.as_ref()?;
+            let method = h.method.to_string().to_uppercase();
+            let path = &h.path;
+            let rpc_name = auth::proto_method_name(&rpc.name);
+            Some(quote! {
+                #private::inventory::submit! {
+                    #private::RouteDoc {
+                        krate: ::core::env!("CARGO_CRATE_NAME"),
+                        method: #method,
+                        path: #path,
+                        status: 200,
+                        source: #private::DocSource::Rpc {
+                            service: #service_name,
+                            method: #rpc_name,
+                        },
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// One declaration per route with a policy: the gRPC method, and its HTTP route if any.

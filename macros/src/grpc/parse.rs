@@ -74,7 +74,8 @@ pub fn service(args: Args, mut block: ItemImpl) -> syn::Result<Service> {
         .iter_mut()
         .map(rpc)
         .collect::<syn::Result<Vec<_>>>()?;
-    let declares = !raw_policies.is_empty() || rpcs.iter().any(|r| r.policy.is_some());
+    let declares =
+        !raw_policies.is_empty() || rpcs.iter().any(|r| r.policy.is_some() || r.http.is_some());
     let service_name = declares.then(|| service_name(&args.service)).transpose()?;
     Ok(Service {
         service: args.service,
@@ -95,8 +96,9 @@ fn service_name(service: &Path) -> syn::Result<Path> {
         _ => {
             return Err(Error::new(
                 service.span(),
-                "to declare auth policies, name the service trait with its module, e.g. \
-                 #[truss::grpc(pb::users_server::Users)]: the gRPC route is read from that \
+                "to declare auth policies or serve #[http] routes, name the service trait \
+                 with its module, e.g. #[truss::grpc(pb::users_server::Users)]: the gRPC \
+                 route (and the OpenAPI schemas of the HTTP routes) are read from that \
                  module's SERVICE_NAME",
             ));
         }

@@ -29,10 +29,14 @@ pub fn route(route: &Route) -> TokenStream {
         auth::declare(&declared, p)
     });
 
+    let doc = route_doc(route);
+
     quote! {
         #func
 
         #policy
+
+        #doc
 
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
@@ -54,6 +58,54 @@ pub fn route(route: &Route) -> TokenStream {
                 use #private::{ViaNothing as _, ViaValidate as _};
                 #(#prepare)*
                 #private::reply(#status, #fn_name(#(#call_args),*).await)
+            }
+        }
+    }
+}
+
+/// The route's OpenAPI entry, collected at link time: its typed parts' schemas. Every
+/// `#[path]`, `#[query]` and `#[body]` type and the `Ok` type must implement
+/// `schemars::JsonSchema`, or this does not compile.
+fn route_doc(route: &Route) -> TokenStream {
+    let private = quote! { ::truss::__private };
+    let schema = |ty: &syn::Type| quote! { #private::doc_schema::<#ty> as #private::SchemaFn };
+    let method = route.args.method.to_string().to_uppercase();
+    let path = &route.args.path;
+    let status = route.args.options.status.unwrap_or(200);
+    let name = route.func.sig.ident.to_string();
+    let in_path = route.path_params.iter().map(|&i| {
+        let p = &route.params[i];
+        let name = p.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        let f = schema(&p.ty);
+        quote! { (#name, #f) }
+    });
+    let typed = |role: fn(&Role) -> bool| match route.params.iter().find(|p| role(&p.role)) {
+        Some(p) => {
+            let f = schema(&p.ty);
+            quote! { ::core::option::Option::Some(#f) }
+        }
+        None => quote! { ::core::option::Option::None },
+    };
+    let query = typed(|r| matches!(r, Role::Query));
+    let body = typed(|r| matches!(r, Role::Body));
+    let ok = crate::shared::signature::returned_result(&route.func.sig, "")
+        .ok()
+        .and_then(crate::shared::signature::ok_type)
+        .map_or_else(|| quote! { () }, |t| quote! { #t });
+    quote! {
+        #private::inventory::submit! {
+            #private::RouteDoc {
+                krate: ::core::env!("CARGO_CRATE_NAME"),
+                method: #method,
+                path: #path,
+                status: #status,
+                source: #private::DocSource::Handler(#private::DocHandler {
+                    name: #name,
+                    path: &[#(#in_path),*],
+                    query: #query,
+                    body: #body,
+                    response: #private::doc_schema::<#ok> as #private::SchemaFn,
+                }),
             }
         }
     }

@@ -86,6 +86,8 @@ pub async fn app(config: &Config<AppConfig>) -> Result<AppBuilder, AppError> {
 {{/if}}
     let app = App::builder("{{name}}")
         .version(env!("CARGO_PKG_VERSION"))
+        // `/openapi.json` lists the routes declared in this crate only (tests link several).
+        .openapi_crate(env!("CARGO_CRATE_NAME"))
         .config(config)
 {{#if grpc}}
         .http(api.clone().http_routes())

@@ -30,6 +30,33 @@ async fn get(addr: SocketAddr, path: &str) -> String {
     http(addr, &request).await
 }
 
+{{#if grpc}}
+/// The services listed by gRPC server reflection (v1).
+async fn reflected_services(grpc: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let mut client = ServerReflectionClient::connect(grpc.to_owned()).await.unwrap();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match replies.message().await.unwrap().and_then(|r| r.message_response) {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection reply: {other:?}"),
+    }
+}
+
+{{/if}}
 /// The embedded defaults on free ports, with the database in `data_dir`: a SQLite file
 /// whatever `config.toml` says, so the test needs no server and writes nothing here.
 fn config(data_dir: &Path) -> truss::Config<AppConfig> {
@@ -92,6 +119,17 @@ async fn creates_and_reads_an_item() {
     let missing = get(addr, "/v1/items/9").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert!(missing.contains("ITEM_NOT_FOUND"), "{missing}");
+
+    // The OpenAPI document describes the routes.
+    let openapi = get(addr, "/openapi.json").await;
+    assert!(openapi.starts_with("HTTP/1.1 200"), "{openapi}");
+    assert!(openapi.contains(r#""openapi":"3.1.0""#), "{openapi}");
+    assert!(openapi.contains(r#""/v1/items/{id}""#), "{openapi}");
+{{#if grpc}}
+
+    // Server reflection lists the service, as grpcurl would see it.
+    assert!(reflected_services(&grpc).await.contains(&"{{name_snake}}.v1.{{Name}}".to_owned()));
+{{/if}}
 
     service.shutdown().await.unwrap();
 

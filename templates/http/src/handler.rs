@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use truss::JsonSchema;
 use truss::validate::{FieldErrors, Validate};
 
 use crate::service::{Item, ItemError, ItemService};
@@ -10,8 +11,8 @@ use crate::service::{Item, ItemError, ItemService};
 /// The shared state handlers receive.
 pub type State = Arc<ItemService>;
 
-/// `POST /v1/items` body.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/items` body. `JsonSchema`: `/openapi.json` describes it.
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct CreateItem {
     /// The item's name.
     pub name: String,
@@ -28,7 +29,7 @@ impl Validate for CreateItem {
 }
 
 /// An item on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ItemBody {
     /// Its id.
     pub id: u64,

@@ -1,5 +1,5 @@
 //! Heap profiles from jemalloc: `GET /debug/pprof/heap`, the live sampled allocations in
-//! pprof's gzipped protobuf format (feature `heap-profiling`).
+//! pprof's protobuf format (feature `heap-profiling`).
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -32,8 +32,10 @@ pub(super) async fn heap() -> Response {
     }
     let dump = tokio::task::spawn_blocking(move || {
         let mut ctl = ctl;
-        ctl.dump_pprof()
-            .map_err(|e| format!("dumping the heap profile: {e:#}"))
+        let dump = ctl
+            .dump_pprof()
+            .map_err(|e| format!("dumping the heap profile: {e:#}"))?;
+        mark_symbolized(&dump)
     })
     .await
     .map_err(|e| format!("the heap profile dump did not finish: {e}"))
@@ -46,13 +48,41 @@ pub(super) async fn heap() -> Response {
                 (header::CONTENT_TYPE, "application/octet-stream"),
                 (
                     header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"heap.pb.gz\"",
+                    "attachment; filename=\"heap.pb\"",
                 ),
             ];
             (headers, body).into_response()
         }
         Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, &message),
     }
+}
+
+/// jemalloc_pprof's gzipped profile, uncompressed, with every mapping marked as symbolized.
+///
+/// Its locations are already symbolized in the process, but only some of the mappings of a
+/// binary say so; `go tool pprof` merges a binary's mappings into the first, finds it
+/// unsymbolized and symbolizes again from the file, which for Rust code built with
+/// `debug = "line-tables-only"` loses function names (binutils' `addr2line` and older
+/// `llvm-symbolizer`). Marking the mappings keeps the names resolved here.
+#[cfg(feature = "heap-profiling")]
+fn mark_symbolized(gzipped: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+
+    use prost::Message as _;
+
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gzipped)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("unzipping jemalloc's heap profile: {e}"))?;
+    let mut profile = super::proto::Profile::decode(raw.as_slice())
+        .map_err(|e| format!("decoding jemalloc's heap profile: {e}"))?;
+    for mapping in &mut profile.mapping {
+        mapping.has_functions = true;
+        mapping.has_filenames = true;
+        mapping.has_line_numbers = true;
+        mapping.has_inline_frames = true;
+    }
+    Ok(profile.encode_to_vec())
 }
 
 /// `GET /debug/pprof/heap` without the `heap-profiling` feature: says what is missing rather

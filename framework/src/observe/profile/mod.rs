@@ -61,9 +61,10 @@
 //! # Heap profiles
 //!
 //! With the feature `heap-profiling` (which implies `profiling`), `GET /debug/pprof/heap`
-//! returns jemalloc's sampled live allocations as a gzipped pprof profile, symbolized in the
-//! process, with sample type `inuse_space`/`bytes`. jemalloc must be the binary's global
-//! allocator and start with profiling on; a binary declares both, at its root:
+//! returns jemalloc's sampled live allocations as a pprof profile (uncompressed, like the
+//! CPU profile), symbolized in the process, with sample type `inuse_space`/`bytes`.
+//! jemalloc must be the binary's global allocator and start with profiling on; a binary
+//! declares both, at its root:
 //!
 //! ```ignore
 //! #[global_allocator]
@@ -79,9 +80,9 @@
 //! `_RJEM_MALLOC_CONF=prof:true,prof_active:true,lg_prof_sample:19`.) Then:
 //!
 //! ```sh
-//! curl -o heap.pb.gz http://127.0.0.1:9091/debug/pprof/heap
-//! go tool pprof -top heap.pb.gz
-//! go tool pprof -http=:8000 heap.pb.gz
+//! curl -o heap.pb http://127.0.0.1:9091/debug/pprof/heap
+//! go tool pprof -top heap.pb
+//! go tool pprof -http=:8000 heap.pb
 //! ```
 //!
 //! The endpoint answers 501 with what is missing when the process was not started that way

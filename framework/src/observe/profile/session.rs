@@ -111,15 +111,20 @@ fn finish(guard: ProfilerGuard<'static>) -> Result<Report, ProfileError> {
 /// called to unwind (`backtrace::trace_unsynchronized`, `pprof::backtrace::...::trace`),
 /// which an optimized build inlines and a debug build does not: without this, every sample
 /// of a debug build would have the unwinder as its leaf.
+///
+/// A frame is judged by its last symbol, the function the others were inlined into, which
+/// carries its full path (from the symbol table, or the linkage name in debug info). Only
+/// dependencies built with `debug = "line-tables-only"` name generic functions without a
+/// path; `trace_unsynchronized` is caught by its short name, pprof's own `trace` is not.
 fn drop_sampler_frames(frames: &mut Frames) {
     let sampler = |symbols: &Vec<pprof::Symbol>| {
-        !symbols.is_empty()
-            && symbols.iter().all(|symbol| {
-                let name = symbol.name();
-                name.starts_with("backtrace::")
-                    || name.starts_with("pprof::")
-                    || name.starts_with("<pprof::")
-            })
+        symbols.last().is_some_and(|symbol| {
+            let name = symbol.name();
+            name.starts_with("backtrace::")
+                || name.starts_with("trace_unsynchronized")
+                || name.starts_with("pprof::")
+                || name.starts_with("<pprof::")
+        })
     };
     let n = frames.frames.iter().take_while(|s| sampler(s)).count();
     frames.frames.drain(..n);

@@ -181,3 +181,18 @@ fn an_idle_flamegraph_is_still_an_svg() {
     assert!(profile.sample.is_empty());
     assert_eq!(profile.string_table[0], "");
 }
+
+#[tokio::test]
+async fn heap_without_jemalloc_is_a_501_saying_what_is_missing() {
+    // This test binary does not make jemalloc its allocator (and may lack the feature).
+    let (status, headers, body) = get("/debug/pprof/heap").await;
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(headers["x-go-pprof"], "1");
+    let says = if cfg!(feature = "heap-profiling") {
+        "global_allocator"
+    } else {
+        "`heap-profiling` feature"
+    };
+    assert!(body.contains(says), "{body}");
+}

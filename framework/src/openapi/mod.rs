@@ -1,0 +1,111 @@
+//! An OpenAPI 3.1 document of the app's HTTP routes, generated from what the code declares.
+//!
+//! ```sh
+//! curl -s 127.0.0.1:8080/openapi.json | jq '.paths | keys'
+//! user --openapi openapi.json        # write it and exit, without starting (see below)
+//! ```
+//!
+//! Every route declared with `#[truss::route]` or `#[http(...)]` in a `#[truss::grpc]`
+//! block is in it, with its template path, method, path and query parameters, request body,
+//! success response and the error responses of the error model:
+//!
+//! * **Proto-backed routes** (`#[http]`) take their schemas from the service's descriptors,
+//!   registered with [`AppBuilder::file_descriptor_set`](crate::AppBuilder::file_descriptor_set)
+//!   (the same ones gRPC reflection serves), and describe the JSON those routes read and
+//!   write: proto field names, 64-bit integers as numbers, enums as their numbers, absent
+//!   messages as `null`. Path parameters fill the fields they name; the other fields come
+//!   from the query (`GET`, `DELETE`, ...) or the JSON body (`POST`, `PUT`, `PATCH`).
+//!   Comments in the `.proto` file become descriptions.
+//! * **Plain routes** (`#[truss::route]`) take them from the handler's Rust types with
+//!   [schemars](https://docs.rs/schemars): `#[path]`, `#[query]` and `#[body]` parameters
+//!   and the `Ok` type, each of which must implement `schemars::JsonSchema`
+//!   (`#[derive(JsonSchema)]`, re-exported as `truss::JsonSchema`). schemars rather than
+//!   utoipa: one derive that reads the serde attributes the types already have, JSON Schema
+//!   2020-12 as OpenAPI 3.1 uses it, and no second set of route macros next to truss's.
+//! * **Nothing is left out silently.** A type without `JsonSchema` does not compile; a route
+//!   whose service has no registered descriptors, whose path names a field the message does
+//!   not have, or whose query would need a nested message makes the app fail to start,
+//!   naming the route.
+//! * **Errors.** Each operation lists the statuses the framework's own layers return (400
+//!   `INVALID_TIMEOUT`/`INVALID_ARGUMENT`, 413, 429 `RATE_LIMITED`, 503
+//!   `OVERLOADED`/`CIRCUIT_OPEN`, 504 `DEADLINE_EXCEEDED`, 500 and, with `[auth]`, 401 and
+//!   403 on protected routes) and `default` for the handler's own, all with the error body
+//!   (`code`, `reason`, `message`, `metadata`). With `[auth]` on, protected operations
+//!   require a bearer token (`components.securitySchemes.bearer`).
+//!
+//! Served at `GET /openapi.json` on the HTTP listener (public when `[auth]` is on) unless
+//! `http.openapi = false`. [`AppBuilder::run`](crate::AppBuilder::run) given `--openapi
+//! <file>` on the command line writes the document there and exits without binding
+//! anything (`cargo truss openapi` runs that).
+//!
+//! Routes come from every crate linked into the binary; an app assembled from several
+//! (tests, mostly) keeps its own with
+//! [`AppBuilder::openapi_crate`](crate::AppBuilder::openapi_crate).
+
+mod document;
+mod errors;
+mod proto;
+
+pub use document::{Api, OpenApiError, document};
+
+use schemars::SchemaGenerator;
+use serde_json::Value;
+
+/// One route as a macro declared it. Submitted by the macros; not for hand use.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RouteDoc {
+    /// The crate that declared it (`CARGO_CRATE_NAME`).
+    pub krate: &'static str,
+    /// The HTTP method, upper case.
+    pub method: &'static str,
+    /// The route template, `/v1/users/{id}`.
+    pub path: &'static str,
+    /// The success status.
+    pub status: u16,
+    /// Where its schemas come from.
+    pub source: Source,
+}
+
+/// Where a route's schemas come from.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Source {
+    /// An rpc served over HTTP: its service's full name and the method's proto name.
+    Rpc {
+        /// `user.v1.Users`.
+        service: &'static str,
+        /// `GetUser`.
+        method: &'static str,
+    },
+    /// A `#[truss::route]` handler.
+    Handler(Handler),
+}
+
+/// A schema function: `T`'s schema, its named parts added to the generator.
+#[doc(hidden)]
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Value;
+
+/// The typed parts of a `#[truss::route]` handler.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Handler {
+    /// The function's name, the operation id.
+    pub name: &'static str,
+    /// `#[path]` parameters: name and type.
+    pub path: &'static [(&'static str, SchemaFn)],
+    /// The `#[query]` type: each property a query parameter.
+    pub query: Option<SchemaFn>,
+    /// The `#[body]` type.
+    pub body: Option<SchemaFn>,
+    /// The `Ok` type of the handler's result, written as JSON.
+    pub response: SchemaFn,
+}
+
+inventory::collect!(RouteDoc);
+
+/// `T`'s schema in `generator` (a `$ref` for named types). Used by the macros.
+#[doc(hidden)]
+pub fn schema<T: schemars::JsonSchema + ?Sized>(generator: &mut SchemaGenerator) -> Value {
+    generator.subschema_for::<T>().to_value()
+}
