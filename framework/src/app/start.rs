@@ -93,7 +93,8 @@ impl AppBuilder {
     ///
     /// Given `--openapi <file>` (or `--openapi=<file>`) on the command line, it writes the
     /// app's OpenAPI document there instead and returns, binding nothing (`cargo truss
-    /// openapi` runs that).
+    /// openapi` runs that). Code that runs before `run` (opening a database, say) still
+    /// runs.
     pub async fn run(mut self) -> Result<(), AppError> {
         let config = self.resolve_config()?;
         if let Some(path) = openapi_flag() {
