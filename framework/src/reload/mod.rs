@@ -41,7 +41,7 @@
 //!   restart and the last rejection. Metrics `truss_config_reloads_total{result}`
 //!   (`applied`, `unchanged`, `rejected`) and `truss_config_revision`.
 //!
-//! Values set in code on a loaded [`Config`](crate::Config) (after
+//! Values set in code on a loaded [`Config`] (after
 //! [`ConfigLoader::load`](crate::config::ConfigLoader::load)) hold until the first reload
 //! that applies, which takes every live key from the sources again. A config built in code
 //! (`Config::default()`) is never reloaded.
