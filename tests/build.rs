@@ -9,5 +9,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto/accounts.proto");
+
+    // The proto3 JSON mapping test: pbjson's serde, well-known types from pbjson-types, and
+    // the descriptors for the OpenAPI document.
+    use protox::prost::Message as _;
+    let fds = protox::compile(["mapping.proto"], ["proto"])?;
+    let descriptors = fds.encode_to_vec();
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("mapping_descriptor.bin"), &descriptors)?;
+    tonic_prost_build::configure()
+        // Not prost-types' well-known types (no serde): pbjson-types' (proto3 JSON forms).
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_fds(fds)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .preserve_proto_field_names()
+        .emit_fields()
+        .build(&[".mapping.v1"])?;
+    println!("cargo:rerun-if-changed=proto/mapping.proto");
     Ok(())
 }

@@ -225,10 +225,16 @@ fn decode_json<M: DeserializeOwned>(
         }
     }
     let first = first.map_or_else(String::new, |e| e.to_string());
-    Err(Error::bad_request(
-        "INVALID_ARGUMENT",
-        format!("invalid request: {first}"),
-    ))
+    let error = Error::bad_request("INVALID_ARGUMENT", format!("invalid request: {first}"));
+    // serde names an unknown field (the proto3 mapping rejects them): say which.
+    let unknown = first
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field.to_owned());
+    Err(match unknown {
+        Some(field) => error.with_metadata(field, "unknown field"),
+        None => error,
+    })
 }
 
 /// How many ambiguous path values [`decode_json`] tries both ways (2^N decodes at most, and

@@ -119,7 +119,8 @@ impl Load {
                             .to_owned(),
                         id: serde_json::from_str::<serde_json::Value>(&body)
                             .ok()
-                            .and_then(|v| v["id"].as_u64())
+                            // 64-bit ids are strings in the proto3 JSON mapping.
+                            .and_then(|v| v["id"].as_str().and_then(|id| id.parse().ok()))
                             .unwrap_or_default(),
                     },
                     Ok(Ok((status, _, body))) => Outcome::Failed {

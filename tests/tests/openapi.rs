@@ -132,7 +132,9 @@ async fn user_documents_exactly_its_routes_and_they_are_served() -> Result<(), B
     let get = &doc["paths"]["/v1/users/{id}"]["get"];
     assert_eq!(get["parameters"][0]["name"], "id");
     assert_eq!(get["parameters"][0]["in"], "path");
-    assert_eq!(get["parameters"][0]["schema"]["type"], "integer");
+    // uint64 in the proto3 JSON mapping: a decimal string.
+    assert_eq!(get["parameters"][0]["schema"]["type"], "string");
+    assert_eq!(get["parameters"][0]["schema"]["pattern"], "^[0-9]{1,20}$");
     let list = &doc["paths"]["/v1/users"]["get"];
     let query: Vec<&str> = list["parameters"]
         .as_array()

@@ -43,7 +43,7 @@ async fn sqlite_data_survives_a_killed_process() {
         .await
         .unwrap();
     assert_eq!(status, 200, "{text}");
-    assert!(text.contains(r#""id":4"#), "{text}");
+    assert!(text.contains(r#""id":"4""#), "{text}");
     first.signal(libc::SIGKILL);
     first.exit(Duration::from_secs(10)).await;
     assert!(
@@ -90,8 +90,9 @@ async fn two_user_instances_on_postgresql_see_each_others_writes() {
         .unwrap();
     assert_eq!(status, 200, "{text}");
     let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
-        .as_u64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, _, text) = call(b_http, "GET", &format!("/v1/users/{id}"), None)
         .await
         .unwrap();

@@ -34,6 +34,8 @@ pub mod users;
 /// Generated gRPC types for `proto/order.proto`.
 pub mod pb {
     tonic::include_proto!("order.v1");
+    // serde in the proto3 JSON mapping, by pbjson-build.
+    include!(concat!(env!("OUT_DIR"), "/order.v1.serde.rs"));
 
     /// The encoded `FileDescriptorSet` of `proto/order.proto` (written by `build.rs`), served
     /// through gRPC server reflection.

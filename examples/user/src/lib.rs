@@ -39,6 +39,8 @@ pub mod transport;
 /// Generated gRPC types for `proto/user.proto`.
 pub mod pb {
     tonic::include_proto!("user.v1");
+    // serde in the proto3 JSON mapping, by pbjson-build.
+    include!(concat!(env!("OUT_DIR"), "/user.v1.serde.rs"));
 
     /// The encoded `FileDescriptorSet` of `proto/user.proto` (written by `build.rs`), served
     /// through gRPC server reflection.

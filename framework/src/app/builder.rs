@@ -49,6 +49,8 @@ pub struct AppBuilder {
     pub(super) sighup: bool,
     /// The crate whose declared routes the OpenAPI document lists (`None`: all).
     pub(super) openapi_crate: Option<&'static str>,
+    /// How proto-backed routes write JSON, for the OpenAPI document.
+    pub(super) json_mapping: crate::openapi::JsonMapping,
 }
 
 impl AppBuilder {
@@ -75,6 +77,7 @@ impl AppBuilder {
             log: None,
             sighup: false,
             openapi_crate: None,
+            json_mapping: Default::default(),
         }
     }
 
@@ -83,6 +86,14 @@ impl AppBuilder {
     /// tests do. By default every route declared with the macros is listed.
     pub fn openapi_crate(mut self, krate: &'static str) -> Self {
         self.openapi_crate = Some(krate);
+        self
+    }
+
+    /// How the `#[http]` routes' messages are written as JSON (what `build.rs` generates),
+    /// so the OpenAPI document describes exactly that. Default
+    /// [`JsonMapping::Proto3`](crate::openapi::JsonMapping::Proto3).
+    pub fn json_mapping(mut self, mapping: crate::openapi::JsonMapping) -> Self {
+        self.json_mapping = mapping;
         self
     }
 

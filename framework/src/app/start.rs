@@ -183,6 +183,7 @@ impl AppBuilder {
             descriptor_sets: &self.descriptor_sets,
             krate: self.openapi_crate,
             auth: &config.auth,
+            mapping: self.json_mapping,
         };
         crate::openapi::document(&api).map_err(AppError::OpenApi)
     }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::errors;
 use super::proto::{FieldKind, Index, Schemas};
-use super::{Handler, RouteDoc, Source};
+use super::{Handler, JsonMapping, RouteDoc, Source};
 use crate::auth::{AuthConfig, RoutePolicy};
 
 /// Why the document could not be made: a route that cannot be described, named.
@@ -37,6 +37,8 @@ pub struct Api<'a> {
     pub krate: Option<&'a str>,
     /// `[auth]`: which operations need a token.
     pub auth: &'a AuthConfig,
+    /// How proto-backed routes write their messages.
+    pub mapping: JsonMapping,
 }
 
 /// The OpenAPI 3.1 document of every route declared with the macros (see the
@@ -51,13 +53,20 @@ pub struct Api<'a> {
 /// }
 ///
 /// let auth = truss::auth::AuthConfig::default();
-/// let api = Api { title: "demo", version: "1.0.0", descriptor_sets: &[], krate: None, auth: &auth };
+/// let api = Api {
+///     title: "demo",
+///     version: "1.0.0",
+///     descriptor_sets: &[],
+///     krate: None,
+///     auth: &auth,
+///     mapping: Default::default(),
+/// };
 /// let doc = document(&api).unwrap();
 /// assert_eq!(doc["openapi"], "3.1.0");
 /// assert!(doc["paths"]["/docs-example/{id}"]["get"].is_object());
 /// ```
 pub fn document(api: &Api<'_>) -> Result<serde_json::Value, OpenApiError> {
-    let index = Index::new(api.descriptor_sets).map_err(OpenApiError)?;
+    let index = Index::new(api.descriptor_sets, api.mapping).map_err(OpenApiError)?;
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
     let mut generator = SchemaGenerator::new(settings);
@@ -166,21 +175,23 @@ fn rpc_operation(
     let in_path = template_params(route.path);
     let mut parameters = Vec::new();
     for name in &in_path {
-        let (_, schema, kind) = fields
+        let field = fields
             .iter()
-            .find(|(f, _, _)| f == name)
+            .find(|f| f.name == *name || f.proto == *name)
             .ok_or_else(|| format!("the path names `{name}`, which {input} does not have"))?;
-        if *kind != FieldKind::Scalar {
+        if field.kind != FieldKind::Scalar {
             return Err(format!(
                 "`{name}` in the path is not a scalar field of {input}"
             ));
         }
-        parameters.push(parameter(name, "path", true, schema.clone()));
+        parameters.push(parameter(name, "path", true, field.schema.clone()));
     }
-    let rest = fields.into_iter().filter(|(f, _, _)| !in_path.contains(f));
+    let rest = fields
+        .into_iter()
+        .filter(|f| !in_path.contains(&f.name) && !in_path.contains(&f.proto));
     let mut op = Map::new();
     if takes_body(route.method) {
-        let properties: Map<String, Value> = rest.map(|(f, s, _)| (f, s)).collect();
+        let properties: Map<String, Value> = rest.map(|f| (f.name, f.schema)).collect();
         op.insert(
             "requestBody".to_owned(),
             json!({
@@ -189,18 +200,20 @@ fn rpc_operation(
                     "type": "object",
                     "description": format!("{input}, without the fields in the path."),
                     "properties": properties,
+                    "additionalProperties": index.mapping() == JsonMapping::SerdeDerive,
                 }}},
             }),
         );
     } else {
-        for (name, schema, kind) in rest {
-            if kind != FieldKind::Scalar {
+        for field in rest {
+            if field.kind != FieldKind::Scalar {
                 return Err(format!(
-                    "field `{name}` of {input} cannot come from the query string (it is a \
-                     message or repeated): use POST, PUT or PATCH, or name it in the path"
+                    "field `{}` of {input} cannot come from the query string (it is a \
+                     message or repeated): use POST, PUT or PATCH, or name it in the path",
+                    field.name
                 ));
             }
-            parameters.push(parameter(&name, "query", false, schema));
+            parameters.push(parameter(&field.name, "query", false, field.schema));
         }
     }
     op.insert(

@@ -51,6 +51,28 @@ pub use document::{Api, OpenApiError, document};
 use schemars::SchemaGenerator;
 use serde_json::Value;
 
+/// How the messages of proto-backed routes are written as JSON, so their schemas say so.
+/// Set it with [`AppBuilder::json_mapping`](crate::AppBuilder::json_mapping) to match how
+/// `build.rs` generates their serde code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JsonMapping {
+    /// The proto3 JSON mapping, fields named as in the `.proto` file: what
+    /// `pbjson_build::Builder::new().preserve_proto_field_names().emit_fields()` generates,
+    /// as the examples and `cargo truss new --grpc` do. 64-bit integers are strings (numbers
+    /// are accepted on input), enums are names (numbers accepted), bytes are base64,
+    /// `google.protobuf` types have their canonical forms (RFC 3339 timestamps, `"1.5s"`
+    /// durations, wrappers as their value), unknown fields are rejected, and either the
+    /// proto name or the `json_name` of a field is accepted on input. The default.
+    #[default]
+    Proto3,
+    /// The proto3 JSON mapping with lowerCamelCase names (each field's `json_name`):
+    /// pbjson-build without `preserve_proto_field_names`.
+    Proto3LowerCamel,
+    /// `#[derive(serde::Serialize, serde::Deserialize)]` on prost's structs: Rust field
+    /// names, 64-bit integers and enums as numbers, unknown fields ignored.
+    SerdeDerive,
+}
+
 /// One route as a macro declared it. Submitted by the macros; not for hand use.
 #[doc(hidden)]
 #[derive(Debug)]

@@ -1,6 +1,6 @@
-//! Schemas from proto descriptors, for the JSON that `#[http]` routes read and write (the
-//! serde form of prost's structs: proto field names, 64-bit integers as numbers, enums as
-//! numbers, an absent message as `null`).
+//! Schemas from proto descriptors, for the JSON that `#[http]` routes read and write: the
+//! proto3 JSON mapping (64-bit integers as strings, enums by name, bytes in base64, the
+//! well-known types in their canonical forms), or the serde derive of prost's structs.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +9,12 @@ use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 use serde_json::{Map, Value, json};
 
+use super::JsonMapping;
+
 /// Every message, enum and method of some descriptor sets, by full name.
 #[derive(Default)]
 pub(super) struct Index {
+    mapping: JsonMapping,
     messages: BTreeMap<String, Described<DescriptorProto>>,
     enums: BTreeMap<String, Vec<(String, i32)>>,
     /// `user.v1.Users/GetUser` → (input, output, comment).
@@ -27,8 +30,11 @@ struct Described<T> {
 
 impl Index {
     /// Reads encoded `FileDescriptorSet`s; a set that does not decode is an error.
-    pub(super) fn new(sets: &[&[u8]]) -> Result<Self, String> {
-        let mut index = Self::default();
+    pub(super) fn new(sets: &[&[u8]], mapping: JsonMapping) -> Result<Self, String> {
+        let mut index = Self {
+            mapping,
+            ..Self::default()
+        };
         for bytes in sets {
             let set = FileDescriptorSet::decode(*bytes)
                 .map_err(|e| format!("a registered descriptor set does not decode: {e}"))?;
@@ -106,17 +112,23 @@ impl Index {
         self.enums.insert(join(scope, e.name()), values);
     }
 
+    /// How messages are written as JSON.
+    pub(super) fn mapping(&self) -> JsonMapping {
+        self.mapping
+    }
+
     /// The input and output message and the comment of `service/method`.
     pub(super) fn method(&self, service: &str, method: &str) -> Option<&(String, String, String)> {
         self.methods.get(&format!("{service}/{method}"))
     }
 
-    /// The fields of `message` by their JSON name, with schemas.
+    /// The fields of `message`: the JSON name, the schema, how it can travel, and the proto
+    /// name (which a route's path may use).
     pub(super) fn fields(
         &self,
         message: &str,
         schemas: &mut Schemas,
-    ) -> Result<Vec<(String, Value, FieldKind)>, String> {
+    ) -> Result<Vec<Field>, String> {
         let described = self
             .messages
             .get(message)
@@ -124,18 +136,32 @@ impl Index {
         let mut out = Vec::new();
         let mut oneofs: BTreeMap<i32, Vec<&FieldDescriptorProto>> = BTreeMap::new();
         for (field, comment) in described.item.field.iter().zip(&described.fields) {
-            if let (Some(i), false) = (field.oneof_index, field.proto3_optional()) {
-                oneofs.entry(i).or_default().push(field);
+            let in_oneof = field.oneof_index.is_some() && !field.proto3_optional();
+            if in_oneof && self.mapping == JsonMapping::SerdeDerive {
+                oneofs
+                    .entry(field.oneof_index.unwrap_or_default())
+                    .or_default()
+                    .push(field);
                 continue;
             }
-            let mut schema = self.field_schema(field, schemas)?;
+            // In the proto3 mapping a oneof's members are plain fields, at most one set.
+            let mut schema = if in_oneof {
+                self.single(field, schemas)?
+            } else {
+                self.field_schema(field, schemas)?
+            };
             describe(&mut schema, comment);
             let kind = match (field.label(), field.r#type()) {
                 (Label::Repeated, _) => FieldKind::Repeated,
-                (_, Type::Message | Type::Group) => FieldKind::Message,
+                (_, Type::Message | Type::Group) if !self.is_text(field) => FieldKind::Message,
                 _ => FieldKind::Scalar,
             };
-            out.push((serde_name(field.name()), schema, kind));
+            out.push(Field {
+                name: self.json_name(field),
+                proto: field.name().to_owned(),
+                schema,
+                kind,
+            });
         }
         for (i, fields) in oneofs {
             let name = described
@@ -155,13 +181,37 @@ impl Index {
                 }));
             }
             variants.push(json!({"type": "null"}));
-            out.push((
-                serde_name(&name),
-                json!({"anyOf": variants}),
-                FieldKind::Message,
-            ));
+            out.push(Field {
+                name: serde_name(&name),
+                proto: name,
+                schema: json!({"anyOf": variants}),
+                kind: FieldKind::Message,
+            });
         }
         Ok(out)
+    }
+
+    /// Whether a message field is written as one scalar in the proto3 mapping (a timestamp,
+    /// a duration, a wrapper), so it can also come from a query string.
+    fn is_text(&self, field: &FieldDescriptorProto) -> bool {
+        self.mapping != JsonMapping::SerdeDerive
+            && trim_dot(field.type_name())
+                .strip_prefix("google.protobuf.")
+                .is_some_and(|t| t == "Timestamp" || t == "Duration" || t.ends_with("Value"))
+            && !field.type_name().ends_with(".Value")
+            && !field.type_name().ends_with("ListValue")
+    }
+
+    /// The name a field has in JSON output.
+    fn json_name(&self, field: &FieldDescriptorProto) -> String {
+        match self.mapping {
+            JsonMapping::Proto3 => field.name().to_owned(),
+            JsonMapping::Proto3LowerCamel => match &field.json_name {
+                Some(name) if !name.is_empty() => name.clone(),
+                _ => lower_camel(field.name()),
+            },
+            JsonMapping::SerdeDerive => serde_name(field.name()),
+        }
     }
 
     /// The `$ref` of `message`, adding its schema (and those it uses) to `schemas`.
@@ -171,16 +221,19 @@ impl Index {
             return Ok(reference);
         }
         if message.starts_with("google.protobuf.") {
-            return Err(format!(
-                "{message} has no JSON form in these routes: prost's well-known types do not \
-                 implement serde"
-            ));
+            return match self.mapping {
+                JsonMapping::SerdeDerive => Err(format!(
+                    "{message} has no JSON form with a serde derive: prost's well-known types \
+                     do not implement serde (use pbjson, see truss::openapi)"
+                )),
+                _ => Ok(well_known(message)),
+            };
         }
         // Placeholder first: recursive messages refer to themselves.
         schemas.insert(message.to_owned(), Value::Null);
         let mut properties = Map::new();
-        for (name, schema, _) in self.fields(message, schemas)? {
-            properties.insert(name, schema);
+        for field in self.fields(message, schemas)? {
+            properties.insert(field.name, field.schema);
         }
         let mut schema = json!({"type": "object", "properties": properties});
         if let Some(described) = self.messages.get(message) {
@@ -232,6 +285,7 @@ impl Index {
 
     /// The schema of one value of `field`'s type.
     fn single(&self, field: &FieldDescriptorProto, schemas: &mut Schemas) -> Result<Value, String> {
+        let proto3 = self.mapping != JsonMapping::SerdeDerive;
         let int = |format: &str, min: Option<u64>, max: u64| {
             let mut s = json!({"type": "integer", "format": format, "maximum": max});
             if let Some(min) = min {
@@ -247,28 +301,78 @@ impl Index {
             Type::Int32 | Type::Sint32 | Type::Sfixed32 => {
                 json!({"type": "integer", "format": "int32"})
             }
+            Type::Uint32 | Type::Fixed32 => int("int64", Some(0), u64::from(u32::MAX)),
+            Type::Int64 | Type::Sint64 | Type::Sfixed64 if proto3 => int64_string(true),
+            Type::Uint64 | Type::Fixed64 if proto3 => int64_string(false),
             Type::Int64 | Type::Sint64 | Type::Sfixed64 => {
                 json!({"type": "integer", "format": "int64"})
             }
-            Type::Uint32 | Type::Fixed32 => int("int64", Some(0), u64::from(u32::MAX)),
             Type::Uint64 | Type::Fixed64 => int("int64", Some(0), u64::MAX),
+            Type::Bytes if proto3 => json!({"type": "string", "contentEncoding": "base64"}),
             Type::Bytes => json!({
                 "type": "array",
                 "items": {"type": "integer", "minimum": 0, "maximum": 255},
             }),
-            Type::Enum => {
-                let name = trim_dot(field.type_name());
-                let values = self.enums.get(&name).cloned().unwrap_or_default();
-                let listed: Vec<String> =
-                    values.iter().map(|(n, v)| format!("{v} = {n}")).collect();
-                json!({
-                    "type": "integer",
-                    "format": "int32",
-                    "description": format!("{name}: {}", listed.join(", ")),
-                })
-            }
+            Type::Enum => self.enum_schema(&trim_dot(field.type_name())),
             Type::Message | Type::Group => self.reference(&trim_dot(field.type_name()), schemas)?,
         })
+    }
+
+    /// An enum: by name in the proto3 mapping (numbers accepted on input too), else its
+    /// number.
+    fn enum_schema(&self, name: &str) -> Value {
+        let values = self.enums.get(name).cloned().unwrap_or_default();
+        if self.mapping != JsonMapping::SerdeDerive {
+            let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+            return json!({"type": "string", "enum": names, "description": format!("{name}")});
+        }
+        let listed: Vec<String> = values.iter().map(|(n, v)| format!("{v} = {n}")).collect();
+        json!({
+            "type": "integer",
+            "format": "int32",
+            "description": format!("{name}: {}", listed.join(", ")),
+        })
+    }
+}
+
+/// A field of a message as a route sees it.
+pub(super) struct Field {
+    /// Its name in JSON output.
+    pub(super) name: String,
+    /// Its name in the `.proto` file (path parameters use it).
+    pub(super) proto: String,
+    pub(super) schema: Value,
+    pub(super) kind: FieldKind,
+}
+
+/// A 64-bit integer in the proto3 mapping: a decimal string on output (numbers are
+/// accepted on input too).
+fn int64_string(signed: bool) -> Value {
+    let (format, pattern) = if signed {
+        ("int64", "^-?[0-9]{1,19}$")
+    } else {
+        ("uint64", "^[0-9]{1,20}$")
+    };
+    json!({"type": "string", "format": format, "pattern": pattern})
+}
+
+/// The canonical JSON form of a well-known type (`google.protobuf.*`).
+fn well_known(message: &str) -> Value {
+    let name = message.trim_start_matches("google.protobuf.");
+    match name {
+        "Timestamp" => json!({"type": "string", "format": "date-time"}),
+        "Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"}),
+        "DoubleValue" | "FloatValue" => json!({"type": ["number", "null"]}),
+        "Int64Value" => json!({"anyOf": [int64_string(true), {"type": "null"}]}),
+        "UInt64Value" => json!({"anyOf": [int64_string(false), {"type": "null"}]}),
+        "Int32Value" | "UInt32Value" => json!({"type": ["integer", "null"]}),
+        "BoolValue" => json!({"type": ["boolean", "null"]}),
+        "StringValue" | "FieldMask" => json!({"type": ["string", "null"]}),
+        "BytesValue" => json!({"type": ["string", "null"], "contentEncoding": "base64"}),
+        "Struct" | "Empty" => json!({"type": "object"}),
+        "ListValue" => json!({"type": "array"}),
+        "Any" => json!({"type": "object", "properties": {"@type": {"type": "string"}}}),
+        _ => json!({}),
     }
 }
 
@@ -345,6 +449,23 @@ pub(super) fn serde_name(proto: &str) -> String {
     out
 }
 
+/// protoc's default `json_name`: `page_size` → `pageSize`.
+fn lower_camel(proto: &str) -> String {
+    let mut out = String::with_capacity(proto.len());
+    let mut upper = false;
+    for c in proto.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A oneof variant's name in prost: the field name in PascalCase.
 fn pascal(proto: &str) -> String {
     proto
@@ -369,5 +490,6 @@ mod tests {
         assert_eq!(serde_name("pageSize"), "page_size");
         assert_eq!(serde_name("id"), "id");
         assert_eq!(pascal("user_id"), "UserId");
+        assert_eq!(lower_camel("page_size"), "pageSize");
     }
 }

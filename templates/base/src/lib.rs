@@ -29,6 +29,8 @@ pub mod service;
 /// Generated from `proto/{{name_snake}}.proto`.
 pub mod pb {
     tonic::include_proto!("{{name_snake}}.v1");
+    // serde in the proto3 JSON mapping, by pbjson-build.
+    include!(concat!(env!("OUT_DIR"), "/{{name_snake}}.v1.serde.rs"));
 
     /// The encoded `FileDescriptorSet` of `proto/{{name_snake}}.proto` (written by
     /// `build.rs`), served through gRPC server reflection.
