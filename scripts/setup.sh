@@ -72,19 +72,23 @@ for tool in rustfmt clippy-driver; do
 done
 
 # Python tools from PyPI, in a virtualenv beside the checkout (.tools/, ignored by git):
-# openapi-spec-validator checks the OpenAPI documents the examples serve.
+# openapi-spec-validator checks the OpenAPI documents the examples serve, and schemathesis
+# fuzzes the live examples from them.
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.tools/venv"
-if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
-    echo "setup: installing openapi-spec-validator into .tools/venv"
+if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/schemathesis" ]; then
+    echo "setup: installing openapi-spec-validator and schemathesis into .tools/venv"
     python3 -m venv "$venv"
     # The system's CA bundle: pip's own would not know a CA the machine adds.
     if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
         export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
     fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-spec-validator==0.7.*"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "openapi-spec-validator==0.7.*" "schemathesis==4.*"
 fi
-"$venv/bin/openapi-spec-validator" --help >/dev/null 2>&1 || {
-    echo "setup: openapi-spec-validator does not run from $venv" >&2
-    exit 1
-}
+for tool in openapi-spec-validator schemathesis; do
+    "$venv/bin/$tool" --help >/dev/null 2>&1 || {
+        echo "setup: $tool does not run from $venv" >&2
+        exit 1
+    }
+done

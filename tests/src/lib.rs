@@ -66,6 +66,51 @@ pub fn metric_sample(name_and_labels: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A Python tool `scripts/setup.sh` installs into `.tools/venv` (`openapi-spec-validator`,
+/// `schemathesis`), or the one on `PATH`.
+///
+/// # Panics
+///
+/// When neither exists: the README's test command installs them.
+pub fn python_tool(name: &str) -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.tools/venv/bin")
+        .join(name);
+    if local.is_file() {
+        return local;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} is missing: run scripts/setup.sh (the README's test command does)")
+        })
+}
+
+/// Checks an OpenAPI document with `openapi-spec-validator` (OpenAPI 3.1 schema).
+///
+/// # Panics
+///
+/// When the document is not valid; the message is the validator's.
+pub fn validate_openapi(document: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, document).expect("write the document");
+    let out = Command::new(python_tool("openapi-spec-validator"))
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        out.status.success(),
+        "not valid OpenAPI 3.1:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An open HTTP/1.1 connection (kept alive between requests).
 pub struct H1 {
     send: http1::SendRequest<Empty<Bytes>>,

@@ -2,7 +2,6 @@
 //! `--grpc` template generate it), over real HTTP, and the OpenAPI document describing it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -83,7 +82,10 @@ async fn messages_follow_the_proto3_json_mapping() -> Result<(), BoxError> {
     assert_eq!(got["color"], "COLOR_BLUE");
     // RFC 3339; pbjson-types writes the UTC offset as `+00:00` where protobuf writes `Z`.
     let at = got["at"].as_str().unwrap_or_default();
-    assert!(at == "2026-12-03T10:00:00Z" || at == "2026-12-03T10:00:00+00:00", "{got}");
+    assert!(
+        at == "2026-12-03T10:00:00Z" || at == "2026-12-03T10:00:00+00:00",
+        "{got}"
+    );
     let wait = got["wait"].as_str().unwrap_or_default();
     assert!(wait == "1.5s" || wait == "1.500s", "{got}");
     assert_eq!(got["maybe"], "7");
@@ -126,38 +128,12 @@ async fn messages_follow_the_proto3_json_mapping() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `openapi-spec-validator` from the virtualenv scripts/setup.sh makes, or PATH.
-fn validator() -> PathBuf {
-    let local =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/openapi-spec-validator");
-    if local.is_file() {
-        return local;
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("openapi-spec-validator"))
-                .find(|p| p.is_file())
-        })
-        .expect("openapi-spec-validator is missing: run scripts/setup.sh")
-}
-
 #[tokio::test]
 async fn the_document_describes_the_mapping() -> Result<(), BoxError> {
     let app = start().await?;
     let (_, text) = truss_tests::get(app.http_addr().ok_or("http")?, "/openapi.json").await?;
     let doc: Value = serde_json::from_str(&text)?;
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("openapi.json");
-    std::fs::write(&file, &text)?;
-    let out = std::process::Command::new(validator())
-        .arg(&file)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    truss_tests::validate_openapi(&text);
 
     let sample = &doc["components"]["schemas"]["mapping.v1.Sample"]["properties"];
     assert_eq!(sample["big"]["type"], "string");

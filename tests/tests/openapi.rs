@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -28,38 +28,9 @@ async fn document(http: SocketAddr) -> Result<Value, BoxError> {
     Ok(serde_json::from_str(&body)?)
 }
 
-/// `openapi-spec-validator` from PATH or from the virtualenv scripts/setup.sh makes.
-fn validator() -> PathBuf {
-    let local =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/openapi-spec-validator");
-    if local.is_file() {
-        return local;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("openapi-spec-validator"))
-            .find(|p| p.is_file())
-    });
-    on_path.expect(
-        "openapi-spec-validator is missing: run scripts/setup.sh (the README's test command does)",
-    )
-}
-
 /// Validates `document` against the OpenAPI 3.1 schema with a real validator.
 fn validate(document: &Value) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("openapi.json");
-    std::fs::write(&file, document.to_string()).expect("write document");
-    let out = std::process::Command::new(validator())
-        .arg(&file)
-        .output()
-        .expect("run openapi-spec-validator");
-    assert!(
-        out.status.success(),
-        "not valid OpenAPI 3.1:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    truss_tests::validate_openapi(&document.to_string());
 }
 
 /// The routes a crate's source declares: `#[http(method, "path"` and
