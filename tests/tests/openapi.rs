@@ -205,3 +205,40 @@ async fn openapi_off_is_not_served() -> Result<(), BoxError> {
     app.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_vendored_files_without_a_token() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let mut config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
+    config.http.openapi_ui = true;
+    let app = user::app(&config).await?.start().await?;
+    let http = app.http_addr().ok_or("http")?;
+    let (code, headers, page) = call_as(http, "GET", "/docs", None, None).await?;
+    assert_eq!(code, http::StatusCode::OK, "public under [auth]: {page}");
+    assert!(
+        headers[http::header::CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/html")
+    );
+    assert!(page.contains("/openapi.json") && page.contains("/docs/swagger-ui-bundle.js"));
+    for (file, kind) in [
+        ("swagger-ui-bundle.js", "text/javascript"),
+        ("swagger-ui-standalone-preset.js", "text/javascript"),
+        ("swagger-ui.css", "text/css"),
+    ] {
+        let (code, headers, body) =
+            call_as(http, "GET", &format!("/docs/{file}"), None, None).await?;
+        assert_eq!(code, http::StatusCode::OK, "{file}");
+        assert!(
+            headers[http::header::CONTENT_TYPE]
+                .to_str()?
+                .starts_with(kind),
+            "{file}"
+        );
+        assert!(body.len() > 10_000, "{file}: {} bytes", body.len());
+    }
+    let (code, _, _) = call_as(http, "GET", "/docs/secrets.txt", None, None).await?;
+    assert_eq!(code, http::StatusCode::NOT_FOUND);
+    app.shutdown().await?;
+    Ok(())
+}

@@ -149,6 +149,10 @@ impl AppBuilder {
             if config.http.openapi {
                 base = base.merge(openapi_route(self.openapi_document(config)?));
             }
+            #[cfg(feature = "openapi-ui")]
+            if config.http.openapi_ui {
+                base = base.merge(crate::openapi::ui::router(&self.name));
+            }
             let stack = live_stack(base, Transport::Http, config, shared)?;
             let protocol = Protocol::Auto {
                 header_read_timeout: config.http.header_read_timeout,

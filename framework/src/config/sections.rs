@@ -16,6 +16,7 @@ use crate::section::{Section, ValidationError};
 /// addr = "0.0.0.0:8080"          # default
 /// header_read_timeout = "10s"     # default; slow-loris guard for HTTP/1.1
 /// openapi = true                  # default; GET /openapi.json
+/// openapi_ui = false              # true: Swagger UI at GET /docs (feature `openapi-ui`)
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +29,9 @@ pub struct HttpConfig {
     /// Serve the OpenAPI 3.1 document of the routes at `GET /openapi.json` (public when
     /// `[auth]` is on). Default `true`. See [`openapi`](crate::openapi).
     pub openapi: bool,
+    /// Serve Swagger UI for that document at `GET /docs` (feature `openapi-ui`). Default
+    /// `false`.
+    pub openapi_ui: bool,
 }
 
 impl Default for HttpConfig {
@@ -36,6 +40,7 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             header_read_timeout: Duration::from_secs(10),
             openapi: true,
+            openapi_ui: false,
         }
     }
 }
@@ -208,7 +213,23 @@ impl Default for LogConfig {
 #[serde(deny_unknown_fields)]
 pub struct NoAppConfig {}
 
-impl Section for HttpConfig {}
+impl Section for HttpConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.openapi_ui && !self.openapi {
+            return Err(ValidationError::new(
+                "openapi_ui",
+                "needs `openapi = true`: the page shows that document",
+            ));
+        }
+        if self.openapi_ui && cfg!(not(feature = "openapi-ui")) {
+            return Err(ValidationError::new(
+                "openapi_ui",
+                "is true, but truss was built without its `openapi-ui` feature",
+            ));
+        }
+        Ok(())
+    }
+}
 impl Section for GrpcConfig {}
 impl Section for ShutdownConfig {}
 impl Section for NoAppConfig {}

@@ -38,6 +38,10 @@
 //! <file>` on the command line writes the document there and exits without binding
 //! anything (`cargo truss openapi` runs that).
 //!
+//! **Swagger UI** at `GET /docs` with feature `openapi-ui` and `http.openapi_ui = true`: its
+//! files come from the `utoipa-swagger-ui-vendored` crate (Swagger UI's release archive
+//! inside a crate), so nothing is downloaded at build or run time.
+//!
 //! Routes come from every crate linked into the binary; an app assembled from several
 //! (tests, mostly) keeps its own with
 //! [`AppBuilder::openapi_crate`](crate::AppBuilder::openapi_crate).
@@ -45,6 +49,8 @@
 mod document;
 mod errors;
 mod proto;
+#[cfg(feature = "openapi-ui")]
+pub(crate) mod ui;
 
 pub use document::{Api, OpenApiError, document};
 
