@@ -1,5 +1,10 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["accounts.proto"], ["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("accounts_descriptor.bin"),
+        protox::prost::Message::encode_to_vec(&fds),
+    )?;
     tonic_prost_build::configure()
         .type_attribute(
             ".",
@@ -15,7 +20,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     use protox::prost::Message as _;
     let fds = protox::compile(["mapping.proto"], ["proto"])?;
     let descriptors = fds.encode_to_vec();
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("mapping_descriptor.bin"), &descriptors)?;
     tonic_prost_build::configure()
         // Not prost-types' well-known types (no serde): pbjson-types' (proto3 JSON forms).

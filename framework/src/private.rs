@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 
 pub use crate::auth::{Declared, DeclaredRoute, StaticPolicy};
 pub use crate::openapi::{
-    Handler as DocHandler, RouteDoc, SchemaFn, Source as DocSource, schema as doc_schema,
+    Handler as DocHandler, RouteDoc, SchemaFn, Source as DocSource, mount as doc_mount,
+    schema as doc_schema,
 };
 pub use inventory;
 

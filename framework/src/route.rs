@@ -139,6 +139,7 @@ macro_rules! routes {
     ($($($handler:ident)::+),* $(,)?) => {{
         let router = $crate::deps::axum::Router::new();
         $(
+            $crate::__private::doc_mount($($handler)::+::METHOD_NAME, $($handler)::+::PATH);
             let router = router.route(
                 $($handler)::+::PATH,
                 $($handler)::+::options().apply($crate::deps::axum::routing::on(

@@ -14,6 +14,9 @@ use truss_tests::{call, local_config};
 
 pub mod pb {
     tonic::include_proto!("accounts.v1");
+    /// The descriptors, for the OpenAPI document of the `#[http]` routes.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/accounts_descriptor.bin"));
 }
 
 use pb::accounts_client::AccountsClient;
@@ -214,6 +217,9 @@ async fn serve() -> Served {
         .config(&config)
         .http(http)
         .grpc(AccountsServer::from_arc(api))
+        .file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        // These messages derive serde (not pbjson): the document says so.
+        .json_mapping(truss::openapi::JsonMapping::SerdeDerive)
         .start()
         .await
         .unwrap();
@@ -475,8 +481,11 @@ async fn grpc_methods_also_serve_http_json() {
 #[tokio::test]
 async fn a_downstream_error_is_matched_and_re_raised() {
     let upstream = serve().await;
+    // Only `remote` here: the accounts routes linked into this binary are not this app's.
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    config.http.openapi = false;
     let front = App::builder("front")
-        .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+        .config(&config)
         .http(truss::routes![remote].with_state(upstream.grpc))
         .start()
         .await

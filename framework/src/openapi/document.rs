@@ -52,6 +52,7 @@ pub struct Api<'a> {
 ///     Ok(format!("#{id}"))
 /// }
 ///
+/// let _router: axum::Router = truss::routes![find]; // mounted: listed
 /// let auth = truss::auth::AuthConfig::default();
 /// let api = Api {
 ///     title: "demo",
@@ -75,6 +76,7 @@ pub fn document(api: &Api<'_>) -> Result<serde_json::Value, OpenApiError> {
     let mut routes: Vec<&RouteDoc> = inventory::iter::<RouteDoc>
         .into_iter()
         .filter(|r| api.krate.is_none_or(|k| k == r.krate))
+        .filter(|r| super::mounted(r.method, r.path))
         .collect();
     routes.sort_by_key(|r| (r.path, r.method));
     for route in routes {
@@ -166,8 +168,8 @@ fn rpc_operation(
 ) -> Result<Map<String, Value>, String> {
     let (input, output, comment) = index.method(service, method).ok_or_else(|| {
         format!(
-            "rpc {service}/{method} is not in the registered descriptors \
-             (AppBuilder::file_descriptor_set)"
+            "rpc {service}/{method} is not in the registered descriptors: register them \
+             with AppBuilder::file_descriptor_set, or set `http.openapi = false`"
         )
     })?;
     let (input, output, comment) = (input.clone(), output.clone(), comment.clone());

@@ -42,7 +42,8 @@
 //! files come from the `utoipa-swagger-ui-vendored` crate (Swagger UI's release archive
 //! inside a crate), so nothing is downloaded at build or run time.
 //!
-//! Routes come from every crate linked into the binary; an app assembled from several
+//! A route is listed once a router of the process mounts it (`truss::routes![...]`, the
+//! generated `http_routes()`); an app in a binary that mounts several services' routes
 //! (tests, mostly) keeps its own with
 //! [`AppBuilder::openapi_crate`](crate::AppBuilder::openapi_crate).
 
@@ -53,6 +54,9 @@ mod proto;
 pub(crate) mod ui;
 
 pub use document::{Api, OpenApiError, document};
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use schemars::SchemaGenerator;
 use serde_json::Value;
@@ -131,6 +135,32 @@ pub struct Handler {
 }
 
 inventory::collect!(RouteDoc);
+
+/// The routes some router of this process serves: `truss::routes![...]` and the generated
+/// `http_routes()` mark theirs, so the document leaves out routes that are linked in but
+/// never mounted (another service's, in a test binary).
+fn mounted_routes() -> &'static Mutex<BTreeSet<(&'static str, &'static str)>> {
+    static MOUNTED: OnceLock<Mutex<BTreeSet<(&'static str, &'static str)>>> = OnceLock::new();
+    MOUNTED.get_or_init(Default::default)
+}
+
+/// Marks `method path` as served by a router of this process. Used by the macros.
+#[doc(hidden)]
+pub fn mount(method: &'static str, path: &'static str) {
+    mounted_routes()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((method, path));
+}
+
+/// Whether a router of this process serves `method path`.
+pub(crate) fn mounted(method: &str, path: &str) -> bool {
+    mounted_routes()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|(m, p)| *m == method && *p == path)
+}
 
 /// `T`'s schema in `generator` (a `$ref` for named types). Used by the macros.
 #[doc(hidden)]

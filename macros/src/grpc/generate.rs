@@ -165,7 +165,9 @@ fn http_route(self_ty: &Type, rpc: &Rpc, h: &Http) -> TokenStream {
     );
     let body = matches!(h.method.to_string().as_str(), "post" | "put" | "patch");
     let ctx = rpc.with_context.then(|| quote! { , ctx });
+    let method_name = h.method.to_string().to_uppercase();
     quote! {
+        #private::doc_mount(#method_name, #path);
         let router = {
             let svc = ::std::sync::Arc::clone(&self);
             router.route(#path, #axum::routing::on(

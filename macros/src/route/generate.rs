@@ -16,6 +16,7 @@ pub fn route(route: &Route) -> TokenStream {
     let vis = &func.vis;
     let path = &route.args.path;
     let method = method_filter(&route.args.method);
+    let method_name = route.args.method.to_string().to_uppercase();
     let options = options(&route.args.options);
     let call_args: Vec<Ident> = (0..route.params.len())
         .map(|i| format_ident!("__truss_arg{}", i))
@@ -48,6 +49,8 @@ pub fn route(route: &Route) -> TokenStream {
             pub const PATH: &'static str = #path;
             /// The method.
             pub const METHOD: #axum::routing::MethodFilter = #method;
+            /// The method's name, upper case.
+            pub const METHOD_NAME: &'static str = #method_name;
             /// The per-route options.
             pub fn options() -> ::truss::route::RouteOptions {
                 #options
