@@ -56,6 +56,61 @@ where
     config
 }
 
+/// An example's config as [`example_config`] makes it, with load shedding off and the
+/// example's SQLite file in `dir`.
+pub fn example_config_in<T>(defaults: &'static str, name: &str, dir: &Path) -> Config<T>
+where
+    T: truss::config::Section + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let mut config = example_config::<T>(defaults, name);
+    config.admission.shed.enabled = false;
+    config.database.data_dir = dir.to_path_buf();
+    config
+}
+
+/// The `user` example and an `order` example that finds it by a static endpoint, both on
+/// free ports with their SQLite files in `dir`.
+pub async fn user_and_order(
+    dir: &Path,
+) -> Result<(truss::RunningApp, truss::RunningApp), BoxError> {
+    let user_config = example_config_in::<user::UserConfig>(user::DEFAULTS, "user", dir);
+    let user_app = user::app(&user_config).await?.start().await?;
+    let mut config = example_config_in::<order::OrderConfig>(order::DEFAULTS, "order", dir);
+    config.registry.static_endpoints.insert(
+        "user".to_owned(),
+        vec![truss::registry::StaticEndpoint {
+            http: user_app.http_addr(),
+            grpc: user_app.grpc_addr(),
+        }],
+    );
+    let order_app = order::app(&config).await?.start().await?;
+    Ok((user_app, order_app))
+}
+
+/// `GET /config` of an admin listener: the config in force, its sources and revision.
+pub async fn config_status(admin: SocketAddr) -> Result<serde_json::Value, BoxError> {
+    let (code, body) = get(admin, "/config").await?;
+    if code != StatusCode::OK {
+        return Err(format!("GET /config: {code}: {body}").into());
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Polls [`config_status`] until `done` holds (20 s at most) and returns that status.
+pub async fn wait_config(
+    admin: SocketAddr,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, BoxError> {
+    for _ in 0..1000 {
+        let status = config_status(admin).await?;
+        if done(&status) {
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("timed out; last /config: {}", config_status(admin).await?).into())
+}
+
 /// The value of the sample `name{labels}` (written exactly as the exposition prints it) in
 /// this process's Prometheus recorder; 0 when absent.
 pub fn metric_sample(name_and_labels: &str) -> u64 {

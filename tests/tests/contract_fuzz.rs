@@ -10,21 +10,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
-use truss::config::{Config, Section};
 use truss_tests::BoxError;
-
-fn example_config<T: Section + DeserializeOwned + Send + Sync + 'static>(
-    defaults: &'static str,
-    name: &str,
-    dir: &Path,
-) -> Config<T> {
-    let mut config = truss_tests::example_config::<T>(defaults, name);
-    config.admission.shed.enabled = false;
-    config.log.access = false;
-    config.database.data_dir = dir.to_path_buf();
-    config
-}
 
 /// Runs schemathesis against `http`'s document; its report on failure.
 async fn fuzz(http: SocketAddr, token: &str, dir: &Path) -> Result<(), BoxError> {
@@ -56,18 +42,8 @@ async fn fuzz(http: SocketAddr, token: &str, dir: &Path) -> Result<(), BoxError>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_order_hold_to_their_documents_under_fuzzing() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let user_config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
-    let user_app = user::app(&user_config).await?.start().await?;
+    let (user_app, order_app) = truss_tests::user_and_order(dir.path()).await?;
     let user_http = user_app.http_addr().ok_or("user http")?;
-    let mut config = example_config::<order::OrderConfig>(order::DEFAULTS, "order", dir.path());
-    config.registry.static_endpoints.insert(
-        "user".to_owned(),
-        vec![truss::registry::StaticEndpoint {
-            http: user_app.http_addr(),
-            grpc: user_app.grpc_addr(),
-        }],
-    );
-    let order_app = order::app(&config).await?.start().await?;
     let token = truss_tests::demo_token(user_http).await?;
 
     fuzz(user_http, &token, dir.path()).await?;

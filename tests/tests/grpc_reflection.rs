@@ -11,11 +11,8 @@ use std::time::Duration;
 
 use prost::Message as _;
 use prost_types::FileDescriptorProto;
-use serde::de::DeserializeOwned;
 use tonic::Code;
 use tonic::transport::Channel;
-use truss::Config;
-use truss::config::Section;
 use truss_tests::local_config;
 
 /// What one reflection request asks.
@@ -134,27 +131,16 @@ fn files(answer: &Answer) -> &[FileDescriptorProto] {
     }
 }
 
-/// `name`'s embedded defaults (auth on in both examples), with listeners on free ports,
-/// shedding off and the SQLite file in `dir`.
-fn example_config<T: Section + DeserializeOwned + Send + Sync + 'static>(
-    defaults: &'static str,
-    name: &str,
-    dir: &Path,
-) -> Config<T> {
-    let mut config = truss_tests::example_config::<T>(defaults, name);
-    config.admission.shed.enabled = false;
-    config.database.data_dir = dir.to_path_buf();
-    config
-}
-
 async fn user(dir: &Path, reflection: bool) -> truss::RunningApp {
-    let mut config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir);
+    let mut config =
+        truss_tests::example_config_in::<user::UserConfig>(user::DEFAULTS, "user", dir);
     config.grpc.reflection = reflection;
     user::app(&config).await.unwrap().start().await.unwrap()
 }
 
 async fn order(dir: &Path) -> truss::RunningApp {
-    let config = example_config::<order::OrderConfig>(order::DEFAULTS, "order", dir);
+    let config =
+        truss_tests::example_config_in::<order::OrderConfig>(order::DEFAULTS, "order", dir);
     order::app(&config).await.unwrap().start().await.unwrap()
 }
 

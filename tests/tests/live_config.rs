@@ -3,7 +3,6 @@
 //! whole, keys that need a restart are reported and not applied. (The etcd source has its
 //! own file, `live_config_etcd.rs`.)
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,27 +41,6 @@ fn editor_save(path: &Path, text: &str) {
     std::fs::rename(&temp, path).expect("rename over the config");
 }
 
-async fn status(admin: SocketAddr) -> Result<serde_json::Value, BoxError> {
-    let (code, body) = truss_tests::get(admin, "/config").await?;
-    assert_eq!(code, StatusCode::OK, "{body}");
-    Ok(serde_json::from_str(&body)?)
-}
-
-/// Polls `/config` until `done` holds (10 s at most) and returns the last status.
-async fn wait_status(
-    admin: SocketAddr,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> Result<serde_json::Value, BoxError> {
-    for _ in 0..500 {
-        let s = status(admin).await?;
-        if done(&s) {
-            return Ok(s);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("timed out; last /config: {}", status(admin).await?).into())
-}
-
 async fn start(path: &Path, router: Router) -> Result<truss::RunningApp, BoxError> {
     let config = ConfigLoader::new()
         .args(["svc"])
@@ -93,7 +71,7 @@ async fn an_editor_save_reloads_once_and_changes_a_route_timeout() -> Result<(),
     assert_eq!(conn.get("/slow").await?.0, StatusCode::OK);
 
     editor_save(&path, &timeout("30ms"));
-    let s = wait_status(admin, |s| s["revision"] == 1).await?;
+    let s = truss_tests::wait_config(admin, |s| s["revision"] == 1).await?;
     assert_eq!(s["config"]["timeout"]["routes"]["/slow"], "30ms");
     let source = s["sources"]["timeout.routes.\"/slow\""]
         .as_str()
@@ -105,11 +83,11 @@ async fn an_editor_save_reloads_once_and_changes_a_route_timeout() -> Result<(),
 
     // Many polls later, still one reload: the rename was one change.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status(admin).await?["revision"], 1);
+    assert_eq!(truss_tests::config_status(admin).await?["revision"], 1);
     // A save that leaves the bytes as they were is no change either.
     editor_save(&path, &timeout("30ms"));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status(admin).await?["revision"], 1);
+    assert_eq!(truss_tests::config_status(admin).await?["revision"], 1);
 
     app.shutdown().await?;
     Ok(())
@@ -129,7 +107,7 @@ async fn an_invalid_file_is_rejected_whole_and_the_old_config_stays() -> Result<
     // A valid key changed next to an invalid one: nothing of it applies.
     let broken = limited.replace("rps = 1", "rps = 1000") + "[breaker]\nenabled = \"sometimes\"\n";
     editor_save(&path, &broken);
-    let s = wait_status(admin, |s| !s["last_error"].is_null()).await?;
+    let s = truss_tests::wait_config(admin, |s| !s["last_error"].is_null()).await?;
     let error = s["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("breaker.enabled"), "names the key: {error}");
     assert!(error.contains("svc.toml"), "names the source: {error}");
@@ -153,7 +131,7 @@ async fn an_invalid_file_is_rejected_whole_and_the_old_config_stays() -> Result<
         &path,
         &limited.replace("rps = 1\nburst = 1", "rps = 1000\nburst = 1000"),
     );
-    let s = wait_status(admin, |s| s["revision"] == 1).await?;
+    let s = truss_tests::wait_config(admin, |s| s["revision"] == 1).await?;
     assert!(s["last_error"].is_null(), "{s}");
     for _ in 0..5 {
         assert_eq!(conn.get("/x").await?.0, StatusCode::OK);
@@ -246,7 +224,7 @@ async fn keys_that_need_a_restart_are_reported_and_the_rest_applies() -> Result<
     assert_eq!(report.revision, 1);
     // Still serving where it was.
     assert_eq!(truss_tests::get(http, "/").await?.0, StatusCode::OK);
-    let s = status(app.admin_addr()).await?;
+    let s = truss_tests::config_status(app.admin_addr()).await?;
     assert_eq!(s["needs_restart"], serde_json::json!(["http.addr"]));
     assert_eq!(s["config"]["admission"]["max_in_flight"], 77);
     assert_eq!(s["config"]["http"]["addr"], "127.0.0.1:0");
@@ -269,7 +247,10 @@ async fn a_config_built_in_code_does_not_reload() -> Result<(), BoxError> {
         .await?;
     let error = app.reload().await.expect_err("nothing to reload from");
     assert!(error.to_string().contains("does not reload"), "{error}");
-    assert_eq!(status(app.admin_addr()).await?["revision"], 0);
+    assert_eq!(
+        truss_tests::config_status(app.admin_addr()).await?["revision"],
+        0
+    );
     app.shutdown().await?;
     Ok(())
 }

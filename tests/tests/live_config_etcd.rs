@@ -67,25 +67,6 @@ fn put(etcd: &Etcd, doc: &str) {
     etcd.etcdctl(&["put", KEY, doc]).expect("etcdctl put");
 }
 
-async fn status(admin: SocketAddr) -> Result<serde_json::Value, BoxError> {
-    let (_, body) = truss_tests::get(admin, "/config").await?;
-    Ok(serde_json::from_str(&body)?)
-}
-
-async fn wait_status(
-    admin: SocketAddr,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> Result<serde_json::Value, BoxError> {
-    for _ in 0..1000 {
-        let s = status(admin).await?;
-        if done(&s) {
-            return Ok(s);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("timed out; last /config: {}", status(admin).await?).into())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_changes_apply_live_and_survive_an_etcd_restart() -> Result<(), BoxError> {
     let mut etcd = Etcd::start().await;
@@ -127,7 +108,7 @@ key = "{KEY}"
         .await?;
     let (http, admin) = (app.http_addr().ok_or("http")?, app.admin_addr());
     // Read at start: the etcd value is in force, named as its source.
-    let s = status(admin).await?;
+    let s = truss_tests::config_status(admin).await?;
     assert_eq!(s["config"]["admission"]["max_in_flight"], 5000);
     assert_eq!(
         s["sources"]["admission.max_in_flight"],
@@ -164,7 +145,7 @@ key = "{KEY}"
     let rejected = r#"truss_config_reloads_total{result="rejected"}"#;
     let before = metric_sample(rejected);
     put(&etcd, "[admission.rate_limit]\nrps = -3\n");
-    let s = wait_status(admin, |s| !s["last_error"].is_null()).await?;
+    let s = truss_tests::wait_config(admin, |s| !s["last_error"].is_null()).await?;
     let error = s["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("admission.rate_limit.rps"), "{error}");
     assert!(error.contains(&format!("etcd key {KEY}")), "{error}");
@@ -198,7 +179,8 @@ key = "{KEY}"
     );
     etcd.restart().await;
     put(&etcd, "[admission]\nmax_in_flight = 4000\n");
-    let s = wait_status(admin, |s| s["config"]["admission"]["max_in_flight"] == 4000).await?;
+    let s = truss_tests::wait_config(admin, |s| s["config"]["admission"]["max_in_flight"] == 4000)
+        .await?;
     assert_ne!(s["revision"], revision);
     assert!(s["config"]["admission"]["rate_limit"].is_null(), "{s}");
     for _ in 0..20 {

@@ -4,23 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-use truss::config::{Config, Section};
 use truss_tests::{BoxError, call_as};
-
-fn example_config<T: Section + DeserializeOwned + Send + Sync + 'static>(
-    defaults: &'static str,
-    name: &str,
-    dir: &Path,
-) -> Config<T> {
-    let mut config = truss_tests::example_config::<T>(defaults, name);
-    config.admission.shed.enabled = false;
-    config.database.data_dir = dir.to_path_buf();
-    config
-}
 
 async fn document(http: SocketAddr) -> Result<Value, BoxError> {
     let (code, body) = truss_tests::get(http, "/openapi.json").await?;
@@ -87,7 +73,8 @@ async fn all_served(http: SocketAddr, doc: &Value, token: &str) -> Result<(), Bo
 #[tokio::test]
 async fn user_documents_exactly_its_routes_and_they_are_served() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
+    let config =
+        truss_tests::example_config_in::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
     let app = user::app(&config).await?.start().await?;
     let http = app.http_addr().ok_or("http")?;
     let doc = document(http).await?;
@@ -159,17 +146,7 @@ async fn user_documents_exactly_its_routes_and_they_are_served() -> Result<(), B
 #[tokio::test]
 async fn order_documents_exactly_its_routes_and_they_are_served() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let user_config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
-    let user_app = user::app(&user_config).await?.start().await?;
-    let mut config = example_config::<order::OrderConfig>(order::DEFAULTS, "order", dir.path());
-    config.registry.static_endpoints.insert(
-        "user".to_owned(),
-        vec![truss::registry::StaticEndpoint {
-            http: user_app.http_addr(),
-            grpc: user_app.grpc_addr(),
-        }],
-    );
-    let app = order::app(&config).await?.start().await?;
+    let (user_app, app) = truss_tests::user_and_order(dir.path()).await?;
     let http = app.http_addr().ok_or("http")?;
     let doc = document(http).await?;
     validate(&doc);
@@ -193,7 +170,8 @@ async fn order_documents_exactly_its_routes_and_they_are_served() -> Result<(), 
 #[tokio::test]
 async fn openapi_off_is_not_served() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
+    let mut config =
+        truss_tests::example_config_in::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
     config.http.openapi = false;
     let app = user::app(&config).await?.start().await?;
     let (code, _) = truss_tests::get(app.http_addr().ok_or("http")?, "/openapi.json").await?;
@@ -209,7 +187,8 @@ async fn openapi_off_is_not_served() -> Result<(), BoxError> {
 #[tokio::test]
 async fn swagger_ui_is_served_from_vendored_files_without_a_token() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut config = example_config::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
+    let mut config =
+        truss_tests::example_config_in::<user::UserConfig>(user::DEFAULTS, "user", dir.path());
     config.http.openapi_ui = true;
     let app = user::app(&config).await?.start().await?;
     let http = app.http_addr().ok_or("http")?;

@@ -248,20 +248,29 @@ fn shown(figment: &Figment, prefix: &str) -> Shown {
     }
 }
 
+/// Appends `key` to the dotted key `path` (quoted when it holds `.` or `/`, as in
+/// `timeout.routes."/v1/users"`); returns the length to truncate back to.
+pub(crate) fn push_key(path: &mut String, key: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    if key.contains(['.', '/']) {
+        path.push('"');
+        path.push_str(key);
+        path.push('"');
+    } else {
+        path.push_str(key);
+    }
+    len
+}
+
 /// Calls `found` with the dotted path of every leaf (segments holding `.` or `/` quoted).
 fn leaves(value: &serde_json::Value, path: &mut String, found: &mut impl FnMut(&str)) {
     match value {
         serde_json::Value::Object(map) if !map.is_empty() => {
             for (key, child) in map {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                if key.contains(['.', '/']) {
-                    path.push_str(&format!("\"{key}\""));
-                } else {
-                    path.push_str(key);
-                }
+                let len = push_key(path, key);
                 leaves(child, path, found);
                 path.truncate(len);
             }

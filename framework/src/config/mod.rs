@@ -81,6 +81,7 @@ pub use live::Live;
 pub use loader::ConfigLoader;
 #[cfg(feature = "etcd")]
 pub(crate) use loader::insert as insert_path;
+pub(crate) use loader::push_key;
 pub use origin::ConfigOrigin;
 pub use sections::{
     AdminConfig, GrpcConfig, HttpConfig, LogConfig, LogFormat, NoAppConfig, ShutdownConfig,

@@ -70,15 +70,7 @@ fn diff(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in keys {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                if key.contains(['.', '/']) {
-                    path.push_str(&format!("\"{key}\""));
-                } else {
-                    path.push_str(key);
-                }
+                let len = crate::config::push_key(path, key);
                 diff(
                     a.get(key.as_str()).unwrap_or(&Value::Null),
                     b.get(key.as_str()).unwrap_or(&Value::Null),
