@@ -119,7 +119,7 @@ async fn exempt(mut response: Response) -> Response {
 ///
 /// ```
 /// # use serde::Serialize;
-/// # #[derive(Serialize)] struct User { id: u64 }
+/// # #[derive(Serialize, schemars::JsonSchema)] struct User { id: u64 }
 /// #[truss::route(get, "/users/{id}")]
 /// async fn get_user(#[path] id: u64) -> Result<User, truss::Error> {
 ///     Ok(User { id })

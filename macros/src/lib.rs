@@ -62,7 +62,8 @@ pub fn derive_error(input: TokenStream) -> TokenStream {
 /// use serde::{Deserialize, Serialize};
 /// use truss::validate::{FieldErrors, Validate};
 ///
-/// #[derive(Deserialize)]
+/// // JsonSchema: `/openapi.json` describes the body and the reply (see truss::openapi).
+/// #[derive(Deserialize, truss::JsonSchema)]
 /// struct Rename { name: String }
 ///
 /// impl Validate for Rename {
@@ -73,7 +74,7 @@ pub fn derive_error(input: TokenStream) -> TokenStream {
 ///     }
 /// }
 ///
-/// #[derive(Serialize)]
+/// #[derive(Serialize, truss::JsonSchema)]
 /// struct User { id: u64, name: String }
 ///
 /// #[truss::route(put, "/users/{id}", timeout = "2s", rate_limit = 50, breaker = false)]
@@ -164,6 +165,7 @@ pub fn route(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// #     #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
 /// #     pub struct HelloReply { #[prost(string, tag = "1")] pub message: String }
 /// #     pub mod greeter_server {
+/// #         pub const SERVICE_NAME: &str = "hello.Greeter";
 /// #         #[tonic::async_trait]
 /// #         pub trait Greeter: Send + Sync + 'static {
 /// #             async fn say_hello(&self, request: tonic::Request<super::HelloRequest>)
