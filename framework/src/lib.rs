@@ -78,6 +78,7 @@ pub mod grpc;
 mod labels;
 pub mod observe;
 pub mod openapi;
+pub mod queue;
 mod random;
 pub mod redis;
 pub mod registry;

@@ -51,6 +51,8 @@ pub struct AppBuilder {
     pub(super) openapi_crate: Option<&'static str>,
     /// How proto-backed routes write JSON, for the OpenAPI document.
     pub(super) json_mapping: crate::openapi::JsonMapping,
+    /// The message consumers, one listener each.
+    pub(super) consumers: Vec<crate::queue::Consumer>,
 }
 
 impl AppBuilder {
@@ -78,6 +80,7 @@ impl AppBuilder {
             sighup: false,
             openapi_crate: None,
             json_mapping: Default::default(),
+            consumers: Vec::new(),
         }
     }
 
@@ -94,6 +97,26 @@ impl AppBuilder {
     /// [`JsonMapping::Proto3`](crate::openapi::JsonMapping::Proto3).
     pub fn json_mapping(mut self, mapping: crate::openapi::JsonMapping) -> Self {
         self.json_mapping = mapping;
+        self
+    }
+
+    /// Consumes `subscription` from `backend` with `handler`, an async function of a
+    /// [`Message<T>`](crate::queue::Message) (a JSON body) returning `Result<(), E>`; the
+    /// consumer is one more listener of the app, stopped and drained in the shutdown
+    /// phases. See [`queue`](crate::queue) for what each message goes through.
+    pub fn consume<T, H: crate::queue::Handler<T>>(
+        mut self,
+        subscription: impl Into<String>,
+        backend: Arc<dyn crate::queue::Backend>,
+        config: crate::queue::ConsumerConfig,
+        handler: H,
+    ) -> Self {
+        self.consumers.push(crate::queue::Consumer {
+            subscription: subscription.into().into(),
+            backend,
+            handler: handler.erase(),
+            config,
+        });
         self
     }
 

@@ -141,8 +141,8 @@ impl AppBuilder {
         &mut self,
         config: &Config<NoAppConfig>,
         shared: &StackShared,
-    ) -> Result<(Vec<Server>, Option<GrpcHealth>, Vec<LiveStack>), AppError> {
-        let mut listeners = Vec::new();
+    ) -> Result<(Vec<Box<dyn Listener>>, Option<GrpcHealth>, Vec<LiveStack>), AppError> {
+        let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         let mut stacks = Vec::new();
         if let Some(router) = self.http.take() {
             let mut base = apply(router, std::mem::take(&mut self.http_layers));
@@ -158,7 +158,9 @@ impl AppBuilder {
                 header_read_timeout: config.http.header_read_timeout,
             };
             let slot = stack.slot.clone();
-            listeners.push(Server::bind("http", config.http.addr, slot, protocol).await?);
+            listeners.push(Box::new(
+                Server::bind("http", config.http.addr, slot, protocol).await?,
+            ));
             stacks.push(stack);
         }
         let mut grpc_health = None;
@@ -170,8 +172,13 @@ impl AppBuilder {
                 max_concurrent_streams: config.grpc.max_concurrent_streams,
             };
             let slot = stack.slot.clone();
-            listeners.push(Server::bind("grpc", config.grpc.addr, slot, protocol).await?);
+            listeners.push(Box::new(
+                Server::bind("grpc", config.grpc.addr, slot, protocol).await?,
+            ));
             stacks.push(stack);
+        }
+        for consumer in std::mem::take(&mut self.consumers) {
+            listeners.push(Box::new(consumer));
         }
         Ok((listeners, grpc_health, stacks))
     }
@@ -336,7 +343,7 @@ struct Serving {
 
 impl Serving {
     fn spawn(
-        listeners: Vec<Server>,
+        listeners: Vec<Box<dyn Listener>>,
         admin: Server,
         grpc_health: Option<GrpcHealth>,
         config: &Config<NoAppConfig>,
@@ -356,7 +363,7 @@ impl Serving {
                 grace,
                 force: handle.clone(),
             };
-            tasks.push(tokio::spawn(Box::new(listener).serve(drain)));
+            tasks.push(tokio::spawn(listener.serve(drain)));
         }
         let admin_drain = Drain {
             stop: admin_stop_rx,
@@ -438,12 +445,12 @@ fn cpu_source(
     given.or_else(|| Some(SystemCpu::spawn(shed.cpu_interval, shed.cpu_smoothing)))
 }
 
-fn addresses(listeners: &[Server], admin: &Server) -> Addrs {
+fn addresses(listeners: &[Box<dyn Listener>], admin: &Server) -> Addrs {
     let find = |name: &str| {
         listeners
             .iter()
             .find(|l| l.name() == name)
-            .and_then(Listener::local_addr)
+            .and_then(|l| l.local_addr())
     };
     Addrs {
         http: find("http"),

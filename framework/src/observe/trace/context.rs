@@ -129,6 +129,15 @@ impl TraceContext {
         CURRENT.try_with(Clone::clone).ok()
     }
 
+    /// Runs `fut` with this context as [`current`](Self::current): how work that is not a
+    /// request (a message, say) carries its trace.
+    pub fn scope<F: std::future::Future>(
+        self,
+        fut: F,
+    ) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
+        CURRENT.scope(self, fut)
+    }
+
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
         self.trace_id.to_string()

@@ -1,0 +1,289 @@
+//! The consumer listener: fetch, handle each message through its stack, settle it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::backend::{Backend, Delivery};
+use super::handler::{Erased, Failure};
+use crate::observe::trace::TraceContext;
+use crate::registry::BoxFuture;
+use crate::resilience::deadline::Deadline;
+use crate::transport::listener::{Drain, Listener};
+
+/// How one subscription is consumed.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = truss::queue::ConsumerConfig {
+///     max_in_flight: 16,
+///     max_attempts: 5,
+///     ..Default::default()
+/// };
+/// assert_eq!(config.deadline, Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerConfig {
+    /// Messages handled at once. Default 64.
+    pub max_in_flight: usize,
+    /// Deliveries of one message before it is dead-lettered (1: no retry). Default 5.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled each time up to `backoff_max`. Default `100ms`.
+    pub backoff_min: Duration,
+    /// Longest delay between retries. Default `30s`.
+    pub backoff_max: Duration,
+    /// How long one handler call may run. Default `30s`.
+    pub deadline: Duration,
+    /// Longest wait of one fetch when nothing is ready. Default `1s`.
+    pub poll: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            max_attempts: 5,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            deadline: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// The delay before delivery `attempt + 1`.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.backoff_min
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// One subscription's consumer: a [`Listener`] of the app.
+pub(crate) struct Consumer {
+    pub(crate) subscription: Arc<str>,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) handler: Erased,
+    pub(crate) config: ConsumerConfig,
+}
+
+impl Listener for Consumer {
+    fn name(&self) -> &'static str {
+        "consumer"
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
+    fn serve(self: Box<Self>, drain: Drain) -> BoxFuture<'static, ()> {
+        Box::pin(self.run(drain))
+    }
+}
+
+impl Consumer {
+    /// Fetches and handles until told to stop, then lets messages in flight finish within
+    /// the grace period; what is left unsettled is delivered again by the broker.
+    async fn run(self: Box<Self>, drain: Drain) {
+        describe();
+        let Drain {
+            mut stop,
+            closed,
+            grace,
+            force,
+        } = drain;
+        let this = Arc::new(*self);
+        let slots = Arc::new(Semaphore::new(this.config.max_in_flight.max(1)));
+        let mut tasks = JoinSet::new();
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = stopped(&mut stop) => break,
+                fetched = this.fetch(&slots) => {
+                    for (delivery, slot) in fetched {
+                        let this = this.clone();
+                        tasks.spawn(async move {
+                            this.handle(delivery).await;
+                            drop(slot);
+                        });
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        let _ = closed.send(());
+        let drained = async { while tasks.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = drained => {}
+            _ = tokio::time::sleep(grace) => {
+                tracing::warn!(subscription = %this.subscription, open = tasks.len(),
+                    "grace period over: abandoning messages in flight (they will be delivered again)");
+            }
+            _ = force.forced() => {}
+        }
+        tasks.shutdown().await;
+    }
+
+    /// Waits for a free slot, then fetches as many deliveries as there are free slots.
+    async fn fetch(
+        &self,
+        slots: &Arc<Semaphore>,
+    ) -> Vec<(Delivery, tokio::sync::OwnedSemaphorePermit)> {
+        let Ok(first) = slots.clone().acquire_owned().await else {
+            return Vec::new();
+        };
+        let max = slots.available_permits() + 1;
+        let fetched = match self.backend.fetch(max, self.config.poll).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                tracing::warn!(subscription = %self.subscription, %error, "fetch failed; retrying");
+                tokio::time::sleep(self.config.poll).await;
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(fetched.len());
+        let mut first = Some(first);
+        for delivery in fetched {
+            let slot = match first.take() {
+                Some(slot) => slot,
+                None => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    // Cannot happen (max was the free slots); wait rather than overrun.
+                    Err(_) => match slots.clone().acquire_owned().await {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                },
+            };
+            out.push((delivery, slot));
+        }
+        out
+    }
+
+    /// One message through its stack: trace, span, deadline, panic recovery; then settled.
+    async fn handle(&self, delivery: Delivery) {
+        let trace = delivery
+            .headers
+            .get("traceparent")
+            .and_then(|v| TraceContext::from_traceparent(v.as_bytes(), None))
+            .unwrap_or_else(TraceContext::new_root);
+        let span = tracing::info_span!("message", subscription = %self.subscription,
+            id = %delivery.id, attempt = delivery.attempt, trace_id = %trace.trace_id_hex());
+        let in_flight = metrics::gauge!("truss_consumer_in_flight",
+            "subscription" => self.subscription.to_string());
+        in_flight.increment(1.0);
+        let started = Instant::now();
+        let deadline = Deadline::after(self.config.deadline);
+        let call = (self.handler)(delivery.clone());
+        let call = tokio::time::timeout(self.config.deadline, deadline.scope(call));
+        // Its own task: a panic ends that task, not the consumer. Aborted if this one is
+        // (a message abandoned at the end of the grace period).
+        let mut task = AbortOnDrop(tokio::spawn(trace.scope(call).instrument(span.clone())));
+        let outcome = (&mut task.0).await;
+        metrics::histogram!("truss_consumer_handler_duration_seconds",
+            "subscription" => self.subscription.to_string())
+        .record(started.elapsed().as_secs_f64());
+        in_flight.decrement(1.0);
+        let verdict = match outcome {
+            Ok(Ok(Ok(()))) => Verdict::Done,
+            Ok(Ok(Err(Failure::Malformed(why)))) => Verdict::Dead(why),
+            Ok(Ok(Err(Failure::Handler(e)))) if retryable(e.code()) => {
+                Verdict::Again(e.to_string())
+            }
+            Ok(Ok(Err(Failure::Handler(e)))) => Verdict::Dead(e.to_string()),
+            Ok(Err(_elapsed)) => Verdict::Again("the handler's deadline passed".to_owned()),
+            Err(e) if e.is_panic() => Verdict::Again("the handler panicked".to_owned()),
+            Err(e) => Verdict::Again(format!("the handler was cancelled: {e}")),
+        };
+        self.settle(&delivery, verdict).instrument(span).await;
+    }
+
+    /// Acknowledges, retries or dead-letters one delivery, and counts it.
+    async fn settle(&self, delivery: &Delivery, verdict: Verdict) {
+        let (settled, result) = match verdict {
+            Verdict::Done => (self.backend.ack(delivery).await, "acked"),
+            Verdict::Again(why) if delivery.attempt < self.config.max_attempts => {
+                let delay = self.config.backoff(delivery.attempt);
+                tracing::warn!(reason = %why, ?delay, "message failed; retrying");
+                (self.backend.retry(delivery, delay).await, "retried")
+            }
+            Verdict::Again(why) | Verdict::Dead(why) => {
+                tracing::error!(reason = %why, "message dead-lettered");
+                (
+                    self.backend.dead_letter(delivery, &why).await,
+                    "dead_lettered",
+                )
+            }
+        };
+        match settled {
+            Ok(()) => metrics::counter!("truss_consumer_messages_total",
+                "subscription" => self.subscription.to_string(), "result" => result)
+            .increment(1),
+            // Left unsettled: the broker delivers it again.
+            Err(error) => tracing::error!(%error, result, "could not settle the message"),
+        }
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What becomes of a handled message.
+enum Verdict {
+    Done,
+    Again(String),
+    Dead(String),
+}
+
+/// Server-side failures and "try later" codes are worth a retry; other client errors are
+/// not.
+fn retryable(code: u16) -> bool {
+    code >= 500 || code == 408 || code == 429
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "truss_consumer_messages_total",
+        "Messages settled, by subscription and result: acked, retried, dead_lettered."
+    );
+    metrics::describe_histogram!(
+        "truss_consumer_handler_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long message handlers ran."
+    );
+    metrics::describe_gauge!(
+        "truss_consumer_in_flight",
+        "Messages being handled, by subscription."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = ConsumerConfig {
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(350),
+            ..ConsumerConfig::default()
+        };
+        let delays: Vec<u128> = (1..=4).map(|a| config.backoff(a).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        assert!(retryable(503) && retryable(429) && !retryable(404) && !retryable(400));
+    }
+}

@@ -1,0 +1,84 @@
+//! Message consumers: the fourth kind of listener, beside HTTP, gRPC and admin.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use serde::Deserialize;
+//! use truss::queue::{ConsumerConfig, MemoryBackend, Message};
+//!
+//! #[derive(Deserialize)]
+//! struct OrderCreated { order_id: u64 }
+//!
+//! async fn notify(msg: Message<OrderCreated>) -> Result<(), truss::Error> {
+//!     tracing::info!(order = msg.body.order_id, "notifying"); // logged with the producer's trace id
+//!     Ok(())
+//! }
+//!
+//! let orders = Arc::new(MemoryBackend::new());
+//! let app = truss::App::builder("notify")
+//!     .consume("order.created", orders.clone(), ConsumerConfig::default(), notify);
+//! # let _ = app;
+//! ```
+//!
+//! Each message goes through the same kind of stack as a request:
+//!
+//! * **Trace.** The `traceparent` header the producer set ([`trace_headers`]) becomes the
+//!   handler's trace context and span, so its logs carry the producer's trace id.
+//! * **Admission.** At most [`ConsumerConfig::max_in_flight`] messages are handled at once;
+//!   no more are fetched until one finishes.
+//! * **Deadline.** Each handler runs under [`ConsumerConfig::deadline`] (the task-local
+//!   [`Deadline`](crate::resilience::deadline::Deadline) clients pass on).
+//! * **Retries, then a dead letter.** A handler error with a 5xx (or 408/429) code, a
+//!   deadline passed or a panic is retried after an exponential backoff, up to
+//!   [`ConsumerConfig::max_attempts`]; then, and at once for a 4xx error or a body that does
+//!   not decode, the message goes to the backend's dead-letter destination with the reason.
+//!   A panicking handler never takes the consumer down.
+//! * **At-least-once.** A message is acknowledged only after its handler succeeded, or after
+//!   its retry or dead letter is stored: a crash in between delivers it again. Handlers are
+//!   written to be idempotent.
+//! * **Metrics.** `truss_consumer_messages_total{subscription, result}` (`acked`,
+//!   `retried`, `dead_lettered`), `truss_consumer_handler_duration_seconds{subscription}`,
+//!   `truss_consumer_in_flight{subscription}`.
+//! * **Shutdown.** With the app's phases: the consumer stops fetching when the listeners
+//!   close, messages in flight get `shutdown.grace` to finish and be acknowledged, and what
+//!   is left unacknowledged is delivered again by the backend later, never lost.
+//!
+//! Backends implement [`Backend`]. [`MemoryBackend`] keeps messages in the process (tests,
+//! and a single-process `make run`).
+//!
+//! Not yet: brokers (Kafka, NATS JetStream, Redis Streams), per-key ordering, consumer lag,
+//! a rate limit per subscription, `[consumers."<name>"]` config, producers with the breaker
+//! and the outbox (issue #22).
+
+mod backend;
+mod consumer;
+mod handler;
+mod memory;
+
+pub use backend::{Backend, Delivery};
+pub(crate) use consumer::Consumer;
+pub use consumer::ConsumerConfig;
+pub use handler::{Handler, Message};
+pub use memory::MemoryBackend;
+
+use std::collections::BTreeMap;
+
+/// The headers a producer sends with a message so the consumer continues the current
+/// trace: `traceparent` (and `tracestate`) of a child of the task's trace context, or none
+/// outside a traced task.
+///
+/// ```
+/// let headers = truss::queue::trace_headers();
+/// assert!(headers.is_empty()); // no request being served here
+/// ```
+pub fn trace_headers() -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    if let Some(ctx) = crate::observe::trace::TraceContext::current() {
+        if let Ok(value) = ctx.child_traceparent().to_str() {
+            headers.insert("traceparent".to_owned(), value.to_owned());
+        }
+        if let Some(state) = ctx.tracestate.as_ref().and_then(|s| s.to_str().ok()) {
+            headers.insert("tracestate".to_owned(), state.to_owned());
+        }
+    }
+    headers
+}

@@ -1,0 +1,240 @@
+//! Message consumers as an app listener, on the in-process backend: ack after success,
+//! retries then a dead letter with the reason, panics survived, the producer's trace
+//! continued, and graceful shutdown that finishes what is in flight and loses nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{Mutex, Notify};
+use truss::queue::{Backend, ConsumerConfig, MemoryBackend, Message};
+use truss_tests::BoxError;
+
+#[derive(Debug, Deserialize)]
+struct OrderCreated {
+    order_id: u64,
+}
+
+fn quick(max_attempts: u32) -> ConsumerConfig {
+    ConsumerConfig {
+        max_attempts,
+        backoff_min: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        deadline: Duration::from_secs(5),
+        poll: Duration::from_millis(20),
+        ..ConsumerConfig::default()
+    }
+}
+
+fn config() -> truss::Config {
+    truss_tests::local_config(Duration::ZERO, Duration::from_secs(5))
+}
+
+/// Waits (10 s at most) until `done` holds.
+async fn until(done: impl Fn() -> bool) -> Result<(), BoxError> {
+    for _ in 0..1000 {
+        if done() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err("timed out".into())
+}
+
+#[tokio::test]
+async fn handled_messages_are_acked_and_continue_the_producers_trace() -> Result<(), BoxError> {
+    let queue = Arc::new(MemoryBackend::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let seen = seen.clone();
+        move |msg: Message<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                let trace =
+                    truss::observe::trace::TraceContext::current().map(|t| t.trace_id_hex());
+                seen.lock().await.push((msg.body.order_id, trace));
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consume("order.created", queue.clone(), quick(3), handler)
+        .start()
+        .await?;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(
+        "traceparent".to_owned(),
+        format!("00-{trace_id}-00f067aa0ba902b7-01"),
+    );
+    queue.publish(r#"{"order_id":1}"#, headers);
+    queue.publish(r#"{"order_id":2}"#, Default::default());
+    until(|| queue.acked() == 2).await?;
+    let seen = seen.lock().await.clone();
+    assert!(seen.contains(&(1, Some(trace_id.to_owned()))), "{seen:?}");
+    assert!(
+        seen.iter().any(|(id, t)| *id == 2 && t.is_some()),
+        "a new trace: {seen:?}"
+    );
+    assert_eq!(queue.pending(), 0);
+    app.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_are_retried_then_dead_lettered_and_panics_do_not_stop_the_consumer()
+-> Result<(), BoxError> {
+    let queue = Arc::new(MemoryBackend::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let calls = calls.clone();
+        move |msg: Message<OrderCreated>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                match msg.body.order_id {
+                    1 => Err(truss::Error::unavailable(
+                        "MAILER_DOWN",
+                        "the mailer is down",
+                    )),
+                    2 => Err(truss::Error::bad_request(
+                        "NO_EMAIL",
+                        "the user has no email",
+                    )),
+                    3 => panic!("a bug in the handler"),
+                    _ => Ok(()),
+                }
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consume("order.created", queue.clone(), quick(3), handler)
+        .start()
+        .await?;
+    for body in [
+        r#"{"order_id":1}"#,
+        r#"{"order_id":2}"#,
+        r#"{"order_id":3}"#,
+        "not json",
+    ] {
+        queue.publish(body, Default::default());
+    }
+    until(|| queue.dead_letters().len() == 4).await?;
+    // Still consuming after the panics.
+    queue.publish(r#"{"order_id":4}"#, Default::default());
+    until(|| queue.acked() == 1).await?;
+
+    let dead = queue.dead_letters();
+    let reason = |id: &str| {
+        dead.iter()
+            .find(|d| d.payload.as_ref() == format!(r#"{{"order_id":{id}}}"#).as_bytes())
+            .map(|d| (d.attempt, d.headers["dead-letter-reason"].clone()))
+            .unwrap_or_default()
+    };
+    let (attempts, why) = reason("1");
+    assert_eq!(attempts, 3, "a 503 is retried up to max_attempts");
+    assert!(why.contains("MAILER_DOWN"), "{why}");
+    let (attempts, why) = reason("2");
+    assert_eq!(attempts, 1, "a 400 is not retried");
+    assert!(why.contains("NO_EMAIL"), "{why}");
+    let (attempts, why) = reason("3");
+    assert_eq!(attempts, 3);
+    assert!(why.contains("panicked"), "{why}");
+    let malformed = dead
+        .iter()
+        .find(|d| d.payload.as_ref() == b"not json")
+        .ok_or("malformed")?;
+    assert!(malformed.headers["dead-letter-reason"].contains("does not decode"));
+    // 3 + 1 + 3 handler calls for 1, 2, 3, none for the malformed one, 1 for 4.
+    assert_eq!(calls.load(Ordering::SeqCst), 8);
+    assert_eq!(queue.pending(), 0);
+    app.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_messages_and_leaves_the_rest_pending() -> Result<(), BoxError>
+{
+    let queue = Arc::new(MemoryBackend::new());
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let handler = {
+        let (started, release) = (started.clone(), release.clone());
+        move |_: Message<OrderCreated>| {
+            let (started, release) = (started.clone(), release.clone());
+            async move {
+                started.notify_one();
+                release.notified().await;
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let one_at_a_time = ConsumerConfig {
+        max_in_flight: 1,
+        ..quick(3)
+    };
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consume("order.created", queue.clone(), one_at_a_time, handler)
+        .start()
+        .await?;
+    queue.publish(r#"{"order_id":1}"#, Default::default());
+    started.notified().await;
+    queue.publish(r#"{"order_id":2}"#, Default::default());
+
+    let stopping = tokio::spawn(app.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the message in flight"
+    );
+    release.notify_one();
+    stopping.await??;
+    assert_eq!(
+        queue.acked(),
+        1,
+        "the message in flight finished and was acked"
+    );
+    assert_eq!(
+        queue.pending(),
+        1,
+        "the next one was not fetched: still pending"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_abandoned_at_the_grace_limit_is_delivered_again() -> Result<(), BoxError> {
+    let queue = Arc::new(MemoryBackend::new());
+    let started = Arc::new(Notify::new());
+    let handler = {
+        let started = started.clone();
+        move |_: Message<OrderCreated>| {
+            let started = started.clone();
+            async move {
+                started.notify_one();
+                std::future::pending::<()>().await;
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let short_grace = truss_tests::local_config(Duration::ZERO, Duration::from_millis(50));
+    let app = truss::App::builder("notify")
+        .config(&short_grace)
+        .consume("order.created", queue.clone(), quick(3), handler)
+        .start()
+        .await?;
+    queue.publish(r#"{"order_id":1}"#, Default::default());
+    started.notified().await;
+    app.shutdown().await?;
+    assert_eq!(queue.acked(), 0);
+    assert_eq!(queue.pending(), 1, "unacknowledged, not lost");
+    // What a broker does for a consumer that went away.
+    assert_eq!(queue.redeliver_unacked(), 1);
+    let again = queue.fetch(1, Duration::ZERO).await?;
+    assert_eq!(again.len(), 1);
+    Ok(())
+}
