@@ -43,9 +43,11 @@
 //!   is left unacknowledged is delivered again by the backend later, never lost.
 //!
 //! Backends implement [`Backend`]. [`MemoryBackend`] keeps messages in the process (tests,
-//! and a single-process `make run`).
+//! and a single-process `make run`); `RedisStreams` (feature `redis`) reads a Redis stream
+//! through a consumer group, claims what a dead consumer left pending, and keeps retries
+//! and dead letters in Redis too.
 //!
-//! Not yet: brokers (Kafka, NATS JetStream, Redis Streams), per-key ordering, consumer lag,
+//! Not yet: Kafka and NATS JetStream, per-key ordering, consumer lag,
 //! a rate limit per subscription, `[consumers."<name>"]` config, producers with the breaker
 //! and the outbox (issue #22).
 
@@ -53,12 +55,16 @@ mod backend;
 mod consumer;
 mod handler;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_streams;
 
 pub use backend::{Backend, Delivery};
 pub(crate) use consumer::Consumer;
 pub use consumer::ConsumerConfig;
 pub use handler::{Handler, Message};
 pub use memory::MemoryBackend;
+#[cfg(feature = "redis")]
+pub use redis_streams::RedisStreams;
 
 use std::collections::BTreeMap;
 

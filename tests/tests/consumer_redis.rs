@@ -1,0 +1,145 @@
+//! Consumers on a real Redis stream (Debian's `redis-server`, started by the test): acked
+//! after success, retried through the delay set, dead-lettered with the reason, and a
+//! message left pending by a consumer that died is claimed by another (at-least-once).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use truss::queue::{Backend, ConsumerConfig, Message, RedisStreams};
+use truss_tests::{BoxError, RedisServer};
+
+#[derive(Debug, Deserialize)]
+struct OrderCreated {
+    order_id: u64,
+}
+
+fn quick() -> ConsumerConfig {
+    ConsumerConfig {
+        max_attempts: 3,
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        poll: Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    }
+}
+
+async fn until(done: impl Fn() -> bool) -> Result<(), BoxError> {
+    for _ in 0..1000 {
+        if done() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err("timed out".into())
+}
+
+/// The number of entries pending in the group (delivered, not acknowledged).
+fn pending(redis: &RedisServer, stream: &str) -> String {
+    let out = redis
+        .cli(&["XPENDING", stream, "notify"])
+        .unwrap_or_default();
+    out.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+#[tokio::test]
+async fn messages_are_acked_retried_and_dead_lettered_in_redis() -> Result<(), BoxError> {
+    let redis = RedisServer::start().await;
+    let stream = "orders";
+    let backend = RedisStreams::connect(
+        &redis.url(),
+        stream,
+        "notify",
+        "n1",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (calls, done) = (calls.clone(), done.clone());
+        move |msg: Message<OrderCreated>| {
+            let (calls, done) = (calls.clone(), done.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                match msg.body.order_id {
+                    1 => Err(truss::Error::unavailable(
+                        "MAILER_DOWN",
+                        "the mailer is down",
+                    )),
+                    2 => Err(truss::Error::bad_request("NO_EMAIL", "no email")),
+                    _ => {
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    };
+    let config = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
+    let app = truss::App::builder("notify")
+        .config(&config)
+        .consume("order.created", Arc::new(backend.clone()), quick(), handler)
+        .start()
+        .await?;
+    for id in 1..=3 {
+        backend
+            .publish(format!(r#"{{"order_id":{id}}}"#), Default::default())
+            .await?;
+    }
+    let dead = backend.dead_letter_stream();
+    until(|| redis.cli(&["XLEN", &dead]).unwrap_or_default().trim() == "2").await?;
+    until(|| done.load(Ordering::SeqCst) == 1).await?;
+    // 3 tries for the 503, 1 for the 400, 1 for the good one.
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    let dump = redis.cli(&["XRANGE", &dead, "-", "+"])?;
+    assert!(
+        dump.contains("MAILER_DOWN") && dump.contains("NO_EMAIL"),
+        "{dump}"
+    );
+    assert_eq!(pending(&redis, stream), "0", "everything settled");
+    assert_eq!(redis.cli(&["ZCARD", "orders:delayed"])?.trim(), "0");
+    app.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_left_pending_by_a_dead_consumer_is_claimed_by_another() -> Result<(), BoxError> {
+    let redis = RedisServer::start().await;
+    let stream = "orders";
+    let idle = Duration::from_millis(200);
+    let first = RedisStreams::connect(&redis.url(), stream, "notify", "dies", idle).await?;
+    first
+        .publish(r#"{"order_id":7}"#, Default::default())
+        .await?;
+    // Delivered to the first consumer, which dies before acknowledging it.
+    let taken = first.fetch(10, Duration::from_millis(100)).await?;
+    assert_eq!(taken.len(), 1);
+    drop(first);
+    assert_eq!(pending(&redis, stream), "1");
+
+    let seen = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let seen = seen.clone();
+        move |msg: Message<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                assert_eq!(msg.body.order_id, 7);
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let second = RedisStreams::connect(&redis.url(), stream, "notify", "takes-over", idle).await?;
+    let config = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
+    let app = truss::App::builder("notify")
+        .config(&config)
+        .consume("order.created", Arc::new(second), quick(), handler)
+        .start()
+        .await?;
+    until(|| seen.load(Ordering::SeqCst) == 1).await?;
+    until(|| pending(&redis, stream) == "0").await?;
+    app.shutdown().await?;
+    Ok(())
+}
