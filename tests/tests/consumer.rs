@@ -238,3 +238,68 @@ async fn a_message_abandoned_at_the_grace_limit_is_delivered_again() -> Result<(
     assert_eq!(again.len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_redelivered_message_takes_effect_once_with_first_delivery() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let db_config = truss::sql::DatabaseConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let db = truss::sql::Database::connect(&db_config, "notify").await?;
+    db.run("setup", async |conn| {
+        sqlx::query(truss::queue::PROCESSED_TABLE)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("CREATE TABLE notifications (order_id INTEGER NOT NULL)")
+            .execute(&mut *conn)
+            .await
+    })
+    .await?;
+    let queue = Arc::new(MemoryBackend::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Commits its effect, then fails as if the process died before the ack: the message
+    // is delivered again (same id), and the second delivery must not notify twice.
+    let handler = {
+        let (db, calls) = (db.clone(), calls.clone());
+        move |msg: Message<OrderCreated>| {
+            let (db, calls) = (db.clone(), calls.clone());
+            async move {
+                let attempt = calls.fetch_add(1, Ordering::SeqCst);
+                db.transaction("notify", async |conn| {
+                    if !truss::queue::first_delivery(conn, "order.created", &msg.id).await? {
+                        return Ok(());
+                    }
+                    sqlx::query("INSERT INTO notifications (order_id) VALUES ($1)")
+                        .bind(msg.body.order_id as i64)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+                .await?;
+                if attempt == 0 {
+                    return Err(truss::Error::unavailable("LOST_ACK", "died before the ack"));
+                }
+                Ok(())
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consume("order.created", queue.clone(), quick(3), handler)
+        .start()
+        .await?;
+    queue.publish(r#"{"order_id":9}"#, Default::default());
+    until(|| queue.acked() == 1).await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "delivered twice");
+    let rows: i64 = db
+        .read("count", async |conn| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM notifications")
+                .fetch_one(&mut *conn)
+                .await
+        })
+        .await?;
+    assert_eq!(rows, 1, "notified once");
+    app.shutdown().await?;
+    Ok(())
+}

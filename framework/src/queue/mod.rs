@@ -38,6 +38,8 @@
 //! * **Metrics.** `truss_consumer_messages_total{subscription, result}` (`acked`,
 //!   `retried`, `dead_lettered`), `truss_consumer_handler_duration_seconds{subscription}`,
 //!   `truss_consumer_in_flight{subscription}`.
+//! * **Once-effective handlers** (feature `sql`): `queue::first_delivery` records the message id
+//!   in the handler's own transaction, so a redelivered message is recognised and skipped.
 //! * **Shutdown.** With the app's phases: the consumer stops fetching when the listeners
 //!   close, messages in flight get `shutdown.grace` to finish and be acknowledged, and what
 //!   is left unacknowledged is delivered again by the backend later, never lost.
@@ -54,6 +56,8 @@
 mod backend;
 mod consumer;
 mod handler;
+#[cfg(feature = "sql")]
+mod idempotency;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_streams;
@@ -62,6 +66,8 @@ pub use backend::{Backend, Delivery};
 pub(crate) use consumer::Consumer;
 pub use consumer::ConsumerConfig;
 pub use handler::{Handler, Message};
+#[cfg(feature = "sql")]
+pub use idempotency::{PROCESSED_TABLE, first_delivery};
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use redis_streams::RedisStreams;
