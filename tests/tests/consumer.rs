@@ -303,3 +303,58 @@ async fn a_redelivered_message_takes_effect_once_with_first_delivery() -> Result
     app.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn consumers_can_come_from_config() -> Result<(), BoxError> {
+    // A config error names the key and the source.
+    let error = truss::config::ConfigLoader::new()
+        .args(["notify"])
+        .env_vars([("TRUSS_CONSUMERS__BILLING__MAX_ATTEMPTS", "0")])
+        .load::<truss::config::NoAppConfig>()
+        .expect_err("0 attempts");
+    let text = error.to_string();
+    assert!(
+        text.contains("consumers.\"billing\".max_attempts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TRUSS_CONSUMERS__BILLING__MAX_ATTEMPTS"),
+        "{text}"
+    );
+
+    // `[consumers."billing"]` in memory (the default backend), one attempt only.
+    let mut config = config();
+    config.consumers.0.insert(
+        "billing".to_owned(),
+        ConsumerConfig {
+            max_attempts: 1,
+            ..quick(1)
+        },
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let calls = calls.clone();
+        move |_: Message<OrderCreated>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(truss::Error::unavailable("DOWN", "down"))
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config)
+        .consumer("billing", handler)
+        .start()
+        .await?;
+    let queue = MemoryBackend::shared("billing");
+    queue.publish(r#"{"order_id":1}"#, Default::default());
+    until(|| queue.dead_letters().len() == 1).await?;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "max_attempts = 1 from config: no retry"
+    );
+    app.shutdown().await?;
+    Ok(())
+}

@@ -143,3 +143,65 @@ async fn a_message_left_pending_by_a_dead_consumer_is_claimed_by_another() -> Re
     app.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_configured_consumer_reads_its_redis_stream() -> Result<(), BoxError> {
+    let redis = RedisServer::start().await;
+    let mut config = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
+    config.redis.url = Some(redis.url());
+    let entry = ConsumerConfig {
+        backend: truss::queue::QueueBackend::Redis,
+        stream: Some("orders".to_owned()),
+        ..quick()
+    };
+    config.consumers.0.insert("order.created".to_owned(), entry);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let seen = seen.clone();
+        move |msg: Message<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(msg.body.order_id as usize, Ordering::SeqCst);
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config)
+        .consumer("order.created", handler)
+        .start()
+        .await?;
+    // The group is named after the service.
+    let producer = RedisStreams::connect(
+        &redis.url(),
+        "orders",
+        "notify",
+        "producer",
+        Duration::from_secs(30),
+    )
+    .await?;
+    producer
+        .publish(r#"{"order_id":5}"#, Default::default())
+        .await?;
+    until(|| seen.load(Ordering::SeqCst) == 5).await?;
+    until(|| pending(&redis, "orders") == "0").await?;
+    app.shutdown().await?;
+
+    // Without `[redis] url`: a start error naming the key.
+    config.redis.url = None;
+    let error = truss::App::builder("notify")
+        .config(&config)
+        .consumer("order.created", |_: Message<OrderCreated>| async {
+            Ok::<_, truss::Error>(())
+        })
+        .start()
+        .await
+        .expect_err("no Redis");
+    assert!(
+        error
+            .to_string()
+            .contains("consumers.\"order.created\".backend"),
+        "{error}"
+    );
+    Ok(())
+}

@@ -53,6 +53,8 @@ pub struct AppBuilder {
     pub(super) json_mapping: crate::openapi::JsonMapping,
     /// The message consumers, one listener each.
     pub(super) consumers: Vec<crate::queue::Consumer>,
+    /// Consumers whose backend and settings come from `[consumers]` at start.
+    pub(super) configured_consumers: Vec<(String, crate::queue::Erased)>,
 }
 
 impl AppBuilder {
@@ -81,6 +83,7 @@ impl AppBuilder {
             openapi_crate: None,
             json_mapping: Default::default(),
             consumers: Vec::new(),
+            configured_consumers: Vec::new(),
         }
     }
 
@@ -117,6 +120,28 @@ impl AppBuilder {
             handler: handler.erase(),
             config,
         });
+        self
+    }
+
+    /// Consumes `subscription` as `[consumers."<subscription>"]` says (backend, stream,
+    /// group, limits; defaults when absent: the process-wide
+    /// [`MemoryBackend::shared`](crate::queue::MemoryBackend::shared) queue of that name).
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Deserialize)] struct OrderCreated { order_id: u64 }
+    /// async fn notify(msg: truss::queue::Message<OrderCreated>) -> Result<(), truss::Error> {
+    ///     Ok(())
+    /// }
+    /// let app = truss::App::builder("notify").consumer("order.created", notify);
+    /// # let _ = app;
+    /// ```
+    pub fn consumer<T, H: crate::queue::Handler<T>>(
+        mut self,
+        subscription: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        self.configured_consumers
+            .push((subscription.into(), handler.erase()));
         self
     }
 

@@ -180,7 +180,72 @@ impl AppBuilder {
         for consumer in std::mem::take(&mut self.consumers) {
             listeners.push(Box::new(consumer));
         }
+        for (subscription, handler) in std::mem::take(&mut self.configured_consumers) {
+            let consumer = self
+                .configured_consumer(config, subscription, handler)
+                .await?;
+            listeners.push(Box::new(consumer));
+        }
         Ok((listeners, grpc_health, stacks))
+    }
+
+    /// A consumer as `[consumers."<subscription>"]` describes it, its backend connected.
+    async fn configured_consumer(
+        &self,
+        config: &Config<NoAppConfig>,
+        subscription: String,
+        handler: crate::queue::Erased,
+    ) -> Result<crate::queue::Consumer, AppError> {
+        use crate::queue::{Backend, MemoryBackend, QueueBackend};
+        let settings = config
+            .consumers
+            .0
+            .get(&subscription)
+            .cloned()
+            .unwrap_or_default();
+        let backend: Arc<dyn Backend> = match settings.backend {
+            QueueBackend::Memory => MemoryBackend::shared(&subscription),
+            #[cfg(feature = "redis")]
+            QueueBackend::Redis => {
+                let key = format!("consumers.\"{subscription}\".backend");
+                let source = "the configuration given to the app builder";
+                let Some(url) = config.redis.url.as_deref() else {
+                    let message = "\"redis\" needs a Redis server: set `[redis] url`";
+                    return Err(ConfigError::one(key, source, message).into());
+                };
+                let stream = settings
+                    .stream
+                    .clone()
+                    .unwrap_or_else(|| subscription.clone());
+                let group = settings.group.clone().unwrap_or_else(|| self.name.clone());
+                let consumer = instance_id(&self.name);
+                let streams = crate::queue::RedisStreams::connect(
+                    url,
+                    &stream,
+                    &group,
+                    &consumer,
+                    settings.claim_idle,
+                )
+                .await
+                .map_err(|e| AppError::Dependency {
+                    name: "consumers",
+                    message: format!("{subscription}: cannot reach Redis: {e}"),
+                })?;
+                Arc::new(streams)
+            }
+            #[cfg(not(feature = "redis"))]
+            QueueBackend::Redis => {
+                let key = format!("consumers.\"{subscription}\".backend");
+                let message = "is \"redis\", but truss was built without its `redis` feature";
+                return Err(ConfigError::one(key, "the configuration", message).into());
+            }
+        };
+        Ok(crate::queue::Consumer {
+            subscription: subscription.into(),
+            backend,
+            handler,
+            config: settings,
+        })
     }
 
     /// The OpenAPI document of the routes this app declares.

@@ -9,6 +9,7 @@ use super::sections::{
 };
 use crate::auth::AuthConfig;
 use crate::observe::otel::TraceConfig;
+use crate::queue::ConsumersConfig;
 use crate::redis::RedisConfig;
 use crate::registry::RegistryConfig;
 use crate::reload::ReloadConfig;
@@ -126,4 +127,6 @@ framework_sections! {
     redis: RedisConfig,
     /// `[reload]`: live reload of this config (file watch, SIGHUP, etcd source).
     reload: ReloadConfig,
+    /// `[consumers."<subscription>"]`: message consumers.
+    consumers: ConsumersConfig,
 }

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -12,9 +15,26 @@ use super::handler::{Erased, Failure};
 use crate::observe::trace::TraceContext;
 use crate::registry::BoxFuture;
 use crate::resilience::deadline::Deadline;
+use crate::section::duration;
+use crate::section::{Section, ValidationError};
 use crate::transport::listener::{Drain, Listener};
 
-/// How one subscription is consumed.
+/// How one subscription is consumed: `[consumers."<subscription>"]` in config, or given in
+/// code to [`AppBuilder::consume`](crate::AppBuilder::consume).
+///
+/// ```toml
+/// [consumers."order.created"]
+/// backend = "redis"        # or "memory" (default): where the messages are
+/// stream = "orders"        # redis: the stream key; default the subscription's name
+/// group = "notify"         # redis: the consumer group; default the service's name
+/// claim_idle = "30s"       # redis: take over messages pending this long on a dead consumer
+/// max_in_flight = 64
+/// max_attempts = 5         # deliveries before the dead letter
+/// backoff_min = "100ms"    # first retry delay, doubled up to backoff_max
+/// backoff_max = "30s"
+/// deadline = "30s"         # per handler call
+/// poll = "1s"              # longest wait of one fetch
+/// ```
 ///
 /// ```
 /// use std::time::Duration;
@@ -25,25 +45,55 @@ use crate::transport::listener::{Drain, Listener};
 /// };
 /// assert_eq!(config.deadline, Duration::from_secs(30));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ConsumerConfig {
+    /// Where the messages are (used by [`AppBuilder::consumer`](crate::AppBuilder::consumer)).
+    /// Default [`QueueBackend::Memory`].
+    pub backend: QueueBackend,
+    /// Redis: the stream's key. Default: the subscription's name.
+    pub stream: Option<String>,
+    /// Redis: the consumer group. Default: the service's name.
+    pub group: Option<String>,
+    /// Redis: messages pending this long on another consumer are taken over. Default `30s`.
+    #[serde(with = "duration")]
+    pub claim_idle: Duration,
     /// Messages handled at once. Default 64.
     pub max_in_flight: usize,
     /// Deliveries of one message before it is dead-lettered (1: no retry). Default 5.
     pub max_attempts: u32,
     /// Delay before the first retry; doubled each time up to `backoff_max`. Default `100ms`.
+    #[serde(with = "duration")]
     pub backoff_min: Duration,
     /// Longest delay between retries. Default `30s`.
+    #[serde(with = "duration")]
     pub backoff_max: Duration,
     /// How long one handler call may run. Default `30s`.
+    #[serde(with = "duration")]
     pub deadline: Duration,
     /// Longest wait of one fetch when nothing is ready. Default `1s`.
+    #[serde(with = "duration")]
     pub poll: Duration,
+}
+
+/// Where a subscription's messages are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// In this process ([`MemoryBackend::shared`](super::MemoryBackend::shared)): no server.
+    #[default]
+    Memory,
+    /// A Redis stream (feature `redis`, `[redis] url`).
+    Redis,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
         Self {
+            backend: QueueBackend::Memory,
+            stream: None,
+            group: None,
+            claim_idle: Duration::from_secs(30),
             max_in_flight: 64,
             max_attempts: 5,
             backoff_min: Duration::from_millis(100),
@@ -51,6 +101,52 @@ impl Default for ConsumerConfig {
             deadline: Duration::from_secs(30),
             poll: Duration::from_secs(1),
         }
+    }
+}
+
+impl Section for ConsumerConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.max_in_flight == 0 {
+            return Err(ValidationError::new("max_in_flight", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(ValidationError::new("max_attempts", "must be at least 1"));
+        }
+        if self.backoff_min > self.backoff_max {
+            return Err(ValidationError::new(
+                "backoff_min",
+                "must not exceed backoff_max",
+            ));
+        }
+        if self.deadline.is_zero() || self.poll.is_zero() {
+            return Err(ValidationError::new(
+                "deadline",
+                "deadline and poll must be above 0",
+            ));
+        }
+        if self.backend == QueueBackend::Redis && cfg!(not(feature = "redis")) {
+            return Err(ValidationError::new(
+                "backend",
+                "is \"redis\", but truss was built without its `redis` feature",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[consumers]`: one [`ConsumerConfig`] per subscription name.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ConsumersConfig(pub BTreeMap<String, ConsumerConfig>);
+
+impl Section for ConsumersConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        for (name, consumer) in &self.0 {
+            consumer
+                .validate()
+                .map_err(|e| e.within(&format!("\"{name}\"")))?;
+        }
+        Ok(())
     }
 }
 

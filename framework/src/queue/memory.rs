@@ -1,7 +1,7 @@
 //! [`MemoryBackend`]: a queue inside the process.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,6 +53,23 @@ impl MemoryBackend {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The process-wide queue called `name`, created empty on first use: what a
+    /// `[consumers."<name>"]` entry with `backend = "memory"` consumes, and where a
+    /// producer in the same process publishes.
+    ///
+    /// ```
+    /// use truss::queue::MemoryBackend;
+    /// let a = MemoryBackend::shared("docs.example");
+    /// let b = MemoryBackend::shared("docs.example");
+    /// assert!(std::sync::Arc::ptr_eq(&a, &b));
+    /// ```
+    pub fn shared(name: &str) -> Arc<Self> {
+        static QUEUES: OnceLock<Mutex<HashMap<String, Arc<MemoryBackend>>>> = OnceLock::new();
+        let queues = QUEUES.get_or_init(Default::default);
+        let mut queues = queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues.entry(name.to_owned()).or_default().clone()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

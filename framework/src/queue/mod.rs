@@ -64,7 +64,8 @@ mod redis_streams;
 
 pub use backend::{Backend, Delivery};
 pub(crate) use consumer::Consumer;
-pub use consumer::ConsumerConfig;
+pub use consumer::{ConsumerConfig, ConsumersConfig, QueueBackend};
+pub(crate) use handler::Erased;
 pub use handler::{Handler, Message};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};

@@ -39,8 +39,8 @@ impl Change {
 }
 
 /// `new` with the old value of every key a running app cannot change: listener addresses
-/// and settings, shutdown timings, registry identity, connection pools, trace export and
-/// `[reload]` itself.
+/// and settings, shutdown timings, registry identity, connection pools, trace export,
+/// consumers and `[reload]` itself.
 fn keep_restart_only(old: &Config<NoAppConfig>, new: Config<NoAppConfig>) -> Config<NoAppConfig> {
     let mut kept = new;
     kept.http = old.http.clone();
@@ -51,6 +51,7 @@ fn keep_restart_only(old: &Config<NoAppConfig>, new: Config<NoAppConfig>) -> Con
     kept.database = old.database.clone();
     kept.redis = old.redis.clone();
     kept.reload = old.reload.clone();
+    kept.consumers = old.consumers.clone();
     let sample_ratio = kept.trace.sample_ratio;
     kept.trace = old.trace.clone();
     kept.trace.sample_ratio = sample_ratio;
