@@ -49,4 +49,10 @@ pub trait Backend: Send + Sync + 'static {
         delivery: &'a Delivery,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), BoxError>>;
+
+    /// Messages published but not yet delivered to this consumer's group, when the broker
+    /// tells (`truss_consumer_lag`). Default: unknown.
+    fn lag(&self) -> BoxFuture<'_, Result<Option<u64>, BoxError>> {
+        Box::pin(async { Ok(None) })
+    }
 }

@@ -196,7 +196,16 @@ impl Consumer {
         let this = Arc::new(*self);
         let slots = Arc::new(Semaphore::new(this.config.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
+        let mut lag_reported: Option<Instant> = None;
         while !*stop.borrow() {
+            // Finished handlers are reaped here, not raced against the fetch below: a
+            // cancelled fetch could drop deliveries the broker already handed over (they
+            // would wait for `claim_idle`). Only stopping cancels a fetch.
+            while tasks.try_join_next().is_some() {}
+            if lag_reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                this.report_lag().await;
+                lag_reported = Some(Instant::now());
+            }
             tokio::select! {
                 _ = stopped(&mut stop) => break,
                 fetched = this.fetch(&slots) => {
@@ -208,7 +217,6 @@ impl Consumer {
                         });
                     }
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
         let _ = closed.send(());
@@ -222,6 +230,17 @@ impl Consumer {
             _ = force.forced() => {}
         }
         tasks.shutdown().await;
+    }
+
+    /// `truss_consumer_lag`, when the backend knows it.
+    async fn report_lag(&self) {
+        match self.backend.lag().await {
+            Ok(Some(lag)) => metrics::gauge!("truss_consumer_lag",
+                "subscription" => self.subscription.to_string())
+            .set(lag as f64),
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "consumer lag unavailable"),
+        }
     }
 
     /// Waits for a free slot, then fetches as many deliveries as there are free slots.
@@ -364,6 +383,10 @@ fn describe() {
     metrics::describe_gauge!(
         "truss_consumer_in_flight",
         "Messages being handled, by subscription."
+    );
+    metrics::describe_gauge!(
+        "truss_consumer_lag",
+        "Messages published but not yet delivered to this subscription's consumers."
     );
 }
 

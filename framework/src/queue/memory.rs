@@ -173,6 +173,13 @@ impl Backend for MemoryBackend {
         })
     }
 
+    fn lag(&self) -> BoxFuture<'_, Result<Option<u64>, BoxError>> {
+        Box::pin(async move {
+            let state = self.state();
+            Ok(Some((state.ready.len() + state.delayed.len()) as u64))
+        })
+    }
+
     fn ack<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             self.settle(delivery)?;

@@ -231,6 +231,22 @@ impl Backend for RedisStreams {
         Box::pin(self.ack_id(&delivery.id))
     }
 
+    /// The group's `lag` from `XINFO GROUPS` (Redis 7), plus retries waiting to be due.
+    fn lag(&self) -> BoxFuture<'_, Result<Option<u64>, BoxError>> {
+        Box::pin(async move {
+            let mut conn = self.writer.clone();
+            let groups: redis::streams::StreamInfoGroupsReply =
+                conn.xinfo_groups(&self.stream).await?;
+            let waiting: u64 = conn.zcard(self.delayed_key()).await?;
+            Ok(groups
+                .groups
+                .iter()
+                .find(|g| g.name == self.group)
+                .and_then(|g| g.lag)
+                .map(|lag| lag as u64 + waiting))
+        })
+    }
+
     fn retry<'a>(
         &'a self,
         delivery: &'a Delivery,
