@@ -358,3 +358,52 @@ async fn consumers_can_come_from_config() -> Result<(), BoxError> {
     app.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_producer_carries_the_trace_to_the_consumer_and_keeps_the_deadline()
+-> Result<(), BoxError> {
+    use truss::observe::trace::TraceContext;
+    use truss::queue::Producer;
+    use truss::resilience::deadline::Deadline;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let seen = seen.clone();
+        move |_: Message<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                let trace = TraceContext::current().map(|t| t.trace_id_hex());
+                seen.lock().await.push(trace);
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consumer("traced", handler)
+        .start()
+        .await?;
+    let queue = MemoryBackend::shared("traced");
+    let producer = Producer::new("traced", queue.clone(), &Default::default());
+
+    // Sent while serving a traced request: the consumer continues that trace.
+    let request = TraceContext::new_root();
+    let want = request.trace_id_hex();
+    request
+        .scope(producer.send(&serde_json::json!({"order_id": 1})))
+        .await?;
+    until(|| queue.acked() == 1).await?;
+    assert_eq!(seen.lock().await.clone(), [Some(want)]);
+
+    // A request whose deadline has passed publishes nothing.
+    let error = Deadline::after(Duration::ZERO)
+        .scope(producer.send(&serde_json::json!({"order_id": 2})))
+        .await
+        .expect_err("deadline passed");
+    assert_eq!(error.code(), 504);
+    assert_eq!(queue.pending(), 0);
+    let ok = r#"truss_client_requests_total{transport="queue",target="traced",operation="publish",code="ok"}"#;
+    assert_eq!(truss_tests::metric_sample(ok), 1);
+    app.shutdown().await?;
+    Ok(())
+}

@@ -205,3 +205,45 @@ async fn a_configured_consumer_reads_its_redis_stream() -> Result<(), BoxError> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_producer_fails_fast_while_redis_is_down() -> Result<(), BoxError> {
+    use truss::queue::Producer;
+
+    let mut redis = RedisServer::start().await;
+    let streams = RedisStreams::connect(
+        &redis.url(),
+        "orders",
+        "notify",
+        "p",
+        Duration::from_secs(30),
+    )
+    .await?;
+    // The state-machine breaker: open after 5 failures in a row, for at least 1 s.
+    let breaker = truss::resilience::breaker::BreakerConfig {
+        strategy: truss::resilience::breaker::Strategy::StateMachine,
+        ..Default::default()
+    };
+    let producer = Producer::new("orders", Arc::new(streams), &breaker);
+    producer.send(&serde_json::json!({"order_id": 1})).await?;
+    redis.stop();
+    let mut reasons = Vec::new();
+    for i in 0..40 {
+        let error = producer
+            .send(&serde_json::json!({"order_id": i}))
+            .await
+            .expect_err("Redis is down");
+        assert_eq!(error.code(), 503, "{error}");
+        reasons.push(error.reason().to_owned());
+    }
+    let open = reasons.iter().filter(|r| *r == "CIRCUIT_OPEN").count();
+    assert!(
+        reasons.contains(&"QUEUE_UNAVAILABLE".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        open >= 30,
+        "the open breaker sheds the calls after 5 failures: {open} of 40"
+    );
+    Ok(())
+}

@@ -49,9 +49,11 @@
 //! through a consumer group, claims what a dead consumer left pending, and keeps retries
 //! and dead letters in Redis too.
 //!
-//! Not yet: Kafka and NATS JetStream, per-key ordering, consumer lag,
-//! a rate limit per subscription, `[consumers."<name>"]` config, producers with the breaker
-//! and the outbox (issue #22).
+//! **Producers** ([`Producer`]) publish JSON with the trace in the headers, the caller's
+//! deadline, a breaker per subject and `truss_client_*` metrics (`transport="queue"`).
+//!
+//! Not yet: Kafka and NATS JetStream, per-key ordering, a rate limit per subscription,
+//! `[producers]` config and the transactional outbox (issue #22).
 
 mod backend;
 mod consumer;
@@ -59,6 +61,7 @@ mod handler;
 #[cfg(feature = "sql")]
 mod idempotency;
 mod memory;
+mod producer;
 #[cfg(feature = "redis")]
 mod redis_streams;
 
@@ -70,6 +73,7 @@ pub use handler::{Handler, Message};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};
 pub use memory::MemoryBackend;
+pub use producer::{Producer, Publish};
 #[cfg(feature = "redis")]
 pub use redis_streams::RedisStreams;
 

@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-#[cfg(any(feature = "sql", feature = "redis"))]
 pub(crate) use client::Operation as ClientOperation;
 pub use client::{ClientMetrics, ClientMetricsFuture, ClientMetricsLayer};
 pub use layer::{MetricsLayer, MetricsService};
