@@ -64,6 +64,8 @@ mod memory;
 mod producer;
 #[cfg(feature = "redis")]
 mod redis_streams;
+#[cfg(feature = "sql")]
+mod sql_queue;
 
 pub use backend::{Backend, Delivery};
 pub(crate) use consumer::Consumer;
@@ -76,6 +78,8 @@ pub use memory::MemoryBackend;
 pub use producer::{Producer, Publish};
 #[cfg(feature = "redis")]
 pub use redis_streams::RedisStreams;
+#[cfg(feature = "sql")]
+pub use sql_queue::{QUEUE_TABLES, SqlQueue, enqueue};
 
 use std::collections::BTreeMap;
 

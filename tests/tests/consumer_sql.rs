@@ -1,0 +1,186 @@
+//! The SQL queue and its transactional outbox, on SQLite (a file in a temp dir) and on a
+//! real PostgreSQL (Debian's, started by the test): a message exists exactly when the
+//! transaction that wrote it commits, is consumed and deleted once handled, retried then
+//! dead-lettered with the reason, and delivered again when its consumer's claim runs out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use truss::queue::{Backend, ConsumerConfig, Message, SqlQueue, enqueue, trace_headers};
+use truss::sql::{Database, DatabaseConfig};
+use truss_tests::BoxError;
+
+#[derive(Debug, Deserialize)]
+struct OrderCreated {
+    order_id: u64,
+}
+
+fn quick() -> ConsumerConfig {
+    ConsumerConfig {
+        max_attempts: 3,
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        poll: Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    }
+}
+
+async fn until(done: impl AsyncFn() -> bool) -> Result<(), BoxError> {
+    for _ in 0..500 {
+        if done().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err("timed out".into())
+}
+
+async fn count(db: &Database, table: &'static str) -> i64 {
+    let sql = match table {
+        "truss_queue" => "SELECT COUNT(*) FROM truss_queue",
+        "truss_queue_dead" => "SELECT COUNT(*) FROM truss_queue_dead",
+        _ => "SELECT COUNT(*) FROM orders",
+    };
+    db.read("count", async |conn| {
+        sqlx::query_scalar(sql).fetch_one(&mut *conn).await
+    })
+    .await
+    .unwrap_or(-1)
+}
+
+async fn setup(db: &Database) -> Result<(), BoxError> {
+    SqlQueue::create_tables(db).await?;
+    db.run("orders", async |conn| {
+        sqlx::query("CREATE TABLE IF NOT EXISTS orders (id BIGINT PRIMARY KEY)")
+            .execute(&mut *conn)
+            .await
+    })
+    .await?;
+    Ok(())
+}
+
+/// Writes order `id` and its event in one transaction; `commit: false` rolls both back.
+async fn place_order(db: &Database, id: i64, commit: bool) -> Result<(), truss::sql::SqlError> {
+    db.transaction("create_order", async |conn| {
+        sqlx::query("INSERT INTO orders (id) VALUES ($1)")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        let event = format!(r#"{{"order_id":{id}}}"#);
+        enqueue(conn, "order.created", event.as_bytes(), &trace_headers()).await?;
+        if commit {
+            Ok(())
+        } else {
+            Err(sqlx::Error::Protocol("rolled back on purpose".into()))
+        }
+    })
+    .await
+}
+
+async fn outbox_then_consumer(db: Database) -> Result<(), BoxError> {
+    setup(&db).await?;
+    assert!(place_order(&db, 1, false).await.is_err());
+    assert_eq!(
+        count(&db, "truss_queue").await,
+        0,
+        "rolled back: no message"
+    );
+    assert_eq!(count(&db, "orders").await, 0);
+    place_order(&db, 2, true).await?;
+    place_order(&db, 3, true).await?;
+    assert_eq!(
+        count(&db, "truss_queue").await,
+        2,
+        "committed: the messages with the orders"
+    );
+
+    let handled = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let handled = handled.clone();
+        move |msg: Message<OrderCreated>| {
+            let handled = handled.clone();
+            async move {
+                if msg.body.order_id == 3 {
+                    return Err(truss::Error::unavailable("MAILER_DOWN", "down"));
+                }
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    };
+    let queue = SqlQueue::new(
+        db.clone(),
+        "order.created",
+        "notify-1",
+        Duration::from_secs(30),
+    );
+    let config = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
+    let app = truss::App::builder("notify")
+        .config(&config)
+        .consume("order.created", Arc::new(queue), quick(), handler)
+        .start()
+        .await?;
+    until(async || count(&db, "truss_queue_dead").await == 1).await?;
+    until(async || count(&db, "truss_queue").await == 0).await?;
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    let reason: String = db
+        .read("reason", async |conn| {
+            sqlx::query_scalar("SELECT reason FROM truss_queue_dead")
+                .fetch_one(&mut *conn)
+                .await
+        })
+        .await?;
+    assert!(reason.contains("MAILER_DOWN"), "{reason}");
+    app.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_outbox_and_queue_on_sqlite() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let config = DatabaseConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    outbox_then_consumer(Database::connect(&config, "order").await?).await
+}
+
+#[tokio::test]
+async fn the_outbox_and_queue_on_postgresql() -> Result<(), BoxError> {
+    let pg = truss_tests::Postgres::start().await;
+    let config = DatabaseConfig {
+        url: Some(pg.url()),
+        ..Default::default()
+    };
+    outbox_then_consumer(Database::connect(&config, "order").await?).await
+}
+
+#[tokio::test]
+async fn a_claim_that_runs_out_is_delivered_again() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let config = DatabaseConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let db = Database::connect(&config, "order").await?;
+    setup(&db).await?;
+    place_order(&db, 5, true).await?;
+    let claim = Duration::from_millis(100);
+    let dies = SqlQueue::new(db.clone(), "order.created", "dies", claim);
+    assert_eq!(dies.fetch(10, Duration::ZERO).await?.len(), 1);
+    let other = SqlQueue::new(db.clone(), "order.created", "other", claim);
+    assert!(other.fetch(10, Duration::ZERO).await?.is_empty(), "claimed");
+    let again = other.fetch(10, Duration::from_millis(500)).await?;
+    assert_eq!(again.len(), 1, "the claim ran out");
+    assert!(dies.ack(&again[0]).await.is_ok());
+    assert_eq!(
+        count(&db, "truss_queue").await,
+        1,
+        "an old claimant cannot ack it"
+    );
+    other.ack(&again[0]).await?;
+    assert_eq!(count(&db, "truss_queue").await, 0);
+    Ok(())
+}
