@@ -184,3 +184,45 @@ async fn a_claim_that_runs_out_is_delivered_again() -> Result<(), BoxError> {
     assert_eq!(count(&db, "truss_queue").await, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_configured_consumer_reads_another_services_outbox() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let order = DatabaseConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let order_db = Database::connect(&order, "order").await?;
+    setup(&order_db).await?;
+    place_order(&order_db, 8, true).await?;
+
+    // `notify` has its own database; its consumer reads order's file.
+    let mut config = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
+    config.database.data_dir = dir.path().to_path_buf();
+    let entry = ConsumerConfig {
+        backend: truss::queue::QueueBackend::Sql,
+        url: Some(format!("sqlite://{}/order.db", dir.path().display())),
+        ..quick()
+    };
+    config.consumers.0.insert("order.created".to_owned(), entry);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let seen = seen.clone();
+        move |msg: Message<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(msg.body.order_id as usize, Ordering::SeqCst);
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config)
+        .consumer("order.created", handler)
+        .start()
+        .await?;
+    until(async || seen.load(Ordering::SeqCst) == 8).await?;
+    until(async || count(&order_db, "truss_queue").await == 0).await?;
+    app.shutdown().await?;
+    Ok(())
+}

@@ -233,6 +233,38 @@ impl AppBuilder {
                 })?;
                 Arc::new(streams)
             }
+            #[cfg(feature = "sql")]
+            QueueBackend::Sql => {
+                let mut database = config.database.clone();
+                if let Some(url) = &settings.url {
+                    database.url = Some(url.clone());
+                }
+                let db = crate::sql::Database::connect(&database, &self.name)
+                    .await
+                    .map_err(|e| AppError::Dependency {
+                        name: "consumers",
+                        message: format!("{subscription}: cannot open the queue's database: {e}"),
+                    })?;
+                crate::queue::SqlQueue::create_tables(&db)
+                    .await
+                    .map_err(|e| AppError::Dependency {
+                        name: "consumers",
+                        message: format!("{subscription}: cannot create the queue tables: {e}"),
+                    })?;
+                let consumer = instance_id(&self.name);
+                Arc::new(crate::queue::SqlQueue::new(
+                    db,
+                    &subscription,
+                    &consumer,
+                    settings.claim_idle,
+                ))
+            }
+            #[cfg(not(feature = "sql"))]
+            QueueBackend::Sql => {
+                let key = format!("consumers.\"{subscription}\".backend");
+                let message = "is \"sql\", but truss was built without its `sql` feature";
+                return Err(ConfigError::one(key, "the configuration", message).into());
+            }
             #[cfg(not(feature = "redis"))]
             QueueBackend::Redis => {
                 let key = format!("consumers.\"{subscription}\".backend");

@@ -24,7 +24,8 @@ use crate::transport::listener::{Drain, Listener};
 ///
 /// ```toml
 /// [consumers."order.created"]
-/// backend = "redis"        # or "memory" (default): where the messages are
+/// backend = "redis"        # "memory" (default), "redis" or "sql": where the messages are
+/// # url = "sqlite://data/order.db"   # sql: the database holding truss_queue (default [database])
 /// stream = "orders"        # redis: the stream key; default the subscription's name
 /// group = "notify"         # redis: the consumer group; default the service's name
 /// claim_idle = "30s"       # redis: take over messages pending this long on a dead consumer
@@ -51,6 +52,9 @@ pub struct ConsumerConfig {
     /// Where the messages are (used by [`AppBuilder::consumer`](crate::AppBuilder::consumer)).
     /// Default [`QueueBackend::Memory`].
     pub backend: QueueBackend,
+    /// SQL: the database holding the `truss_queue` table (another service's outbox, say).
+    /// Default: the app's `[database]`.
+    pub url: Option<String>,
     /// Redis: the stream's key. Default: the subscription's name.
     pub stream: Option<String>,
     /// Redis: the consumer group. Default: the service's name.
@@ -85,12 +89,16 @@ pub enum QueueBackend {
     Memory,
     /// A Redis stream (feature `redis`, `[redis] url`).
     Redis,
+    /// The `truss_queue` table of a SQL database (feature `sql`): the transactional outbox
+    /// of the service that writes it.
+    Sql,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
         Self {
             backend: QueueBackend::Memory,
+            url: None,
             stream: None,
             group: None,
             claim_idle: Duration::from_secs(30),
@@ -128,6 +136,12 @@ impl Section for ConsumerConfig {
             return Err(ValidationError::new(
                 "backend",
                 "is \"redis\", but truss was built without its `redis` feature",
+            ));
+        }
+        if self.backend == QueueBackend::Sql && cfg!(not(feature = "sql")) {
+            return Err(ValidationError::new(
+                "backend",
+                "is \"sql\", but truss was built without its `sql` feature",
             ));
         }
         Ok(())
