@@ -7,6 +7,7 @@
 //! * [`Phase`]: where a running app is in its life; [`AppError`]: why it could not start.
 
 mod builder;
+mod consumers;
 mod error;
 mod lifecycle;
 mod reflection;

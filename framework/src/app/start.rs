@@ -189,97 +189,6 @@ impl AppBuilder {
         Ok((listeners, grpc_health, stacks))
     }
 
-    /// A consumer as `[consumers."<subscription>"]` describes it, its backend connected.
-    async fn configured_consumer(
-        &self,
-        config: &Config<NoAppConfig>,
-        subscription: String,
-        handler: crate::queue::Erased,
-    ) -> Result<crate::queue::Consumer, AppError> {
-        use crate::queue::{Backend, MemoryBackend, QueueBackend};
-        let settings = config
-            .consumers
-            .0
-            .get(&subscription)
-            .cloned()
-            .unwrap_or_default();
-        let backend: Arc<dyn Backend> = match settings.backend {
-            QueueBackend::Memory => MemoryBackend::shared(&subscription),
-            #[cfg(feature = "redis")]
-            QueueBackend::Redis => {
-                let key = format!("consumers.\"{subscription}\".backend");
-                let source = "the configuration given to the app builder";
-                let Some(url) = config.redis.url.as_deref() else {
-                    let message = "\"redis\" needs a Redis server: set `[redis] url`";
-                    return Err(ConfigError::one(key, source, message).into());
-                };
-                let stream = settings
-                    .stream
-                    .clone()
-                    .unwrap_or_else(|| subscription.clone());
-                let group = settings.group.clone().unwrap_or_else(|| self.name.clone());
-                let consumer = instance_id(&self.name);
-                let streams = crate::queue::RedisStreams::connect(
-                    url,
-                    &stream,
-                    &group,
-                    &consumer,
-                    settings.claim_idle,
-                )
-                .await
-                .map_err(|e| AppError::Dependency {
-                    name: "consumers",
-                    message: format!("{subscription}: cannot reach Redis: {e}"),
-                })?;
-                Arc::new(streams)
-            }
-            #[cfg(feature = "sql")]
-            QueueBackend::Sql => {
-                let mut database = config.database.clone();
-                if let Some(url) = &settings.url {
-                    database.url = Some(url.clone());
-                }
-                let db = crate::sql::Database::connect(&database, &self.name)
-                    .await
-                    .map_err(|e| AppError::Dependency {
-                        name: "consumers",
-                        message: format!("{subscription}: cannot open the queue's database: {e}"),
-                    })?;
-                crate::queue::SqlQueue::create_tables(&db)
-                    .await
-                    .map_err(|e| AppError::Dependency {
-                        name: "consumers",
-                        message: format!("{subscription}: cannot create the queue tables: {e}"),
-                    })?;
-                let consumer = instance_id(&self.name);
-                Arc::new(crate::queue::SqlQueue::new(
-                    db,
-                    &subscription,
-                    &consumer,
-                    settings.claim_idle,
-                ))
-            }
-            #[cfg(not(feature = "sql"))]
-            QueueBackend::Sql => {
-                let key = format!("consumers.\"{subscription}\".backend");
-                let message = "is \"sql\", but truss was built without its `sql` feature";
-                return Err(ConfigError::one(key, "the configuration", message).into());
-            }
-            #[cfg(not(feature = "redis"))]
-            QueueBackend::Redis => {
-                let key = format!("consumers.\"{subscription}\".backend");
-                let message = "is \"redis\", but truss was built without its `redis` feature";
-                return Err(ConfigError::one(key, "the configuration", message).into());
-            }
-        };
-        Ok(crate::queue::Consumer {
-            subscription: subscription.into(),
-            backend,
-            handler,
-            config: settings,
-        })
-    }
-
     /// The OpenAPI document of the routes this app declares.
     fn openapi_document(
         &self,
@@ -569,7 +478,7 @@ async fn register(registrar: Option<&dyn Registrar>, instance: &Instance, limit:
     }
 }
 
-fn instance_id(name: &str) -> String {
+pub(super) fn instance_id(name: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

@@ -1,0 +1,125 @@
+//! Consumers declared with [`AppBuilder::consumer`]: their `[consumers."<subscription>"]`
+//! entry and their backend, connected at start.
+
+use std::sync::Arc;
+
+#[cfg(any(feature = "redis", feature = "sql"))]
+use super::start::instance_id;
+use super::{AppBuilder, AppError};
+use crate::config::{Config, ConfigError, NoAppConfig};
+use crate::queue::{Backend, Consumer, ConsumerConfig, Erased, MemoryBackend, QueueBackend};
+
+impl AppBuilder {
+    /// A consumer as `[consumers."<subscription>"]` describes it (defaults when absent).
+    pub(super) async fn configured_consumer(
+        &self,
+        config: &Config<NoAppConfig>,
+        subscription: String,
+        handler: Erased,
+    ) -> Result<Consumer, AppError> {
+        let settings = config
+            .consumers
+            .0
+            .get(&subscription)
+            .cloned()
+            .unwrap_or_default();
+        let backend: Arc<dyn Backend> = match settings.backend {
+            QueueBackend::Memory => MemoryBackend::shared(&subscription),
+            QueueBackend::Redis => redis(config, &subscription, &settings, &self.name).await?,
+            QueueBackend::Sql => sql(config, &subscription, &settings, &self.name).await?,
+        };
+        Ok(Consumer {
+            subscription: subscription.into(),
+            backend,
+            handler,
+            config: settings,
+        })
+    }
+}
+
+/// A config error about `consumers."<subscription>".backend`.
+fn backend_error(subscription: &str, message: &str) -> AppError {
+    let key = format!("consumers.\"{subscription}\".backend");
+    ConfigError::one(key, "the configuration given to the app builder", message).into()
+}
+
+#[cfg(any(feature = "redis", feature = "sql"))]
+fn unreachable_backend(subscription: &str, what: &str, error: impl std::fmt::Display) -> AppError {
+    AppError::Dependency {
+        name: "consumers",
+        message: format!("{subscription}: {what}: {error}"),
+    }
+}
+
+/// The subscription's Redis stream, read by the service's group.
+#[cfg(feature = "redis")]
+async fn redis(
+    config: &Config<NoAppConfig>,
+    subscription: &str,
+    settings: &ConsumerConfig,
+    service: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    let Some(url) = config.redis.url.as_deref() else {
+        return Err(backend_error(
+            subscription,
+            "\"redis\" needs a Redis server: set `[redis] url`",
+        ));
+    };
+    let stream = settings.stream.as_deref().unwrap_or(subscription);
+    let group = settings.group.as_deref().unwrap_or(service);
+    let consumer = instance_id(service);
+    let streams =
+        crate::queue::RedisStreams::connect(url, stream, group, &consumer, settings.claim_idle)
+            .await
+            .map_err(|e| unreachable_backend(subscription, "cannot reach Redis", e))?;
+    Ok(Arc::new(streams))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(
+    _: &Config<NoAppConfig>,
+    subscription: &str,
+    _: &ConsumerConfig,
+    _: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    Err(backend_error(
+        subscription,
+        "is \"redis\", but truss was built without its `redis` feature",
+    ))
+}
+
+/// The `truss_queue` table of `url`'s database, or of the app's `[database]`.
+#[cfg(feature = "sql")]
+async fn sql(
+    config: &Config<NoAppConfig>,
+    subscription: &str,
+    settings: &ConsumerConfig,
+    service: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    let mut database = config.database.clone();
+    if let Some(url) = &settings.url {
+        database.url = Some(url.clone());
+    }
+    let db = crate::sql::Database::connect(&database, service)
+        .await
+        .map_err(|e| unreachable_backend(subscription, "cannot open the queue's database", e))?;
+    crate::queue::SqlQueue::create_tables(&db)
+        .await
+        .map_err(|e| unreachable_backend(subscription, "cannot create the queue tables", e))?;
+    let consumer = instance_id(service);
+    let queue = crate::queue::SqlQueue::new(db, subscription, &consumer, settings.claim_idle);
+    Ok(Arc::new(queue))
+}
+
+#[cfg(not(feature = "sql"))]
+async fn sql(
+    _: &Config<NoAppConfig>,
+    subscription: &str,
+    _: &ConsumerConfig,
+    _: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    Err(backend_error(
+        subscription,
+        "is \"sql\", but truss was built without its `sql` feature",
+    ))
+}
