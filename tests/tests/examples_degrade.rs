@@ -78,6 +78,31 @@ async fn places_orders_and_refuses_unknown_users() {
     assert!(text.contains("Grace Hopper"), "{text}");
     assert_eq!(stored(http).await, StatusCode::OK);
 
+    // The order's event is in its outbox, written with it, carrying the request's trace;
+    // the refused order left none.
+    let db_config = truss::sql::DatabaseConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let db = truss::sql::Database::connect(&db_config, "order")
+        .await
+        .unwrap();
+    let events: Vec<(String, String, String)> = db
+        .read("outbox", async |conn| {
+            sqlx::query_as("SELECT subject, payload, headers FROM truss_queue")
+                .fetch_all(&mut *conn)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (subject, payload, headers) = &events[0];
+    assert_eq!(subject, order::repository::ORDER_CREATED);
+    let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+    assert_eq!(payload["user_id"], 2);
+    assert_eq!(payload["item"], "tea");
+    assert!(headers.contains("traceparent"), "{headers}");
+
     orders.shutdown().await.unwrap();
     users.shutdown().await.unwrap();
 }

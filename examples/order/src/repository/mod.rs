@@ -9,7 +9,7 @@ use crate::domain::{NewOrder, Order, OrderError};
 
 mod sql;
 
-pub use sql::{SqlOrders, migrator};
+pub use sql::{ORDER_CREATED, SqlOrders, migrator};
 
 /// Storage of orders.
 pub trait OrderRepository: Send + Sync + 'static {

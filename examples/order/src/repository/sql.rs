@@ -11,16 +11,30 @@ use crate::domain::{NewOrder, Order, OrderError};
 /// The schema, per backend, embedded in the binary; `Database::migrate` applies it at start.
 pub fn migrator(backend: Backend) -> sqlx::migrate::Migrator {
     truss::sql::embedded_migrator(match backend {
-        Backend::Sqlite => &[(
-            1,
-            "orders",
-            include_str!("../../migrations/sqlite/0001_orders.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "orders",
-            include_str!("../../migrations/postgres/0001_orders.sql"),
-        )],
+        Backend::Sqlite => &[
+            (
+                1,
+                "orders",
+                include_str!("../../migrations/sqlite/0001_orders.sql"),
+            ),
+            (
+                2,
+                "outbox",
+                include_str!("../../migrations/sqlite/0002_outbox.sql"),
+            ),
+        ],
+        Backend::Postgres => &[
+            (
+                1,
+                "orders",
+                include_str!("../../migrations/postgres/0001_orders.sql"),
+            ),
+            (
+                2,
+                "outbox",
+                include_str!("../../migrations/postgres/0002_outbox.sql"),
+            ),
+        ],
     })
 }
 
@@ -52,11 +66,16 @@ fn storage(e: SqlError) -> OrderError {
     OrderError::Storage(e.into())
 }
 
+/// The subject of the event each new order writes to the outbox.
+pub const ORDER_CREATED: &str = "order.created";
+
 impl OrderRepository for SqlOrders {
+    /// Writes the order and its `order.created` event in one transaction (the
+    /// transactional outbox): both or neither, whatever happens after.
     async fn insert(&self, new: NewOrder, user_name: String) -> Result<Order, OrderError> {
         let user_id = i64::try_from(new.user_id).unwrap_or(i64::MAX);
         self.db
-            .run("insert_order", async |c| {
+            .transaction("insert_order", async |c| {
                 let row = sqlx::query(
                     "INSERT INTO orders (user_id, user_name, item, quantity) VALUES ($1, $2, $3, $4) \
                      RETURNING id, user_id, user_name, item, quantity",
@@ -67,7 +86,17 @@ impl OrderRepository for SqlOrders {
                 .bind(i64::from(new.quantity))
                 .fetch_one(&mut *c)
                 .await?;
-                order(&row)
+                let order = order(&row)?;
+                let event = serde_json::json!({
+                    "order_id": order.id,
+                    "user_id": order.user_id,
+                    "item": order.item,
+                    "quantity": order.quantity,
+                });
+                let headers = truss::queue::trace_headers();
+                truss::queue::enqueue(c, ORDER_CREATED, event.to_string().as_bytes(), &headers)
+                    .await?;
+                Ok(order)
             })
             .await
             .map_err(storage)
