@@ -3,7 +3,7 @@
 set -euo pipefail
 # Two different versions of one crate; the same version listed twice (host and target
 # feature sets) is one copy.
-dups=$(cargo tree --workspace -d --depth 0 -e normal,build,dev --prefix none \
+dups=$(cargo tree --locked --workspace -d --depth 0 -e normal,build,dev --prefix none \
     | awk 'NF >= 2 {print $1, $2}' | sort -u | awk '{print $1}' | uniq -d)
 bad=0
 for crate in hyper tonic tower http h2 prost axum tokio; do
