@@ -6,7 +6,7 @@
 #
 #   make test   must print its closing line with 0 failed;
 #   make run    in the background: each `$ curl` line of the README's examples section must
-#               print the answer documented under it; SIGINT then stops both services with
+#               print the answer documented under it; SIGINT then stops the three services with
 #               exit 0.
 #
 # The root is unmounted and deleted on success, on failure and on Ctrl-C. Needs root.
@@ -146,7 +146,8 @@ make_run() {
     set +m
     local ready=""
     for _ in $(seq 1 600); do
-        if curl -sf -o /dev/null 127.0.0.1:9181/readyz && curl -sf -o /dev/null 127.0.0.1:9182/readyz; then
+        if curl -sf -o /dev/null 127.0.0.1:9181/readyz && curl -sf -o /dev/null 127.0.0.1:9182/readyz \
+            && curl -sf -o /dev/null 127.0.0.1:9183/readyz; then
             ready=1
             break
         fi
@@ -160,6 +161,7 @@ make_run() {
     cat "$logs/run.log"
     grep -q '^user exited with status 0$' "$logs/run.log" || return 1
     grep -q '^order exited with status 0$' "$logs/run.log" || return 1
+    grep -q '^notify exited with status 0$' "$logs/run.log" || return 1
 }
 
 check_curls() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the user and order example services together on their embedded defaults (static
-# endpoints, no etcd needed). Ctrl-C stops both cleanly (each drains and exits).
+# Runs the user, order and notify example services together on their embedded defaults (static
+# endpoints, no etcd needed). Ctrl-C stops all three cleanly (each drains and exits).
 #
 #   scripts/run-example.sh              # static endpoints, SQLite files in a fresh temp dir
 #   scripts/run-example.sh --etcd       # both register in / discover through etcd on 127.0.0.1:2379
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --locked -p user -p order
+cargo build --locked -p user -p order -p notify
 
 use_etcd="" use_pg="" use_redis=""
 for arg in "$@"; do
@@ -27,7 +27,7 @@ done
 
 scratch=$(mktemp -d)
 env_etcd=(TRUSS_DATABASE__DATA_DIR="$scratch/data")
-env_user=() env_order=()
+env_user=() env_order=() env_notify=()
 if [[ -n "$use_pg" ]]; then
   if [[ -n "${TRUSS_PG_URL:-}" ]]; then
     base=${TRUSS_PG_URL%/}
@@ -47,11 +47,13 @@ if [[ -n "$use_pg" ]]; then
     as_pg "$bin/pg_ctl" -D "$scratch/pg/db" -l "$scratch/pg/server.log" -w \
       -o "-p $port -k $scratch/pg -c listen_addresses=127.0.0.1" start >/dev/null
     pg_stop() { as_pg "$bin/pg_ctl" -D "$scratch/pg/db" -m fast stop >/dev/null 2>&1 || true; }
-    for db in user order; do as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"; done
+    for db in user order notify; do as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"; done
     base="postgres://postgres@127.0.0.1:$port"
   fi
   env_user=(TRUSS_DATABASE__URL="$base/user")
   env_order=(TRUSS_DATABASE__URL="$base/order")
+  # notify keeps its notifications in `notify` and reads order's outbox in `order`.
+  env_notify=(TRUSS_DATABASE__URL="$base/notify" "TRUSS_CONSUMERS__ORDER.CREATED__URL=$base/order")
 fi
 if [[ -n "$use_redis" ]]; then
   redis_url=${TRUSS_REDIS_URL:-}
@@ -93,7 +95,7 @@ if [[ -n "$use_etcd" ]]; then
 fi
 
 pids=()
-names=(user order)
+names=(user order notify)
 stop() {
   trap - INT TERM
   echo
@@ -119,12 +121,15 @@ setsid env "${env_etcd[@]}" "${env_user[@]}" ./target/debug/user &
 pids+=($!)
 setsid env "${env_etcd[@]}" "${env_order[@]}" ./target/debug/order &
 pids+=($!)
+setsid env "${env_etcd[@]}" "${env_notify[@]}" ./target/debug/notify &
+pids+=($!)
 sleep 1
 
 cat <<'TXT'
 
 user  : HTTP 127.0.0.1:8081  gRPC 127.0.0.1:9081  admin 127.0.0.1:9181
 order : HTTP 127.0.0.1:8082  gRPC 127.0.0.1:9082  admin 127.0.0.1:9182
+notify: HTTP 127.0.0.1:8083                       admin 127.0.0.1:9183  (consumes order.created)
 
 Try (README.md lists the answers): log in as a demo user, then use the token.
   curl -s -o /tmp/truss-token.json -XPOST 127.0.0.1:8081/v1/login -H 'content-type: application/json' -d '{"email":"ada@example.com","password":"demo"}'
@@ -132,7 +137,9 @@ Try (README.md lists the answers): log in as a demo user, then use the token.
   curl -s '127.0.0.1:8081/v1/users?page_size=2'
   curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -H "authorization: Bearer $(cut -d'"' -f4 /tmp/truss-token.json)" -d '{"user_id":1,"item":"tea","quantity":2}'
   curl -s -w ' %{http_code}\n' -XPOST 127.0.0.1:8082/v1/orders -H "authorization: Bearer $(cut -d'"' -f4 /tmp/truss-token.json)" -d '{"user_id":99,"item":"tea","quantity":1}'
+  curl -s 127.0.0.1:8083/v1/notifications
+  curl -s 127.0.0.1:9183/metrics | grep '^truss_consumer_'
   curl -s 127.0.0.1:9182/metrics | grep '^truss_client_requests_total' | sort
-Ctrl-C stops both.
+Ctrl-C stops all three.
 TXT
 wait

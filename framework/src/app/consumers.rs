@@ -100,7 +100,8 @@ async fn sql(
     if let Some(url) = &settings.url {
         database.url = Some(url.clone());
     }
-    let db = crate::sql::Database::connect(&database, service)
+    let name = settings.database.as_deref().unwrap_or(service);
+    let db = crate::sql::Database::connect(&database, name)
         .await
         .map_err(|e| unreachable_backend(subscription, "cannot open the queue's database", e))?;
     crate::queue::SqlQueue::create_tables(&db)

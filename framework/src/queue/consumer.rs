@@ -26,6 +26,7 @@ use crate::transport::listener::{Drain, Listener};
 /// [consumers."order.created"]
 /// backend = "redis"        # "memory" (default), "redis" or "sql": where the messages are
 /// # url = "sqlite://data/order.db"   # sql: the database holding truss_queue (default [database])
+/// # database = "order"     # sql on SQLite: the file order.db in [database] data_dir
 /// stream = "orders"        # redis: the stream key; default the subscription's name
 /// group = "notify"         # redis: the consumer group; default the service's name
 /// claim_idle = "30s"       # redis: take over messages pending this long on a dead consumer
@@ -55,6 +56,10 @@ pub struct ConsumerConfig {
     /// SQL: the database holding the `truss_queue` table (another service's outbox, say).
     /// Default: the app's `[database]`.
     pub url: Option<String>,
+    /// SQL without `url`, on SQLite: the database's name, so the file `<database>.db` in
+    /// `[database] data_dir`, such as the outbox of another service sharing the directory.
+    /// Default: the service's own database.
+    pub database: Option<String>,
     /// Redis: the stream's key. Default: the subscription's name.
     pub stream: Option<String>,
     /// Redis: the consumer group. Default: the service's name.
@@ -99,6 +104,7 @@ impl Default for ConsumerConfig {
         Self {
             backend: QueueBackend::Memory,
             url: None,
+            database: None,
             stream: None,
             group: None,
             claim_idle: Duration::from_secs(30),

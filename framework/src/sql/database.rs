@@ -427,11 +427,30 @@ fn lazy_pool(url: &str, config: &DatabaseConfig) -> Result<AnyPool, SqlError> {
         .and_then(|()| AnyConnectOptions::from_str(url))
         // The url may hold a password: name the problem, not the url.
         .map_err(|e| SqlError::Query(format!("invalid database url: {}", redact(&e, url))))?;
-    Ok(AnyPoolOptions::new()
+    let pool = AnyPoolOptions::new()
         .max_connections(config.max_connections)
         .min_connections(config.min_connections)
-        .acquire_timeout(config.acquire_timeout)
-        .connect_lazy_with(options))
+        .acquire_timeout(config.acquire_timeout);
+    let pool = if is_postgres(url) {
+        pool
+    } else {
+        pool.after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
+    };
+    Ok(pool.connect_lazy_with(options))
+}
+
+/// SQLite in write-ahead-log mode with `synchronous = NORMAL`: readers do not block the
+/// writer (an outbox is written by one service while another claims from it), and a commit
+/// costs one append instead of several fsyncs. A process crash loses nothing committed; a
+/// power cut may lose the last commits. A file that cannot switch now (another process holds
+/// a lock) keeps its mode: the pragma is advice, never a failed connection.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
+        if let Err(error) = sqlx::Executor::execute(&mut *conn, pragma).await {
+            tracing::debug!(%error, pragma, "database: SQLite pragma not applied");
+        }
+    }
+    Ok(())
 }
 
 /// `e`'s message without `url` in it.
