@@ -530,6 +530,17 @@ impl Proc {
         );
     }
 
+    /// The gRPC address from its "listening" line.
+    pub async fn grpc_addr(&self) -> SocketAddr {
+        self.addrs().await;
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("listening"))
+            .unwrap_or_default();
+        field(line, "grpc")
+    }
+
     /// Sends `signal` from Rust, not through a `kill` command a minimal machine may lack.
     pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");

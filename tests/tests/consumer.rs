@@ -407,3 +407,50 @@ async fn a_producer_carries_the_trace_to_the_consumer_and_keeps_the_deadline()
     app.shutdown().await?;
     Ok(())
 }
+
+/// `truss_consumer_lag` of `subscription`, as the app's `/metrics` shows it.
+fn lag(subscription: &str) -> u64 {
+    truss_tests::metric_sample(&format!(
+        "truss_consumer_lag{{subscription=\"{subscription}\"}}"
+    ))
+}
+
+#[tokio::test]
+async fn lag_rises_while_the_consumer_is_stalled_and_falls_to_zero_after() -> Result<(), BoxError> {
+    let queue = Arc::new(MemoryBackend::new());
+    // The handler waits for the test: the consumer holds one message and takes no other.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = {
+        let gate = gate.clone();
+        move |_: Message<OrderCreated>| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.map(|permit| permit.forget()).ok();
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let one_at_a_time = ConsumerConfig {
+        max_in_flight: 1,
+        ..quick(3)
+    };
+    let app = truss::App::builder("lagging")
+        .config(&config())
+        .consume("lagging", queue.clone(), one_at_a_time, handler)
+        .start()
+        .await?;
+    let publish = |n: u64| {
+        for order_id in 0..n {
+            let body = format!(r#"{{"order_id":{order_id}}}"#);
+            queue.publish(body, Default::default());
+        }
+    };
+    publish(5);
+    until(|| lag("lagging") == 4).await?;
+    publish(5);
+    until(|| lag("lagging") == 9).await?;
+    gate.add_permits(100);
+    until(|| lag("lagging") == 0 && queue.pending() == 0).await?;
+    app.shutdown().await?;
+    Ok(())
+}

@@ -216,16 +216,12 @@ impl Consumer {
         let this = Arc::new(*self);
         let slots = Arc::new(Semaphore::new(this.config.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
-        let mut lag_reported: Option<Instant> = None;
+        let lag = tokio::spawn(report_lag_until(this.clone(), stop.clone()));
         while !*stop.borrow() {
             // Finished handlers are reaped here, not raced against the fetch below: a
             // cancelled fetch could drop deliveries the broker already handed over (they
             // would wait for `claim_idle`). Only stopping cancels a fetch.
             while tasks.try_join_next().is_some() {}
-            if lag_reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                this.report_lag().await;
-                lag_reported = Some(Instant::now());
-            }
             tokio::select! {
                 _ = stopped(&mut stop) => break,
                 fetched = this.fetch(&slots) => {
@@ -239,6 +235,7 @@ impl Consumer {
                 }
             }
         }
+        lag.abort();
         let _ = closed.send(());
         let drained = async { while tasks.join_next().await.is_some() {} };
         tokio::select! {
@@ -384,6 +381,22 @@ enum Verdict {
 /// not.
 fn retryable(code: u16) -> bool {
     code >= 500 || code == 408 || code == 429
+}
+
+/// How often `truss_consumer_lag` is refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Refreshes `truss_consumer_lag` until stopped, apart from the fetch loop: the gauge keeps
+/// rising while every slot is busy with a stuck handler and the loop waits for one.
+async fn report_lag_until(consumer: Arc<Consumer>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(LAG_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = every.tick() => consumer.report_lag().await,
+        }
+    }
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
