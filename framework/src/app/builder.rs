@@ -145,6 +145,33 @@ impl AppBuilder {
         self
     }
 
+    /// Relays `subscription` to `producer`: each message, consumed as
+    /// `[consumers."<subscription>"]` says (typically `backend = "sql"`: this service's
+    /// transactional outbox), is published unchanged and acknowledged only once the publish
+    /// succeeded. A crash between the two publishes it again, with the same `message-id`,
+    /// which consumers' [`first_delivery`](crate::queue::first_delivery) absorbs; a broker
+    /// that is down leaves the messages in the outbox, retried with backoff.
+    ///
+    /// ```no_run
+    /// # async fn demo(config: truss::Config) -> Result<(), truss::AppError> {
+    /// // [consumers."order.created"] backend = "sql"     (the outbox)
+    /// // [producers."order.created"] backend = "redis"   (the broker)
+    /// let to_broker = truss::queue::Producer::from_config(&config, "order.created").await?;
+    /// let app = truss::App::builder("order")
+    ///     .config(&config)
+    ///     .relay("order.created", to_broker);
+    /// # Ok(()) }
+    /// ```
+    pub fn relay(
+        mut self,
+        subscription: impl Into<String>,
+        producer: crate::queue::Producer,
+    ) -> Self {
+        self.configured_consumers
+            .push((subscription.into(), producer.relay_handler()));
+        self
+    }
+
     /// The service's name, as given to [`App::builder`](super::App::builder).
     pub fn name(&self) -> &str {
         &self.name

@@ -9,7 +9,7 @@ use super::sections::{
 };
 use crate::auth::AuthConfig;
 use crate::observe::otel::TraceConfig;
-use crate::queue::ConsumersConfig;
+use crate::queue::{ConsumersConfig, ProducersConfig};
 use crate::redis::RedisConfig;
 use crate::registry::RegistryConfig;
 use crate::reload::ReloadConfig;
@@ -129,4 +129,6 @@ framework_sections! {
     reload: ReloadConfig,
     /// `[consumers."<subscription>"]`: message consumers.
     consumers: ConsumersConfig,
+    /// `[producers."<subject>"]`: where producers publish.
+    producers: ProducersConfig,
 }

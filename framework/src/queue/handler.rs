@@ -15,7 +15,10 @@ use crate::registry::BoxFuture;
 pub struct Message<T> {
     /// The body, decoded from JSON.
     pub body: T,
-    /// The broker's id of this delivery.
+    /// The message's id: its `message-id` header when the producer set one (a
+    /// [`Producer`](super::Producer) always does, and a relay keeps it), so a message
+    /// published twice has one id; otherwise the broker's id of this delivery. The key to
+    /// give [`first_delivery`](super::first_delivery).
     pub id: String,
     /// The ordering key, if any.
     pub key: Option<String>,
@@ -61,9 +64,13 @@ where
             Box::pin(async move {
                 let body = serde_json::from_slice::<T>(&delivery.payload)
                     .map_err(|e| Failure::Malformed(format!("the body does not decode: {e}")))?;
+                let id = match delivery.headers.get(super::producer::MESSAGE_ID) {
+                    Some(id) if !id.is_empty() => id.clone(),
+                    _ => delivery.id,
+                };
                 let message = Message {
                     body,
-                    id: delivery.id,
+                    id,
                     key: delivery.key,
                     attempt: delivery.attempt,
                     headers: delivery.headers,

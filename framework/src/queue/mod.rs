@@ -62,6 +62,7 @@ mod handler;
 mod idempotency;
 mod memory;
 mod producer;
+mod producers;
 #[cfg(feature = "redis")]
 mod redis_streams;
 #[cfg(feature = "sql")]
@@ -75,7 +76,8 @@ pub use handler::{Handler, Message};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};
 pub use memory::MemoryBackend;
-pub use producer::{Producer, Publish};
+pub use producer::{MESSAGE_ID, Producer, Publish};
+pub use producers::{ProducerConfig, ProducersConfig};
 #[cfg(feature = "redis")]
 pub use redis_streams::RedisStreams;
 #[cfg(feature = "sql")]

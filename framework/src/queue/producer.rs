@@ -75,10 +75,47 @@ impl Producer {
             Error::internal("ENCODE_FAILED", format!("the message does not encode: {e}"))
         })?;
         let span = tracing::info_span!("publish", subject = %self.subject);
-        self.publish(Bytes::from(payload)).instrument(span).await
+        let id = format!(
+            "{:016x}{:016x}",
+            crate::random::next_u64(),
+            crate::random::next_u64()
+        );
+        self.publish(Bytes::from(payload), message_headers(id, BTreeMap::new()))
+            .instrument(span)
+            .await
     }
 
-    async fn publish(&self, payload: Bytes) -> Result<String, Error> {
+    /// The handler of [`AppBuilder::relay`](crate::AppBuilder::relay): each message
+    /// published unchanged, its headers kept (its `message-id` too, so consumers'
+    /// idempotency absorbs a repeated relay), the trace continued. A failed publish is a
+    /// 503: retried, the message left in its source until it succeeds.
+    pub(crate) fn relay_handler(self) -> super::Erased {
+        let producer = Arc::new(self);
+        Arc::new(move |delivery: super::Delivery| {
+            let producer = producer.clone();
+            Box::pin(async move {
+                let id = delivery
+                    .headers
+                    .get(MESSAGE_ID)
+                    .cloned()
+                    .unwrap_or_else(|| delivery.id.clone());
+                let headers = message_headers(id, delivery.headers);
+                let span = tracing::info_span!("relay", subject = %producer.subject);
+                producer
+                    .publish(delivery.payload, headers)
+                    .instrument(span)
+                    .await
+                    .map(drop)
+                    .map_err(super::handler::Failure::Handler)
+            })
+        })
+    }
+
+    async fn publish(
+        &self,
+        payload: Bytes,
+        headers: BTreeMap<String, String>,
+    ) -> Result<String, Error> {
         let started = std::time::Instant::now();
         let deadline = Deadline::current();
         if deadline.is_some_and(|d| d.is_expired()) {
@@ -92,7 +129,7 @@ impl Producer {
                 format!("publishing to {} is failing; not trying now", self.subject),
             ));
         }
-        let call = self.sink.publish_message(payload, super::trace_headers());
+        let call = self.sink.publish_message(payload, headers);
         let out = match deadline {
             Some(d) => tokio::time::timeout_at(d.instant(), call)
                 .await
@@ -121,6 +158,18 @@ impl Producer {
             }
         }
     }
+}
+
+/// The header carrying a message's own id, stable across relays and repeated publishes:
+/// [`Message::id`](super::Message::id) reads it.
+pub const MESSAGE_ID: &str = "message-id";
+
+/// `base` with `message-id` and the current trace (`traceparent`, `tracestate`) set.
+fn message_headers(id: String, mut base: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    base.remove("tracestate");
+    base.extend(super::trace_headers());
+    base.insert(MESSAGE_ID.to_owned(), id);
+    base
 }
 
 fn deadline_exceeded() -> Error {

@@ -87,6 +87,20 @@ impl RedisStreams {
         })
     }
 
+    /// Connects to `url` to publish to `stream` only (no consumer group is created).
+    pub async fn publisher(url: &str, stream: &str) -> Result<Self, BoxError> {
+        let client = redis::Client::open(url)?;
+        let writer = client.get_multiplexed_async_connection().await?;
+        Ok(Self {
+            reader: writer.clone(),
+            writer,
+            stream: stream.to_owned(),
+            group: String::new(),
+            consumer: String::new(),
+            claim_idle: Duration::ZERO,
+        })
+    }
+
     /// Appends a message; returns its entry id.
     pub async fn publish(
         &self,

@@ -61,24 +61,25 @@ pub async fn enqueue(
     subject: &str,
     payload: &[u8],
     headers: &BTreeMap<String, String>,
-) -> Result<(), sqlx::Error> {
+) -> Result<String, sqlx::Error> {
     let payload = std::str::from_utf8(payload).map_err(|e| {
         sqlx::Error::Encode(format!("the payload must be UTF-8 (JSON): {e}").into())
     })?;
     let headers = serde_json::to_string(headers).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let seq = next_seq();
+    let id = format!("{seq}-{:08x}", crate::random::next_u64() as u32);
     sqlx::query(
         "INSERT INTO truss_queue (id, subject, seq, payload, headers, attempt, available_at) \
          VALUES ($1, $2, $3, $4, $5, 1, 0)",
     )
-    .bind(format!("{seq}-{:08x}", crate::random::next_u64() as u32))
+    .bind(&id)
     .bind(subject)
     .bind(seq)
     .bind(payload)
     .bind(headers)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 /// A queue in the `truss_queue` table of a [`Database`]: on SQLite it needs no server (the

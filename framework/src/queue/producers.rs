@@ -1,0 +1,195 @@
+//! `[producers."<subject>"]`: where a [`Producer`] publishes, chosen in config.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{MemoryBackend, Producer, Publish, QueueBackend};
+use crate::BoxError;
+use crate::app::AppError;
+use crate::config::{Config, ConfigError};
+use crate::registry::BoxFuture;
+use crate::section::{Section, ValidationError};
+
+/// Where one subject's messages are published: `[producers."<subject>"]`.
+///
+/// ```toml
+/// [producers."order.created"]
+/// backend = "redis"      # "memory" (default), "redis" or "sql"
+/// stream = "orders"      # redis: the stream's key; default the subject
+/// # url = "postgres://..." # sql: the database holding truss_queue; default [database]
+/// # database = "order"   # sql on SQLite without url: <database>.db in [database] data_dir
+/// ```
+///
+/// ```
+/// # async fn demo() -> Result<(), truss::AppError> {
+/// let config: truss::Config = truss::config::ConfigLoader::new()
+///     .defaults("[producers.\"order.created\"]\nbackend = \"memory\"")
+///     .env_vars(Vec::<(String, String)>::new())
+///     .load()?;
+/// let producer = truss::queue::Producer::from_config(&config, "order.created").await?;
+/// producer.send(&serde_json::json!({"order_id": 7})).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// Where the messages go. Default [`QueueBackend::Memory`].
+    pub backend: QueueBackend,
+    /// SQL: the database holding `truss_queue`. Default: the app's `[database]`.
+    pub url: Option<String>,
+    /// SQL without `url`, on SQLite: the file `<database>.db` in `[database] data_dir`.
+    pub database: Option<String>,
+    /// Redis: the stream's key. Default: the subject.
+    pub stream: Option<String>,
+}
+
+impl Section for ProducerConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        let missing = match self.backend {
+            QueueBackend::Redis => cfg!(not(feature = "redis")).then_some("redis"),
+            QueueBackend::Sql => cfg!(not(feature = "sql")).then_some("sql"),
+            QueueBackend::Memory => None,
+        };
+        match missing {
+            Some(feature) => Err(ValidationError::new(
+                "backend",
+                format!("is \"{feature}\", but truss was built without its `{feature}` feature"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `[producers]`: one [`ProducerConfig`] per subject.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ProducersConfig(pub BTreeMap<String, ProducerConfig>);
+
+impl Section for ProducersConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        for (name, producer) in &self.0 {
+            producer
+                .validate()
+                .map_err(|e| e.within(&format!("\"{name}\"")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Producer {
+    /// A producer for `subject` as `[producers."<subject>"]` says (the process's
+    /// [`MemoryBackend::shared`] queue of that name when absent), with the app's `[breaker]`.
+    ///
+    /// A backend named but unreachable at start is an [`AppError::Dependency`]; later
+    /// outages answer each `send` with a fast 503, never a panic.
+    pub async fn from_config<T>(config: &Config<T>, subject: &str) -> Result<Producer, AppError> {
+        let settings = config.producers.0.get(subject).cloned().unwrap_or_default();
+        let sink: Arc<dyn Publish> = match settings.backend {
+            QueueBackend::Memory => MemoryBackend::shared(subject),
+            QueueBackend::Redis => redis_sink(config, subject, &settings).await?,
+            QueueBackend::Sql => sql_sink(config, subject, &settings).await?,
+        };
+        Ok(Producer::new(subject, sink, &config.breaker))
+    }
+}
+
+fn unreachable(subject: &str, error: impl std::fmt::Display) -> AppError {
+    AppError::Dependency {
+        name: "producers",
+        message: format!("{subject}: {error}"),
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_sink<T>(
+    config: &Config<T>,
+    subject: &str,
+    settings: &ProducerConfig,
+) -> Result<Arc<dyn Publish>, AppError> {
+    let Some(url) = config.redis.url.as_deref() else {
+        let key = format!("producers.\"{subject}\".backend");
+        let why = "\"redis\" needs a Redis server: set `[redis] url`";
+        return Err(ConfigError::one(key, "the app's configuration", why).into());
+    };
+    let stream = settings.stream.as_deref().unwrap_or(subject);
+    let sink = super::RedisStreams::publisher(url, stream)
+        .await
+        .map_err(|e| unreachable(subject, format!("cannot reach Redis: {e}")))?;
+    Ok(Arc::new(sink))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_sink<T>(
+    _: &Config<T>,
+    subject: &str,
+    _: &ProducerConfig,
+) -> Result<Arc<dyn Publish>, AppError> {
+    let key = format!("producers.\"{subject}\".backend");
+    let why = "is \"redis\", but truss was built without its `redis` feature";
+    Err(ConfigError::one(key, "the app's configuration", why).into())
+}
+
+#[cfg(feature = "sql")]
+async fn sql_sink<T>(
+    config: &Config<T>,
+    subject: &str,
+    settings: &ProducerConfig,
+) -> Result<Arc<dyn Publish>, AppError> {
+    let mut database = config.database.clone();
+    if let Some(url) = &settings.url {
+        database.url = Some(url.clone());
+    }
+    let name = settings.database.as_deref().unwrap_or("queue");
+    let db = crate::sql::Database::connect(&database, name)
+        .await
+        .map_err(|e| unreachable(subject, format!("cannot open the queue's database: {e}")))?;
+    super::SqlQueue::create_tables(&db)
+        .await
+        .map_err(|e| unreachable(subject, format!("cannot create the queue tables: {e}")))?;
+    Ok(Arc::new(SqlSink {
+        db,
+        subject: subject.to_owned(),
+    }))
+}
+
+#[cfg(not(feature = "sql"))]
+async fn sql_sink<T>(
+    _: &Config<T>,
+    subject: &str,
+    _: &ProducerConfig,
+) -> Result<Arc<dyn Publish>, AppError> {
+    let key = format!("producers.\"{subject}\".backend");
+    let why = "is \"sql\", but truss was built without its `sql` feature";
+    Err(ConfigError::one(key, "the app's configuration", why).into())
+}
+
+/// Publishes into `truss_queue` outside any caller's transaction (for the outbox, call
+/// [`enqueue`](super::enqueue) inside yours instead).
+#[cfg(feature = "sql")]
+struct SqlSink {
+    db: crate::sql::Database,
+    subject: String,
+}
+
+#[cfg(feature = "sql")]
+impl Publish for SqlSink {
+    fn publish_message(
+        &self,
+        payload: Bytes,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<String, BoxError>> {
+        Box::pin(async move {
+            let subject = self.subject.as_str();
+            let id = self
+                .db
+                .run("queue_publish", async |conn| {
+                    super::enqueue(conn, subject, &payload, &headers).await
+                })
+                .await?;
+            Ok(id)
+        })
+    }
+}
