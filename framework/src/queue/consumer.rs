@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::backend::{Backend, Delivery};
 use super::handler::{Erased, Failure};
+use super::pace::{Lanes, Pace, TurnGuard};
 use crate::observe::trace::TraceContext;
 use crate::registry::BoxFuture;
 use crate::resilience::deadline::Deadline;
@@ -36,6 +37,9 @@ use crate::transport::listener::{Drain, Listener};
 /// backoff_max = "30s"
 /// deadline = "30s"         # per handler call
 /// poll = "1s"              # longest wait of one fetch
+/// ordered = true           # one message at a time per key (`message-key`), in order
+/// rate_limit = 0           # handler starts per second (0: no limit)
+/// rate_burst = 1           # starts at once after a pause
 /// ```
 ///
 /// ```
@@ -83,6 +87,17 @@ pub struct ConsumerConfig {
     /// Longest wait of one fetch when nothing is ready. Default `1s`.
     #[serde(with = "duration")]
     pub poll: Duration,
+    /// Messages with a key (the broker's, or the `message-key` header a
+    /// [`Producer::send_keyed`](super::Producer::send_keyed) sets) are handled one at a time
+    /// per key, in the order they were delivered; other keys and keyless messages run
+    /// concurrently. A retried message goes back to the broker, so it comes after the later
+    /// messages of its key. Default `true`.
+    pub ordered: bool,
+    /// Handler starts per second, evenly spaced (a downstream that takes only so much).
+    /// `0`: no limit (default).
+    pub rate_limit: f64,
+    /// Starts allowed at once after a pause, with `rate_limit`. Default 1.
+    pub rate_burst: u32,
 }
 
 /// Where a subscription's messages are.
@@ -114,6 +129,9 @@ impl Default for ConsumerConfig {
             backoff_max: Duration::from_secs(30),
             deadline: Duration::from_secs(30),
             poll: Duration::from_secs(1),
+            ordered: true,
+            rate_limit: 0.0,
+            rate_burst: 1,
         }
     }
 }
@@ -131,6 +149,15 @@ impl Section for ConsumerConfig {
                 "backoff_min",
                 "must not exceed backoff_max",
             ));
+        }
+        if !self.rate_limit.is_finite() || self.rate_limit < 0.0 {
+            return Err(ValidationError::new(
+                "rate_limit",
+                "must be a number of messages per second, 0 for none",
+            ));
+        }
+        if self.rate_burst == 0 {
+            return Err(ValidationError::new("rate_burst", "must be at least 1"));
         }
         if self.deadline.is_zero() || self.poll.is_zero() {
             return Err(ValidationError::new(
@@ -217,6 +244,9 @@ impl Consumer {
         let slots = Arc::new(Semaphore::new(this.config.max_in_flight.max(1)));
         let mut tasks = JoinSet::new();
         let lag = tokio::spawn(report_lag_until(this.clone(), stop.clone()));
+        let mut lanes = Lanes::default();
+        let pace = (this.config.rate_limit > 0.0)
+            .then(|| Arc::new(Pace::new(this.config.rate_limit, this.config.rate_burst)));
         while !*stop.borrow() {
             // Finished handlers are reaped here, not raced against the fetch below: a
             // cancelled fetch could drop deliveries the broker already handed over (they
@@ -226,8 +256,13 @@ impl Consumer {
                 _ = stopped(&mut stop) => break,
                 fetched = this.fetch(&slots) => {
                     for (delivery, slot) in fetched {
-                        let this = this.clone();
+                        let turn = this.turn(&mut lanes, &delivery);
+                        let (this, pace) = (this.clone(), pace.clone());
                         tasks.spawn(async move {
+                            let _turn = turn.wait().await;
+                            if let Some(pace) = pace {
+                                pace.wait().await;
+                            }
                             this.handle(delivery).await;
                             drop(slot);
                         });
@@ -257,6 +292,14 @@ impl Consumer {
             .set(lag as f64),
             Ok(None) => {}
             Err(error) => tracing::debug!(%error, "consumer lag unavailable"),
+        }
+    }
+
+    /// The message's place in its key's lane (none unordered or keyless).
+    fn turn(&self, lanes: &mut Lanes, delivery: &Delivery) -> Turn {
+        match super::handler::key_of(delivery) {
+            Some(key) if self.config.ordered => Turn(Some(lanes.enter(key))),
+            _ => Turn(None),
         }
     }
 
@@ -358,6 +401,20 @@ impl Consumer {
             // Left unsettled: the broker delivers it again.
             Err(error) => tracing::error!(%error, result, "could not settle the message"),
         }
+    }
+}
+
+/// A message's place in its key's lane: the turn before it to wait for, and its own.
+struct Turn(Option<(Option<Arc<super::pace::Turn>>, TurnGuard)>);
+
+impl Turn {
+    /// Waits for the key's previous message; the guard ends this message's turn.
+    async fn wait(self) -> Option<TurnGuard> {
+        let (before, mine) = self.0?;
+        if let Some(before) = before {
+            before.finished().await;
+        }
+        Some(mine)
     }
 }
 

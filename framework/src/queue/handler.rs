@@ -20,12 +20,26 @@ pub struct Message<T> {
     /// published twice has one id; otherwise the broker's id of this delivery. The key to
     /// give [`first_delivery`](super::first_delivery).
     pub id: String,
-    /// The ordering key, if any.
+    /// The ordering key, if any: the broker's, or the `message-key` header.
     pub key: Option<String>,
     /// 1 for the first delivery, higher for retries.
     pub attempt: u32,
     /// The headers the producer sent.
     pub headers: BTreeMap<String, String>,
+}
+
+/// A delivery's ordering key: the broker's, else its `message-key` header.
+pub(crate) fn key_of(delivery: &Delivery) -> Option<&str> {
+    delivery
+        .key
+        .as_deref()
+        .or_else(|| {
+            delivery
+                .headers
+                .get(super::producer::MESSAGE_KEY)
+                .map(String::as_str)
+        })
+        .filter(|key| !key.is_empty())
 }
 
 /// Why a message was not handled.
@@ -64,6 +78,7 @@ where
             Box::pin(async move {
                 let body = serde_json::from_slice::<T>(&delivery.payload)
                     .map_err(|e| Failure::Malformed(format!("the body does not decode: {e}")))?;
+                let key = key_of(&delivery).map(str::to_owned);
                 let id = match delivery.headers.get(super::producer::MESSAGE_ID) {
                     Some(id) if !id.is_empty() => id.clone(),
                     _ => delivery.id,
@@ -71,7 +86,7 @@ where
                 let message = Message {
                     body,
                     id,
-                    key: delivery.key,
+                    key,
                     attempt: delivery.attempt,
                     headers: delivery.headers,
                 };

@@ -61,6 +61,7 @@ mod handler;
 #[cfg(feature = "sql")]
 mod idempotency;
 mod memory;
+mod pace;
 mod producer;
 mod producers;
 #[cfg(feature = "redis")]
@@ -76,7 +77,7 @@ pub use handler::{Handler, Message};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};
 pub use memory::MemoryBackend;
-pub use producer::{MESSAGE_ID, Producer, Publish};
+pub use producer::{MESSAGE_ID, MESSAGE_KEY, Producer, Publish};
 pub use producers::{ProducerConfig, ProducersConfig};
 #[cfg(feature = "redis")]
 pub use redis_streams::RedisStreams;

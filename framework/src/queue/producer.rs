@@ -71,6 +71,38 @@ impl Producer {
     /// Publishes `body` as JSON; its id, or a 503 (`QUEUE_UNAVAILABLE`, `CIRCUIT_OPEN`), a 504
     /// (`DEADLINE_EXCEEDED`) or a 500 (`ENCODE_FAILED`).
     pub async fn send<T: Serialize + ?Sized>(&self, body: &T) -> Result<String, Error> {
+        self.send_with(body, BTreeMap::new()).await
+    }
+
+    /// [`send`](Self::send) with an ordering key (the `message-key` header): consumers
+    /// handle the messages of one key one at a time, in order
+    /// ([`ConsumerConfig::ordered`](super::ConsumerConfig::ordered)).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), truss::Error> {
+    /// let producer = truss::queue::Producer::new(
+    ///     "order.events",
+    ///     truss::queue::MemoryBackend::shared("order.events"),
+    ///     &Default::default(),
+    /// );
+    /// producer.send_keyed("order-7", &serde_json::json!({"status": "paid"})).await?;
+    /// producer.send_keyed("order-7", &serde_json::json!({"status": "shipped"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_keyed<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        body: &T,
+    ) -> Result<String, Error> {
+        let headers = BTreeMap::from([(MESSAGE_KEY.to_owned(), key.to_owned())]);
+        self.send_with(body, headers).await
+    }
+
+    async fn send_with<T: Serialize + ?Sized>(
+        &self,
+        body: &T,
+        headers: BTreeMap<String, String>,
+    ) -> Result<String, Error> {
         let payload = serde_json::to_vec(body).map_err(|e| {
             Error::internal("ENCODE_FAILED", format!("the message does not encode: {e}"))
         })?;
@@ -80,7 +112,7 @@ impl Producer {
             crate::random::next_u64(),
             crate::random::next_u64()
         );
-        self.publish(Bytes::from(payload), message_headers(id, BTreeMap::new()))
+        self.publish(Bytes::from(payload), message_headers(id, headers))
             .instrument(span)
             .await
     }
@@ -163,6 +195,9 @@ impl Producer {
 /// The header carrying a message's own id, stable across relays and repeated publishes:
 /// [`Message::id`](super::Message::id) reads it.
 pub const MESSAGE_ID: &str = "message-id";
+
+/// The header carrying a message's ordering key (see [`Producer::send_keyed`]).
+pub const MESSAGE_KEY: &str = "message-key";
 
 /// `base` with `message-id` and the current trace (`traceparent`, `tracestate`) set.
 fn message_headers(id: String, mut base: BTreeMap<String, String>) -> BTreeMap<String, String> {
