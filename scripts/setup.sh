@@ -15,6 +15,7 @@ packages=(
     openssl             # certificates for the etcd TLS test
     postgresql          # SQL tests start a throwaway cluster (initdb, postgres, psql)
     redis-server        # Redis client and cache tests start a throwaway server (redis-cli too)
+    nats-server         # NATS JetStream consumer tests start a throwaway `nats-server -js`
     golang-go           # `go tool pprof` reads the CPU and heap profiles in the profiling tests
     python3-venv        # a virtualenv for the Python tools below (python3 comes with it)
 )
@@ -60,6 +61,12 @@ for tool in promtool etcd etcdctl openssl redis-server redis-cli; do
         exit 1
     }
 done
+
+# nats-server lives in /usr/sbin, which a non-root PATH may lack: the tests look there too.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    echo "setup: nats-server is still missing after installing nats-server" >&2
+    exit 1
+fi
 
 # Debian keeps PostgreSQL's programs off PATH, under /usr/lib/postgresql/<version>/bin.
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then

@@ -916,3 +916,84 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A real NATS server with JetStream (Debian's `nats-server`) on a free loopback port, its
+/// store in a temporary directory; killed when dropped, even when the test fails.
+pub struct NatsServer {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` and waits until it accepts connections.
+    pub async fn start() -> NatsServer {
+        let mut nats = NatsServer {
+            child: None,
+            dir: tempfile::Builder::new()
+                .prefix("truss-nats")
+                .tempdir()
+                .expect("temp dir"),
+            port: free_port(),
+        };
+        nats.spawn().await;
+        nats
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        // Debian installs it in /usr/sbin, which a non-root PATH may lack.
+        let bin = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let log = self.dir.path().join("nats.log");
+        let _ = std::fs::remove_file(&log);
+        let child = std::process::Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .arg("-sd")
+            .arg(self.dir.path().join("store"))
+            .arg("-l")
+            .arg(&log)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start nats-server: run the README's test command, which installs it");
+        self.child = Some(child);
+        for _ in 0..100 {
+            let ready = std::fs::read_to_string(&log).unwrap_or_default();
+            if ready.contains("Server is ready") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("nats-server did not start:\n{log}");
+    }
+
+    /// Kills the server (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store (JetStream's files survive).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

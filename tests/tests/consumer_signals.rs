@@ -1,6 +1,7 @@
 //! The `notify` example as a process, stopped in the middle of a 10,000-message run, once
-//! per durable backend: order's SQL outbox on SQLite, and a Redis stream (Debian's
-//! `redis-server`, started by the test).
+//! per durable backend: order's SQL outbox on SQLite, a Redis stream (Debian's
+//! `redis-server`) and a NATS JetStream stream (Debian's `nats-server -js`), each server
+//! started by the test.
 //!
 //! * SIGTERM: exit 0 within the grace period, no message acknowledged without its
 //!   notification, none lost (each is either processed or still waiting); after a restart
@@ -17,9 +18,9 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use truss::queue::{Backend, RedisStreams};
+use truss::queue::{Backend, JetStreamSettings, NatsJetStream, RedisStreams};
 use truss::sql::{Database, DatabaseConfig};
-use truss_tests::{BoxError, Proc, RedisServer};
+use truss_tests::{BoxError, NatsServer, Proc, RedisServer};
 
 const NOTIFY: &str = env!("CARGO_BIN_EXE_notify-service");
 const MESSAGES: usize = 10_000;
@@ -31,6 +32,25 @@ enum Source {
     Sql(Database),
     /// The stream `order.created`, read by the group `notify`.
     Redis(RedisServer),
+    /// The JetStream stream `order_created`, read by the durable `notify`.
+    Nats(NatsServer),
+}
+
+/// What a source can tell of the messages still waiting there.
+enum Waiting {
+    /// Their order ids.
+    Ids(BTreeSet<u64>),
+    /// How many (JetStream tells counts, not which).
+    Count(u64),
+}
+
+impl Waiting {
+    fn len(&self) -> u64 {
+        match self {
+            Waiting::Ids(ids) => ids.len() as u64,
+            Waiting::Count(n) => *n,
+        }
+    }
 }
 
 fn body(order_id: usize) -> String {
@@ -77,6 +97,25 @@ impl Source {
         Ok(Source::Redis(server))
     }
 
+    async fn nats() -> Result<Source, BoxError> {
+        let server = NatsServer::start().await;
+        let publisher =
+            NatsJetStream::publisher(&server.url(), JetStreamSettings::new(SUBJECT, "filler"))
+                .await?;
+        for id in 1..=MESSAGES {
+            publisher.publish(body(id), Default::default()).await?;
+        }
+        Ok(Source::Nats(server))
+    }
+
+    /// The durable `notify` reads, as another connection sees it.
+    async fn nats_durable(server: &NatsServer, subject: &str) -> Result<NatsJetStream, BoxError> {
+        let mut settings = JetStreamSettings::new(subject, "notify");
+        settings.stream = JetStreamSettings::new(SUBJECT, "notify").stream;
+        settings.dead_letter_subject = format!("{SUBJECT}.dead.unused");
+        NatsJetStream::connect(&server.url(), settings).await
+    }
+
     fn config(&self) -> String {
         match self {
             Source::Sql(_) => "backend = \"sql\"\ndatabase = \"order\"".to_owned(),
@@ -84,12 +123,17 @@ impl Source {
                 "backend = \"redis\"\nclaim_idle = \"2s\"\n\n[redis]\nurl = \"{}\"",
                 server.url()
             ),
+            // ack_wait: the longer of claim_idle and deadline + 5 s.
+            Source::Nats(server) => format!(
+                "backend = \"nats\"\nurl = \"{}\"\nclaim_idle = \"2s\"\ndeadline = \"2s\"",
+                server.url()
+            ),
         }
     }
 
     /// The order ids of the messages still waiting there (not delivered, delivered but
     /// not acknowledged, or waiting for a retry). The others were acknowledged.
-    async fn waiting(&self) -> Result<BTreeSet<u64>, BoxError> {
+    async fn waiting(&self) -> Result<Waiting, BoxError> {
         match self {
             Source::Sql(db) => {
                 let bodies: Vec<String> = db
@@ -99,9 +143,13 @@ impl Source {
                             .await
                     })
                     .await?;
-                Ok(bodies.iter().map(|b| order_id(b)).collect())
+                Ok(Waiting::Ids(bodies.iter().map(|b| order_id(b)).collect()))
             }
-            Source::Redis(server) => redis_waiting(server).await,
+            Source::Redis(server) => Ok(Waiting::Ids(redis_waiting(server).await?)),
+            Source::Nats(server) => {
+                let durable = Source::nats_durable(server, SUBJECT).await?;
+                Ok(Waiting::Count(durable.unsettled().await?))
+            }
         }
     }
 
@@ -112,6 +160,10 @@ impl Source {
             Source::Redis(server) => {
                 let mut conn = connect(&server.url()).await?;
                 Ok(conn.xlen(format!("{SUBJECT}:dead")).await?)
+            }
+            Source::Nats(server) => {
+                let dead = Source::nats_durable(server, &format!("{SUBJECT}.dead")).await?;
+                Ok(dead.unsettled().await? as i64)
             }
         }
     }
@@ -298,18 +350,29 @@ async fn sigterm_run(dir: &Path, source: Source) -> Result<(), BoxError> {
         processed.len() < MESSAGES,
         "stopped after the end: the test proves nothing"
     );
-    let all: BTreeSet<u64> = (1..=MESSAGES as u64).collect();
-    let acked: BTreeSet<u64> = all.difference(&waiting).copied().collect();
-    let unprocessed: Vec<_> = acked.difference(&processed).take(10).collect();
-    assert!(
-        unprocessed.is_empty(),
-        "acked but not processed: {unprocessed:?}\n{}",
+    // Acked ones are no longer waiting: each must be processed, and nothing processed may
+    // still wait (the in-flight ones finished and were acked before the exit).
+    match &waiting {
+        Waiting::Ids(waiting) => {
+            let all: BTreeSet<u64> = (1..=MESSAGES as u64).collect();
+            let acked: BTreeSet<u64> = all.difference(waiting).copied().collect();
+            let unprocessed: Vec<_> = acked.difference(&processed).take(10).collect();
+            assert!(
+                unprocessed.is_empty(),
+                "acked but not processed: {unprocessed:?}\n{}",
+                warnings(dir)
+            );
+            let both: Vec<_> = processed.intersection(waiting).take(10).collect();
+            assert!(both.is_empty(), "processed, yet left waiting: {both:?}");
+        }
+        Waiting::Count(_) => {}
+    }
+    assert_eq!(
+        processed.len() as u64 + waiting.len(),
+        MESSAGES as u64,
+        "processed + waiting: more is a processed message left waiting, fewer a lost or \
+         unprocessed acked one\n{}",
         warnings(dir)
-    );
-    let both: Vec<_> = processed.intersection(&waiting).take(10).collect();
-    assert!(
-        both.is_empty(),
-        "processed, yet left waiting after SIGTERM: {both:?}"
     );
 
     let notify = start(dir, &source, "second");
@@ -341,7 +404,7 @@ async fn sigkill_run(dir: &Path, source: Source) -> Result<(), BoxError> {
     );
     let waiting = source.waiting().await?;
     assert!(
-        waiting.is_empty(),
+        waiting.len() == 0,
         "{} messages still waiting",
         waiting.len()
     );
@@ -373,5 +436,19 @@ async fn sigterm_in_a_10k_run_on_a_redis_stream_loses_nothing() -> Result<(), Bo
 async fn sigkill_in_a_10k_run_on_a_redis_stream_takes_effect_once() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let source = Source::redis().await?;
+    sigkill_run(dir.path(), source).await
+}
+
+#[tokio::test]
+async fn sigterm_in_a_10k_run_on_nats_jetstream_loses_nothing() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let source = Source::nats().await?;
+    sigterm_run(dir.path(), source).await
+}
+
+#[tokio::test]
+async fn sigkill_in_a_10k_run_on_nats_jetstream_takes_effect_once() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let source = Source::nats().await?;
     sigkill_run(dir.path(), source).await
 }

@@ -27,6 +27,7 @@ impl AppBuilder {
             QueueBackend::Memory => MemoryBackend::shared(&subscription),
             QueueBackend::Redis => redis(config, &subscription, &settings, &self.name).await?,
             QueueBackend::Sql => sql(config, &subscription, &settings, &self.name).await?,
+            QueueBackend::Nats => nats(&subscription, &settings, &self.name).await?,
         };
         Ok(Consumer {
             subscription: subscription.into(),
@@ -43,7 +44,7 @@ fn backend_error(subscription: &str, message: &str) -> AppError {
     ConfigError::one(key, "the configuration given to the app builder", message).into()
 }
 
-#[cfg(any(feature = "redis", feature = "sql"))]
+#[cfg(any(feature = "redis", feature = "sql", feature = "nats"))]
 fn unreachable_backend(subscription: &str, what: &str, error: impl std::fmt::Display) -> AppError {
     AppError::Dependency {
         name: "consumers",
@@ -122,5 +123,43 @@ async fn sql(
     Err(backend_error(
         subscription,
         "is \"sql\", but truss was built without its `sql` feature",
+    ))
+}
+
+/// The subscription's subject in NATS JetStream, read by the service's durable consumer.
+#[cfg(feature = "nats")]
+async fn nats(
+    subscription: &str,
+    settings: &ConsumerConfig,
+    service: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    let url = settings
+        .url
+        .as_deref()
+        .unwrap_or(crate::queue::nats_default_url());
+    let group = settings.group.as_deref().unwrap_or(service);
+    let mut js = crate::queue::JetStreamSettings::new(subscription, group);
+    if let Some(stream) = &settings.stream {
+        js.stream.clone_from(stream);
+    }
+    // Redelivered only when a handler surely no longer runs: past its deadline, settled.
+    js.ack_wait = settings
+        .claim_idle
+        .max(settings.deadline + std::time::Duration::from_secs(5));
+    let stream = crate::queue::NatsJetStream::connect(url, js)
+        .await
+        .map_err(|e| unreachable_backend(subscription, "cannot reach NATS", e))?;
+    Ok(Arc::new(stream))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats(
+    subscription: &str,
+    _: &ConsumerConfig,
+    _: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    Err(backend_error(
+        subscription,
+        "is \"nats\", but truss was built without its `nats` feature",
     ))
 }

@@ -50,6 +50,13 @@ pub trait Backend: Send + Sync + 'static {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), BoxError>>;
 
+    /// Makes sure every settlement sent so far reached the broker: called once at shutdown,
+    /// after the messages in flight finished, before the process exits (a client that
+    /// buffers its acknowledgements flushes them here). Default: nothing to do.
+    fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Messages published but not yet delivered to this consumer's group, when the broker
     /// tells (`truss_consumer_lag`). Default: unknown.
     fn lag(&self) -> BoxFuture<'_, Result<Option<u64>, BoxError>> {

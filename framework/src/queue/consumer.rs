@@ -25,7 +25,7 @@ use crate::transport::listener::{Drain, Listener};
 ///
 /// ```toml
 /// [consumers."order.created"]
-/// backend = "redis"        # "memory" (default), "redis" or "sql": where the messages are
+/// backend = "redis"        # "memory" (default), "redis", "sql" or "nats": where they are
 /// # url = "sqlite://data/order.db"   # sql: the database holding truss_queue (default [database])
 /// # database = "order"     # sql on SQLite: the file order.db in [database] data_dir
 /// stream = "orders"        # redis: the stream key; default the subscription's name
@@ -58,17 +58,19 @@ pub struct ConsumerConfig {
     /// Default [`QueueBackend::Memory`].
     pub backend: QueueBackend,
     /// SQL: the database holding the `truss_queue` table (another service's outbox, say).
-    /// Default: the app's `[database]`.
+    /// Default: the app's `[database]`. NATS: the server, default `nats://127.0.0.1:4222`.
     pub url: Option<String>,
     /// SQL without `url`, on SQLite: the database's name, so the file `<database>.db` in
     /// `[database] data_dir`, such as the outbox of another service sharing the directory.
     /// Default: the service's own database.
     pub database: Option<String>,
-    /// Redis: the stream's key. Default: the subscription's name.
+    /// Redis: the stream's key. NATS: the JetStream stream (default the subject with `.`
+    /// as `_`). Default: the subscription's name.
     pub stream: Option<String>,
-    /// Redis: the consumer group. Default: the service's name.
+    /// Redis: the consumer group. NATS: the durable consumer. Default: the service's name.
     pub group: Option<String>,
-    /// Redis: messages pending this long on another consumer are taken over. Default `30s`.
+    /// Redis: messages pending this long on another consumer are taken over. NATS: the
+    /// consumer's `ack_wait` is the longer of this and `deadline` + 5 s. Default `30s`.
     #[serde(with = "duration")]
     pub claim_idle: Duration,
     /// Messages handled at once. Default 64.
@@ -112,6 +114,21 @@ pub enum QueueBackend {
     /// The `truss_queue` table of a SQL database (feature `sql`): the transactional outbox
     /// of the service that writes it.
     Sql,
+    /// A NATS JetStream stream read by a durable pull consumer (feature `nats`, `url` the
+    /// server's, default `nats://127.0.0.1:4222`).
+    Nats,
+}
+
+impl QueueBackend {
+    /// The cargo feature of truss this backend needs, when it is not compiled in.
+    pub(crate) fn missing_feature(self) -> Option<&'static str> {
+        match self {
+            QueueBackend::Memory => None,
+            QueueBackend::Redis => cfg!(not(feature = "redis")).then_some("redis"),
+            QueueBackend::Sql => cfg!(not(feature = "sql")).then_some("sql"),
+            QueueBackend::Nats => cfg!(not(feature = "nats")).then_some("nats"),
+        }
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -165,16 +182,10 @@ impl Section for ConsumerConfig {
                 "deadline and poll must be above 0",
             ));
         }
-        if self.backend == QueueBackend::Redis && cfg!(not(feature = "redis")) {
+        if let Some(feature) = self.backend.missing_feature() {
             return Err(ValidationError::new(
                 "backend",
-                "is \"redis\", but truss was built without its `redis` feature",
-            ));
-        }
-        if self.backend == QueueBackend::Sql && cfg!(not(feature = "sql")) {
-            return Err(ValidationError::new(
-                "backend",
-                "is \"sql\", but truss was built without its `sql` feature",
+                format!("is \"{feature}\", but truss was built without its `{feature}` feature"),
             ));
         }
         Ok(())
@@ -282,6 +293,11 @@ impl Consumer {
             _ = force.forced() => {}
         }
         tasks.shutdown().await;
+        // Acks sent, then flushed: what was handled is not delivered again.
+        if let Err(error) = this.backend.flush().await {
+            tracing::warn!(subscription = %this.subscription, %error,
+                "could not flush the acknowledgements (those messages will be delivered again)");
+        }
     }
 
     /// `truss_consumer_lag`, when the backend knows it.

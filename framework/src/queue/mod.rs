@@ -61,6 +61,8 @@ mod handler;
 #[cfg(feature = "sql")]
 mod idempotency;
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 mod pace;
 mod producer;
 mod producers;
@@ -77,6 +79,14 @@ pub use handler::{Handler, Message};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};
 pub use memory::MemoryBackend;
+#[cfg(feature = "nats")]
+pub use nats::{JetStreamSettings, NatsJetStream};
+
+/// The NATS server a `backend = "nats"` entry without `url` reaches.
+#[cfg(feature = "nats")]
+pub(crate) fn nats_default_url() -> &'static str {
+    nats::DEFAULT_URL
+}
 pub use producer::{MESSAGE_ID, MESSAGE_KEY, Producer, Publish};
 pub use producers::{ProducerConfig, ProducersConfig};
 #[cfg(feature = "redis")]

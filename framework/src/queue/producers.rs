@@ -3,28 +3,25 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{MemoryBackend, Producer, Publish, QueueBackend};
-use crate::BoxError;
 use crate::app::AppError;
 use crate::config::{Config, ConfigError};
-use crate::registry::BoxFuture;
 use crate::section::{Section, ValidationError};
 
 /// Where one subject's messages are published: `[producers."<subject>"]`.
 ///
 /// ```toml
 /// [producers."order.created"]
-/// backend = "redis"      # "memory" (default), "redis" or "sql"
+/// backend = "redis"      # "memory" (default), "redis", "sql" or "nats"
 /// stream = "orders"      # redis: the stream's key; default the subject
 /// # url = "postgres://..." # sql: the database holding truss_queue; default [database]
 /// # database = "order"   # sql on SQLite without url: <database>.db in [database] data_dir
 /// ```
 ///
 /// ```
-/// # async fn demo() -> Result<(), truss::AppError> {
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let config: truss::Config = truss::config::ConfigLoader::new()
 ///     .defaults("[producers.\"order.created\"]\nbackend = \"memory\"")
 ///     .env_vars(Vec::<(String, String)>::new())
@@ -38,22 +35,19 @@ use crate::section::{Section, ValidationError};
 pub struct ProducerConfig {
     /// Where the messages go. Default [`QueueBackend::Memory`].
     pub backend: QueueBackend,
-    /// SQL: the database holding `truss_queue`. Default: the app's `[database]`.
+    /// SQL: the database holding `truss_queue`. Default: the app's `[database]`. NATS: the
+    /// server, default `nats://127.0.0.1:4222`.
     pub url: Option<String>,
     /// SQL without `url`, on SQLite: the file `<database>.db` in `[database] data_dir`.
     pub database: Option<String>,
-    /// Redis: the stream's key. Default: the subject.
+    /// Redis: the stream's key. NATS: the JetStream stream capturing the subject (default
+    /// the subject with `.` as `_`). Default: the subject.
     pub stream: Option<String>,
 }
 
 impl Section for ProducerConfig {
     fn validate(&self) -> Result<(), ValidationError> {
-        let missing = match self.backend {
-            QueueBackend::Redis => cfg!(not(feature = "redis")).then_some("redis"),
-            QueueBackend::Sql => cfg!(not(feature = "sql")).then_some("sql"),
-            QueueBackend::Memory => None,
-        };
-        match missing {
+        match self.backend.missing_feature() {
             Some(feature) => Err(ValidationError::new(
                 "backend",
                 format!("is \"{feature}\", but truss was built without its `{feature}` feature"),
@@ -91,11 +85,13 @@ impl Producer {
             QueueBackend::Memory => MemoryBackend::shared(subject),
             QueueBackend::Redis => redis_sink(config, subject, &settings).await?,
             QueueBackend::Sql => sql_sink(config, subject, &settings).await?,
+            QueueBackend::Nats => nats_sink(subject, &settings).await?,
         };
         Ok(Producer::new(subject, sink, &config.breaker))
     }
 }
 
+#[cfg(any(feature = "redis", feature = "sql", feature = "nats"))]
 fn unreachable(subject: &str, error: impl std::fmt::Display) -> AppError {
     AppError::Dependency {
         name: "producers",
@@ -166,6 +162,26 @@ async fn sql_sink<T>(
     Err(ConfigError::one(key, "the app's configuration", why).into())
 }
 
+#[cfg(feature = "nats")]
+async fn nats_sink(subject: &str, settings: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
+    let url = settings.url.as_deref().unwrap_or(super::nats::DEFAULT_URL);
+    let mut js = super::JetStreamSettings::new(subject, "truss-producer");
+    if let Some(stream) = &settings.stream {
+        js.stream.clone_from(stream);
+    }
+    let sink = super::NatsJetStream::publisher(url, js)
+        .await
+        .map_err(|e| unreachable(subject, format!("cannot reach NATS: {e}")))?;
+    Ok(Arc::new(sink))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats_sink(subject: &str, _: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
+    let key = format!("producers.\"{subject}\".backend");
+    let why = "is \"nats\", but truss was built without its `nats` feature";
+    Err(ConfigError::one(key, "the app's configuration", why).into())
+}
+
 /// Publishes into `truss_queue` outside any caller's transaction (for the outbox, call
 /// [`enqueue`](super::enqueue) inside yours instead).
 #[cfg(feature = "sql")]
@@ -178,9 +194,9 @@ struct SqlSink {
 impl Publish for SqlSink {
     fn publish_message(
         &self,
-        payload: Bytes,
+        payload: bytes::Bytes,
         headers: BTreeMap<String, String>,
-    ) -> BoxFuture<'_, Result<String, BoxError>> {
+    ) -> crate::registry::BoxFuture<'_, Result<String, crate::BoxError>> {
         Box::pin(async move {
             let subject = self.subject.as_str();
             let id = self
