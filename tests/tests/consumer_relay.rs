@@ -126,7 +126,6 @@ async fn the_relay_moves_the_outbox_to_redis_once_in_effect_and_waits_out_an_out
         move |msg: Message<OrderCreated>| {
             let (notify, deliveries, ids) = (notify.clone(), deliveries.clone(), ids.clone());
             async move {
-                deliveries.fetch_add(1, Ordering::SeqCst);
                 ids.lock().map(|mut ids| ids.push(msg.id.clone())).ok();
                 notify
                     .transaction("record", async |c| {
@@ -139,6 +138,8 @@ async fn the_relay_moves_the_outbox_to_redis_once_in_effect_and_waits_out_an_out
                         Ok(())
                     })
                     .await?;
+                // Counted once its transaction committed (or found it done).
+                deliveries.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, truss::Error>(())
             }
         }

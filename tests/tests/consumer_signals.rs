@@ -109,8 +109,12 @@ impl Source {
     }
 
     /// The durable `notify` reads, as another connection sees it.
-    async fn nats_durable(server: &NatsServer, subject: &str) -> Result<NatsJetStream, BoxError> {
-        let mut settings = JetStreamSettings::new(subject, "notify");
+    async fn nats_durable(
+        server: &NatsServer,
+        subject: &str,
+        durable: &str,
+    ) -> Result<NatsJetStream, BoxError> {
+        let mut settings = JetStreamSettings::new(subject, durable);
         settings.stream = JetStreamSettings::new(SUBJECT, "notify").stream;
         settings.dead_letter_subject = format!("{SUBJECT}.dead.unused");
         NatsJetStream::connect(&server.url(), settings).await
@@ -147,7 +151,7 @@ impl Source {
             }
             Source::Redis(server) => Ok(Waiting::Ids(redis_waiting(server).await?)),
             Source::Nats(server) => {
-                let durable = Source::nats_durable(server, SUBJECT).await?;
+                let durable = Source::nats_durable(server, SUBJECT, "notify").await?;
                 Ok(Waiting::Count(durable.unsettled().await?))
             }
         }
@@ -162,7 +166,9 @@ impl Source {
                 Ok(conn.xlen(format!("{SUBJECT}:dead")).await?)
             }
             Source::Nats(server) => {
-                let dead = Source::nats_durable(server, &format!("{SUBJECT}.dead")).await?;
+                let dead =
+                    Source::nats_durable(server, &format!("{SUBJECT}.dead"), "dead-inspector")
+                        .await?;
                 Ok(dead.unsettled().await? as i64)
             }
         }

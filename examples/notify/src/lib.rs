@@ -112,7 +112,7 @@ impl Notifications {
                 }
                 sqlx::query(
                     "INSERT INTO notifications (order_id, user_id, text, trace_id) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(i64::try_from(event.order_id).unwrap_or(i64::MAX))
                 .bind(i64::try_from(event.user_id).unwrap_or(i64::MAX))

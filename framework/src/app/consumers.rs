@@ -28,6 +28,7 @@ impl AppBuilder {
             QueueBackend::Redis => redis(config, &subscription, &settings, &self.name).await?,
             QueueBackend::Sql => sql(config, &subscription, &settings, &self.name).await?,
             QueueBackend::Nats => nats(&subscription, &settings, &self.name).await?,
+            QueueBackend::Kafka => kafka(&subscription, &settings, &self.name)?,
         };
         Ok(Consumer {
             subscription: subscription.into(),
@@ -44,7 +45,12 @@ fn backend_error(subscription: &str, message: &str) -> AppError {
     ConfigError::one(key, "the configuration given to the app builder", message).into()
 }
 
-#[cfg(any(feature = "redis", feature = "sql", feature = "nats"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sql",
+    feature = "nats",
+    feature = "kafka"
+))]
 fn unreachable_backend(subscription: &str, what: &str, error: impl std::fmt::Display) -> AppError {
     AppError::Dependency {
         name: "consumers",
@@ -142,7 +148,8 @@ async fn nats(
     if let Some(stream) = &settings.stream {
         js.stream.clone_from(stream);
     }
-    // Redelivered only when a handler surely no longer runs: past its deadline, settled.
+    // Redelivered only once a handler that started at once surely no longer runs (past its
+    // deadline, settled); one kept waiting for its key's turn can outlast it.
     js.ack_wait = settings
         .claim_idle
         .max(settings.deadline + std::time::Duration::from_secs(5));
@@ -161,5 +168,29 @@ async fn nats(
     Err(backend_error(
         subscription,
         "is \"nats\", but truss was built without its `nats` feature",
+    ))
+}
+
+/// The subscription's Kafka topic, read by the service's consumer group.
+#[cfg(feature = "kafka")]
+fn kafka(
+    subscription: &str,
+    settings: &ConsumerConfig,
+    service: &str,
+) -> Result<Arc<dyn Backend>, AppError> {
+    let bootstrap = settings.url.as_deref().unwrap_or("127.0.0.1:9092");
+    let topic = settings.stream.as_deref().unwrap_or(subscription);
+    let group = settings.group.as_deref().unwrap_or(service);
+    let kafka = crate::queue::KafkaSettings::new(bootstrap, topic, group);
+    let topic = crate::queue::KafkaTopic::connect(kafka)
+        .map_err(|e| unreachable_backend(subscription, "cannot set up the Kafka consumer", e))?;
+    Ok(Arc::new(topic))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka(subscription: &str, _: &ConsumerConfig, _: &str) -> Result<Arc<dyn Backend>, AppError> {
+    Err(backend_error(
+        subscription,
+        "is \"kafka\", but truss was built without its `kafka` feature",
     ))
 }

@@ -25,7 +25,7 @@ use crate::transport::listener::{Drain, Listener};
 ///
 /// ```toml
 /// [consumers."order.created"]
-/// backend = "redis"        # "memory" (default), "redis", "sql" or "nats": where they are
+/// backend = "redis"        # "memory" (default), "redis", "sql", "nats" or "kafka"
 /// # url = "sqlite://data/order.db"   # sql: the database holding truss_queue (default [database])
 /// # database = "order"     # sql on SQLite: the file order.db in [database] data_dir
 /// stream = "orders"        # redis: the stream key; default the subscription's name
@@ -59,15 +59,17 @@ pub struct ConsumerConfig {
     pub backend: QueueBackend,
     /// SQL: the database holding the `truss_queue` table (another service's outbox, say).
     /// Default: the app's `[database]`. NATS: the server, default `nats://127.0.0.1:4222`.
+    /// Kafka: the bootstrap servers, default `127.0.0.1:9092`.
     pub url: Option<String>,
     /// SQL without `url`, on SQLite: the database's name, so the file `<database>.db` in
     /// `[database] data_dir`, such as the outbox of another service sharing the directory.
     /// Default: the service's own database.
     pub database: Option<String>,
     /// Redis: the stream's key. NATS: the JetStream stream (default the subject with `.`
-    /// as `_`). Default: the subscription's name.
+    /// as `_`). Kafka: the topic. Default: the subscription's name.
     pub stream: Option<String>,
-    /// Redis: the consumer group. NATS: the durable consumer. Default: the service's name.
+    /// Redis and Kafka: the consumer group. NATS: the durable consumer. Default: the
+    /// service's name.
     pub group: Option<String>,
     /// Redis: messages pending this long on another consumer are taken over. NATS: the
     /// consumer's `ack_wait` is the longer of this and `deadline` + 5 s. Default `30s`.
@@ -92,8 +94,11 @@ pub struct ConsumerConfig {
     /// Messages with a key (the broker's, or the `message-key` header a
     /// [`Producer::send_keyed`](super::Producer::send_keyed) sets) are handled one at a time
     /// per key, in the order they were delivered; other keys and keyless messages run
-    /// concurrently. A retried message goes back to the broker, so it comes after the later
-    /// messages of its key. Default `true`.
+    /// concurrently. Within one instance: instances sharing a group see one key at the same
+    /// time unless the broker routes a key to one of them (Kafka partitions). A retried
+    /// message goes back to the broker, so it comes after the later messages of its key.
+    /// Messages waiting for their key's turn are claimed already: keep `claim_idle` (NATS:
+    /// `ack_wait`) above the time a key's backlog takes. Default `true`.
     pub ordered: bool,
     /// Handler starts per second, evenly spaced (a downstream that takes only so much).
     /// `0`: no limit (default).
@@ -117,6 +122,9 @@ pub enum QueueBackend {
     /// A NATS JetStream stream read by a durable pull consumer (feature `nats`, `url` the
     /// server's, default `nats://127.0.0.1:4222`).
     Nats,
+    /// A Kafka topic read by a consumer group (feature `kafka`, `url` the bootstrap
+    /// servers, default `127.0.0.1:9092`).
+    Kafka,
 }
 
 impl QueueBackend {
@@ -127,6 +135,7 @@ impl QueueBackend {
             QueueBackend::Redis => cfg!(not(feature = "redis")).then_some("redis"),
             QueueBackend::Sql => cfg!(not(feature = "sql")).then_some("sql"),
             QueueBackend::Nats => cfg!(not(feature = "nats")).then_some("nats"),
+            QueueBackend::Kafka => cfg!(not(feature = "kafka")).then_some("kafka"),
         }
     }
 }
@@ -167,10 +176,11 @@ impl Section for ConsumerConfig {
                 "must not exceed backoff_max",
             ));
         }
-        if !self.rate_limit.is_finite() || self.rate_limit < 0.0 {
+        let rate = self.rate_limit;
+        if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && rate < 0.001) {
             return Err(ValidationError::new(
                 "rate_limit",
-                "must be a number of messages per second, 0 for none",
+                "must be messages per second from 0.001 up, or 0 for none",
             ));
         }
         if self.rate_burst == 0 {
@@ -265,15 +275,12 @@ impl Consumer {
             while tasks.try_join_next().is_some() {}
             tokio::select! {
                 _ = stopped(&mut stop) => break,
-                fetched = this.fetch(&slots) => {
+                fetched = this.fetch(&slots, pace.as_deref()) => {
                     for (delivery, slot) in fetched {
                         let turn = this.turn(&mut lanes, &delivery);
-                        let (this, pace) = (this.clone(), pace.clone());
+                        let this = this.clone();
                         tasks.spawn(async move {
                             let _turn = turn.wait().await;
-                            if let Some(pace) = pace {
-                                pace.wait().await;
-                            }
                             this.handle(delivery).await;
                             drop(slot);
                         });
@@ -294,7 +301,8 @@ impl Consumer {
         }
         tasks.shutdown().await;
         // Acks sent, then flushed: what was handled is not delivered again.
-        if let Err(error) = this.backend.flush().await {
+        let flushed = tokio::time::timeout(FLUSH_WITHIN, this.backend.flush()).await;
+        if let Err(error) = flushed.unwrap_or_else(|_| Err("timed out".into())) {
             tracing::warn!(subscription = %this.subscription, %error,
                 "could not flush the acknowledgements (those messages will be delivered again)");
         }
@@ -320,14 +328,24 @@ impl Consumer {
     }
 
     /// Waits for a free slot, then fetches as many deliveries as there are free slots.
+    ///
+    /// With a rate limit, one message per fetch once its start is due: a message is not
+    /// claimed from the broker (its redelivery timer running) while it waits for its turn.
     async fn fetch(
         &self,
         slots: &Arc<Semaphore>,
+        pace: Option<&Pace>,
     ) -> Vec<(Delivery, tokio::sync::OwnedSemaphorePermit)> {
         let Ok(first) = slots.clone().acquire_owned().await else {
             return Vec::new();
         };
-        let max = slots.available_permits() + 1;
+        let max = match pace {
+            Some(pace) => {
+                pace.wait().await;
+                1
+            }
+            None => slots.available_permits() + 1,
+        };
         let fetched = match self.backend.fetch(max, self.config.poll).await {
             Ok(fetched) => fetched,
             Err(error) => {
@@ -455,6 +473,10 @@ enum Verdict {
 fn retryable(code: u16) -> bool {
     code >= 500 || code == 408 || code == 429
 }
+
+/// The longest wait for [`Backend::flush`] at shutdown: a broker that is down must not
+/// hold the exit.
+const FLUSH_WITHIN: Duration = Duration::from_secs(3);
 
 /// How often `truss_consumer_lag` is refreshed.
 const LAG_EVERY: Duration = Duration::from_secs(1);

@@ -60,6 +60,8 @@ mod consumer;
 mod handler;
 #[cfg(feature = "sql")]
 mod idempotency;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
@@ -78,6 +80,8 @@ pub(crate) use handler::Erased;
 pub use handler::{Handler, Message};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaSettings, KafkaTopic};
 pub use memory::MemoryBackend;
 #[cfg(feature = "nats")]
 pub use nats::{JetStreamSettings, NatsJetStream};

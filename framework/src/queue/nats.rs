@@ -270,13 +270,16 @@ impl NatsJetStream {
     }
 
     /// The NATS message of an unsettled delivery, no longer kept.
-    fn take(&self, id: &str) -> Result<jetstream::Message, BoxError> {
-        self.in_flight().remove(id).ok_or_else(|| {
-            BoxError::from(format!(
-                "delivery {id} is not in flight on this connection (settled already, or \
+    fn take(&self, delivery: &Delivery) -> Result<jetstream::Message, BoxError> {
+        let id = &delivery.id;
+        self.in_flight()
+            .remove(&flight_key(delivery))
+            .ok_or_else(|| {
+                BoxError::from(format!(
+                    "delivery {id} is not in flight on this connection (settled already, or \
                  fetched by another one); the server delivers it again after ack_wait"
-            ))
-        })
+                ))
+            })
     }
 
     /// One pull request: up to `max` messages, the server answering as soon as it has any
@@ -311,7 +314,7 @@ impl NatsJetStream {
             .into_iter()
             .filter_map(|message| {
                 let delivery = self.delivery(&message)?;
-                in_flight.insert(delivery.id.clone(), message);
+                in_flight.insert(flight_key(&delivery), message);
                 Some(delivery)
             })
             .collect()
@@ -366,6 +369,13 @@ impl NatsJetStream {
             .await?;
         Ok(())
     }
+}
+
+/// A delivery's key in the in-flight map: its stream sequence and delivery count, so a
+/// redelivery of a message still being handled (its `ack_wait` passed) does not take the
+/// first delivery's place.
+fn flight_key(delivery: &Delivery) -> String {
+    format!("{}#{}", delivery.id, delivery.attempt)
 }
 
 /// Warns when an existing stream does not capture a subject this backend publishes to:
@@ -521,7 +531,7 @@ impl Backend for NatsJetStream {
     }
 
     fn ack<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { self.take(&delivery.id)?.ack().await })
+        Box::pin(async move { self.take(delivery)?.ack().await })
     }
 
     /// A negative acknowledgement with `delay`: the server delivers it again once the delay
@@ -532,7 +542,7 @@ impl Backend for NatsJetStream {
         delay: Duration,
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            let message = self.take(&delivery.id)?;
+            let message = self.take(delivery)?;
             message.ack_with(AckKind::Nak(Some(delay))).await
         })
     }
@@ -546,7 +556,7 @@ impl Backend for NatsJetStream {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            let message = self.take(&delivery.id)?;
+            let message = self.take(delivery)?;
             self.store_dead_letter(delivery, reason).await?;
             message.ack_with(AckKind::Term).await
         })

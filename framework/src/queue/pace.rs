@@ -19,9 +19,11 @@ pub(crate) struct Pace {
 }
 
 impl Pace {
-    /// `rate` starts per second (above 0), `burst` at once after idling (at least 1).
+    /// `rate` starts per second (at least 0.001, as validated), `burst` at once after
+    /// idling (at least 1).
     pub(crate) fn new(rate: f64, burst: u32) -> Self {
-        let interval = Duration::from_secs_f64(1.0 / rate);
+        let interval =
+            Duration::try_from_secs_f64(1.0 / rate.max(0.001)).unwrap_or(Duration::from_secs(1000));
         Self {
             interval,
             burst: interval.saturating_mul(burst.max(1) - 1),

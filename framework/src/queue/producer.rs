@@ -131,7 +131,11 @@ impl Producer {
                     .get(MESSAGE_ID)
                     .cloned()
                     .unwrap_or_else(|| delivery.id.clone());
-                let headers = message_headers(id, delivery.headers);
+                let mut headers = delivery.headers;
+                if let Some(key) = delivery.key {
+                    headers.entry(MESSAGE_KEY.to_owned()).or_insert(key);
+                }
+                let headers = message_headers(id, headers);
                 let span = tracing::info_span!("relay", subject = %producer.subject);
                 producer
                     .publish(delivery.payload, headers)

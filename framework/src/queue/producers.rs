@@ -14,10 +14,10 @@ use crate::section::{Section, ValidationError};
 ///
 /// ```toml
 /// [producers."order.created"]
-/// backend = "redis"      # "memory" (default), "redis", "sql" or "nats"
+/// backend = "redis"      # "memory" (default), "redis", "sql", "nats" or "kafka"
 /// stream = "orders"      # redis: the stream's key; default the subject
 /// # url = "postgres://..." # sql: the database holding truss_queue; default [database]
-/// # database = "order"   # sql on SQLite without url: <database>.db in [database] data_dir
+/// # database = "order"   # sql on SQLite without url (required): <database>.db in data_dir
 /// ```
 ///
 /// ```
@@ -36,12 +36,14 @@ pub struct ProducerConfig {
     /// Where the messages go. Default [`QueueBackend::Memory`].
     pub backend: QueueBackend,
     /// SQL: the database holding `truss_queue`. Default: the app's `[database]`. NATS: the
-    /// server, default `nats://127.0.0.1:4222`.
+    /// server, default `nats://127.0.0.1:4222`. Kafka: the bootstrap servers, default
+    /// `127.0.0.1:9092`.
     pub url: Option<String>,
-    /// SQL without `url`, on SQLite: the file `<database>.db` in `[database] data_dir`.
+    /// SQL without `url`, on SQLite: the file `<database>.db` in `[database] data_dir`
+    /// (required then: the producer does not know which service's outbox it writes).
     pub database: Option<String>,
     /// Redis: the stream's key. NATS: the JetStream stream capturing the subject (default
-    /// the subject with `.` as `_`). Default: the subject.
+    /// the subject with `.` as `_`). Kafka: the topic. Default: the subject.
     pub stream: Option<String>,
 }
 
@@ -86,12 +88,18 @@ impl Producer {
             QueueBackend::Redis => redis_sink(config, subject, &settings).await?,
             QueueBackend::Sql => sql_sink(config, subject, &settings).await?,
             QueueBackend::Nats => nats_sink(subject, &settings).await?,
+            QueueBackend::Kafka => kafka_sink(subject, &settings)?,
         };
         Ok(Producer::new(subject, sink, &config.breaker))
     }
 }
 
-#[cfg(any(feature = "redis", feature = "sql", feature = "nats"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "sql",
+    feature = "nats",
+    feature = "kafka"
+))]
 fn unreachable(subject: &str, error: impl std::fmt::Display) -> AppError {
     AppError::Dependency {
         name: "producers",
@@ -138,7 +146,16 @@ async fn sql_sink<T>(
     if let Some(url) = &settings.url {
         database.url = Some(url.clone());
     }
-    let name = settings.database.as_deref().unwrap_or("queue");
+    let Some(name) = settings
+        .database
+        .as_deref()
+        .or(config.database.url.as_ref().map(|_| "queue"))
+    else {
+        let key = format!("producers.\"{subject}\".database");
+        let why = "\"sql\" on SQLite needs the database to write to: the name of its file in \
+                   [database] data_dir (or set `url`)";
+        return Err(ConfigError::one(key, "the app's configuration", why).into());
+    };
     let db = crate::sql::Database::connect(&database, name)
         .await
         .map_err(|e| unreachable(subject, format!("cannot open the queue's database: {e}")))?;
@@ -179,6 +196,23 @@ async fn nats_sink(subject: &str, settings: &ProducerConfig) -> Result<Arc<dyn P
 async fn nats_sink(subject: &str, _: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
     let key = format!("producers.\"{subject}\".backend");
     let why = "is \"nats\", but truss was built without its `nats` feature";
+    Err(ConfigError::one(key, "the app's configuration", why).into())
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_sink(subject: &str, settings: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
+    let bootstrap = settings.url.as_deref().unwrap_or("127.0.0.1:9092");
+    let topic = settings.stream.as_deref().unwrap_or(subject);
+    let kafka = super::KafkaSettings::new(bootstrap, topic, "truss-producer");
+    let sink = super::KafkaTopic::publisher(kafka)
+        .map_err(|e| unreachable(subject, format!("cannot set up the Kafka producer: {e}")))?;
+    Ok(Arc::new(sink))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(subject: &str, _: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
+    let key = format!("producers.\"{subject}\".backend");
+    let why = "is \"kafka\", but truss was built without its `kafka` feature";
     Err(ConfigError::one(key, "the app's configuration", why).into())
 }
 

@@ -272,9 +272,14 @@ impl Backend for RedisStreams {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or_default();
+            // The copy is a new entry: it keeps the message's id for `first_delivery`.
+            let mut headers = delivery.headers.clone();
+            headers
+                .entry(super::MESSAGE_ID.to_owned())
+                .or_insert_with(|| delivery.id.clone());
             let flat: Vec<serde_json::Value> = fields(
                 &delivery.payload,
-                &delivery.headers,
+                &headers,
                 delivery.key.as_deref(),
                 delivery.attempt + 1,
             )

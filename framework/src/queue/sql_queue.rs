@@ -51,7 +51,8 @@ pub const QUEUE_TABLES: [&str; 2] = [
 ///         .bind("tea")
 ///         .execute(&mut *conn)
 ///         .await?;
-///     enqueue(conn, "order.created", br#"{"order_id":7}"#, &trace_headers()).await
+///     enqueue(conn, "order.created", br#"{"order_id":7}"#, &trace_headers()).await?;
+///     Ok(())
 /// })
 /// .await
 /// # }
