@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::{Mutex, Notify};
-use truss::queue::{Backend, ConsumerConfig, MemoryBackend, Message};
+use truss::queue::{Backend, ConsumerConfig, MemoryBackend, Message, Producer, Proto};
 use truss_tests::BoxError;
 
 #[derive(Debug, Deserialize)]
@@ -568,5 +568,110 @@ async fn a_rate_limit_spaces_the_handler_starts() -> Result<(), BoxError> {
         span >= Duration::from_millis(440),
         "10 starts within {span:?}"
     );
+    Ok(())
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct OrderPlaced {
+    #[prost(uint64, tag = "1")]
+    order_id: u64,
+    #[prost(string, tag = "2")]
+    item: String,
+}
+
+#[tokio::test]
+async fn protobuf_bodies_decode_and_a_json_body_is_dead_lettered_with_the_reason()
+-> Result<(), BoxError> {
+    let queue = MemoryBackend::shared("proto.orders");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let seen = seen.clone();
+        move |msg: Message<Proto<OrderPlaced>>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .await
+                    .push((msg.body.order_id, msg.body.item.clone()));
+                Ok::<_, truss::Error>(())
+            }
+        }
+    };
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consume("proto.orders", queue.clone(), quick(3), handler)
+        .start()
+        .await?;
+    let producer = Producer::new("proto.orders", queue.clone(), &Default::default());
+    let placed = OrderPlaced {
+        order_id: 7,
+        item: "tea".to_owned(),
+    };
+    producer.send(&Proto(placed)).await?;
+    producer.send(&serde_json::json!({"order_id": 8})).await?;
+    until(|| queue.acked() == 1 && queue.dead_letters().len() == 1).await?;
+    assert_eq!(*seen.lock().await, [(7, "tea".to_owned())]);
+    let dead = queue.dead_letters();
+    let why = dead
+        .first()
+        .and_then(|d| d.headers.get("dead-letter-reason"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        why.contains("application/json") && why.contains("application/protobuf"),
+        "{why}"
+    );
+    app.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tower_service_handles_messages_under_its_layers() -> Result<(), BoxError> {
+    let queue = Arc::new(MemoryBackend::new());
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let handled = handled.clone();
+        tower::service_fn(move |msg: Message<OrderCreated>| {
+            let handled = handled.clone();
+            async move {
+                if msg.body.order_id == 2 {
+                    // Past the layer's timeout: a 504, retried, then dead-lettered.
+                    std::future::pending::<()>().await;
+                }
+                let stamp = msg.headers.get("stamped-by").cloned();
+                handled.lock().await.push((msg.body.order_id, stamp));
+                Ok::<_, truss::Error>(())
+            }
+        })
+    };
+    let service = tower::ServiceBuilder::new()
+        .map_request(|mut msg: Message<OrderCreated>| {
+            msg.headers
+                .insert("stamped-by".to_owned(), "layer".to_owned());
+            msg
+        })
+        .timeout(Duration::from_millis(50))
+        .service(inner);
+    let app = truss::App::builder("notify")
+        .config(&config())
+        .consume(
+            "order.created",
+            queue.clone(),
+            quick(2),
+            truss::queue::service(service),
+        )
+        .start()
+        .await?;
+    queue.publish(r#"{"order_id":1}"#, Default::default());
+    queue.publish(r#"{"order_id":2}"#, Default::default());
+    until(|| queue.acked() == 1 && queue.dead_letters().len() == 1).await?;
+    assert_eq!(*handled.lock().await, [(1, Some("layer".to_owned()))]);
+    let dead = queue.dead_letters();
+    let (attempt, why) = dead
+        .first()
+        .map(|d| (d.attempt, d.headers["dead-letter-reason"].clone()))
+        .unwrap_or_default();
+    assert_eq!(attempt, 2, "the timeout is retried");
+    assert!(why.contains("HANDLER_TIMEOUT"), "{why}");
+    app.shutdown().await?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The `notify` example as a process, stopped in the middle of a 10,000-message run, once
 //! per durable backend: order's SQL outbox on SQLite, a Redis stream (Debian's
-//! `redis-server`) and a NATS JetStream stream (Debian's `nats-server -js`), each server
-//! started by the test.
+//! `redis-server`), a NATS JetStream stream (Debian's `nats-server -js`), each server
+//! started by the test, and a Kafka topic on librdkafka's mock cluster (no Kafka broker can
+//! run on this machine; the mock is a real Kafka protocol server with consumer groups and
+//! committed offsets, owned by the test process and reached by notify over TCP).
 //!
 //! * SIGTERM: exit 0 within the grace period, no message acknowledged without its
 //!   notification, none lost (each is either processed or still waiting); after a restart
@@ -17,14 +19,22 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use redis::AsyncCommands;
-use truss::queue::{Backend, JetStreamSettings, NatsJetStream, RedisStreams};
+use truss::queue::{
+    Backend, JetStreamSettings, KafkaSettings, KafkaTopic, NatsJetStream, RedisStreams,
+};
 use truss::sql::{Database, DatabaseConfig};
 use truss_tests::{BoxError, NatsServer, Proc, RedisServer};
 
 const NOTIFY: &str = env!("CARGO_BIN_EXE_notify-service");
 const MESSAGES: usize = 10_000;
 const SUBJECT: &str = "order.created";
+/// Partitions of the Kafka topic.
+const PARTITIONS: i32 = 2;
 
 /// Where the messages are, and how to read what is still waiting there.
 enum Source {
@@ -34,6 +44,8 @@ enum Source {
     Redis(RedisServer),
     /// The JetStream stream `order_created`, read by the durable `notify`.
     Nats(NatsServer),
+    /// The topic `order.created` (2 partitions), read by the group `notify`.
+    Kafka(MockCluster<'static, DefaultProducerContext>),
 }
 
 /// What a source can tell of the messages still waiting there.
@@ -108,6 +120,28 @@ impl Source {
         Ok(Source::Nats(server))
     }
 
+    async fn kafka() -> Result<Source, BoxError> {
+        let cluster = MockCluster::new(1)?;
+        cluster.create_topic(SUBJECT, PARTITIONS, 1)?;
+        cluster.create_topic(&format!("{SUBJECT}.dead"), 1, 1)?;
+        let publisher = KafkaTopic::publisher(KafkaSettings::new(
+            &cluster.bootstrap_servers(),
+            SUBJECT,
+            "filler",
+        ))?;
+        for chunk in (1..=MESSAGES).collect::<Vec<_>>().chunks(500) {
+            let mut sends = tokio::task::JoinSet::new();
+            for &id in chunk {
+                let publisher = publisher.clone();
+                sends.spawn(async move { publisher.publish(body(id), Default::default()).await });
+            }
+            while let Some(sent) = sends.join_next().await {
+                sent??;
+            }
+        }
+        Ok(Source::Kafka(cluster))
+    }
+
     /// The durable `notify` reads, as another connection sees it.
     async fn nats_durable(
         server: &NatsServer,
@@ -132,6 +166,12 @@ impl Source {
                 "backend = \"nats\"\nurl = \"{}\"\nclaim_idle = \"2s\"\ndeadline = \"2s\"",
                 server.url()
             ),
+            // A killed member is given up after 6 s (Kafka's default: 45 s).
+            Source::Kafka(cluster) => format!(
+                "backend = \"kafka\"\nurl = \"{}\"\n\n[consumers.\"{SUBJECT}\".kafka]\n\
+                 \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+                cluster.bootstrap_servers()
+            ),
         }
     }
 
@@ -154,6 +194,9 @@ impl Source {
                 let durable = Source::nats_durable(server, SUBJECT, "notify").await?;
                 Ok(Waiting::Count(durable.unsettled().await?))
             }
+            Source::Kafka(cluster) => {
+                Ok(Waiting::Ids(kafka_waiting(&cluster.bootstrap_servers())?))
+            }
         }
     }
 
@@ -171,8 +214,68 @@ impl Source {
                         .await?;
                 Ok(dead.unsettled().await? as i64)
             }
+            Source::Kafka(cluster) => {
+                let reader = kafka_client(&cluster.bootstrap_servers(), "dead-inspector")?;
+                let (low, high) = reader.fetch_watermarks(
+                    &format!("{SUBJECT}.dead"),
+                    0,
+                    Duration::from_secs(10),
+                )?;
+                Ok(high - low)
+            }
         }
     }
+}
+
+fn kafka_client(bootstrap: &str, group: &str) -> Result<BaseConsumer, BoxError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+/// The messages past the group `notify`'s committed offsets: read again by a reader of
+/// its own, from there to the end of each partition.
+fn kafka_waiting(bootstrap: &str) -> Result<BTreeSet<u64>, BoxError> {
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition(SUBJECT, partition);
+    }
+    let committed = kafka_client(bootstrap, "notify")?
+        .committed_offsets(partitions, Duration::from_secs(10))?;
+    let reader = kafka_client(bootstrap, "waiting-inspector")?;
+    let mut from = TopicPartitionList::new();
+    let mut left = 0;
+    for element in committed.elements_for_topic(SUBJECT) {
+        let start = match element.offset() {
+            Offset::Offset(at) => at,
+            _ => 0,
+        };
+        let (_, high) =
+            reader.fetch_watermarks(SUBJECT, element.partition(), Duration::from_secs(10))?;
+        left += (high - start).max(0);
+        from.add_partition_offset(SUBJECT, element.partition(), Offset::Offset(start))?;
+    }
+    reader.assign(&from)?;
+    let mut waiting = BTreeSet::new();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while read < left && std::time::Instant::now() < deadline {
+        if let Some(message) = reader.poll(Duration::from_millis(200)) {
+            let message = message?;
+            read += 1;
+            let body = message
+                .payload()
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .unwrap_or("");
+            waiting.insert(order_id(body));
+        }
+    }
+    if read < left {
+        return Err(format!("read {read} of the {left} waiting messages").into());
+    }
+    Ok(waiting)
 }
 
 /// Undelivered and pending entries, and the retries in `<stream>:delayed`.
@@ -456,5 +559,19 @@ async fn sigterm_in_a_10k_run_on_nats_jetstream_loses_nothing() -> Result<(), Bo
 async fn sigkill_in_a_10k_run_on_nats_jetstream_takes_effect_once() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let source = Source::nats().await?;
+    sigkill_run(dir.path(), source).await
+}
+
+#[tokio::test]
+async fn sigterm_in_a_10k_run_on_kafka_loses_nothing() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let source = Source::kafka().await?;
+    sigterm_run(dir.path(), source).await
+}
+
+#[tokio::test]
+async fn sigkill_in_a_10k_run_on_kafka_takes_effect_once() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let source = Source::kafka().await?;
     sigkill_run(dir.path(), source).await
 }

@@ -7,7 +7,14 @@ use std::sync::Arc;
 use super::start::instance_id;
 use super::{AppBuilder, AppError};
 use crate::config::{Config, ConfigError, NoAppConfig};
-use crate::queue::{Backend, Consumer, ConsumerConfig, Erased, MemoryBackend, QueueBackend};
+use crate::queue::{Backend, Consumer, Erased, MemoryBackend};
+#[cfg(any(
+    feature = "redis",
+    feature = "sql",
+    feature = "nats",
+    feature = "kafka"
+))]
+use crate::queue::{ConsumerConfig, QueueBackend};
 
 impl AppBuilder {
     /// A consumer as `[consumers."<subscription>"]` describes it (defaults when absent).
@@ -23,12 +30,20 @@ impl AppBuilder {
             .get(&subscription)
             .cloned()
             .unwrap_or_default();
+        if let Some(why) = settings.backend.not_built() {
+            return Err(backend_error(&subscription, &why));
+        }
         let backend: Arc<dyn Backend> = match settings.backend {
-            QueueBackend::Memory => MemoryBackend::shared(&subscription),
+            #[cfg(feature = "redis")]
             QueueBackend::Redis => redis(config, &subscription, &settings, &self.name).await?,
+            #[cfg(feature = "sql")]
             QueueBackend::Sql => sql(config, &subscription, &settings, &self.name).await?,
+            #[cfg(feature = "nats")]
             QueueBackend::Nats => nats(&subscription, &settings, &self.name).await?,
+            #[cfg(feature = "kafka")]
             QueueBackend::Kafka => kafka(&subscription, &settings, &self.name)?,
+            // Memory; a backend not built in was refused above.
+            _ => MemoryBackend::shared(&subscription),
         };
         Ok(Consumer {
             subscription: subscription.into(),
@@ -82,19 +97,6 @@ async fn redis(
     Ok(Arc::new(streams))
 }
 
-#[cfg(not(feature = "redis"))]
-async fn redis(
-    _: &Config<NoAppConfig>,
-    subscription: &str,
-    _: &ConsumerConfig,
-    _: &str,
-) -> Result<Arc<dyn Backend>, AppError> {
-    Err(backend_error(
-        subscription,
-        "is \"redis\", but truss was built without its `redis` feature",
-    ))
-}
-
 /// The `truss_queue` table of `url`'s database, or of the app's `[database]`.
 #[cfg(feature = "sql")]
 async fn sql(
@@ -117,19 +119,6 @@ async fn sql(
     let consumer = instance_id(service);
     let queue = crate::queue::SqlQueue::new(db, subscription, &consumer, settings.claim_idle);
     Ok(Arc::new(queue))
-}
-
-#[cfg(not(feature = "sql"))]
-async fn sql(
-    _: &Config<NoAppConfig>,
-    subscription: &str,
-    _: &ConsumerConfig,
-    _: &str,
-) -> Result<Arc<dyn Backend>, AppError> {
-    Err(backend_error(
-        subscription,
-        "is \"sql\", but truss was built without its `sql` feature",
-    ))
 }
 
 /// The subscription's subject in NATS JetStream, read by the service's durable consumer.
@@ -159,18 +148,6 @@ async fn nats(
     Ok(Arc::new(stream))
 }
 
-#[cfg(not(feature = "nats"))]
-async fn nats(
-    subscription: &str,
-    _: &ConsumerConfig,
-    _: &str,
-) -> Result<Arc<dyn Backend>, AppError> {
-    Err(backend_error(
-        subscription,
-        "is \"nats\", but truss was built without its `nats` feature",
-    ))
-}
-
 /// The subscription's Kafka topic, read by the service's consumer group.
 #[cfg(feature = "kafka")]
 fn kafka(
@@ -181,16 +158,9 @@ fn kafka(
     let bootstrap = settings.url.as_deref().unwrap_or("127.0.0.1:9092");
     let topic = settings.stream.as_deref().unwrap_or(subscription);
     let group = settings.group.as_deref().unwrap_or(service);
-    let kafka = crate::queue::KafkaSettings::new(bootstrap, topic, group);
+    let mut kafka = crate::queue::KafkaSettings::new(bootstrap, topic, group);
+    kafka.extra.clone_from(&settings.kafka);
     let topic = crate::queue::KafkaTopic::connect(kafka)
         .map_err(|e| unreachable_backend(subscription, "cannot set up the Kafka consumer", e))?;
     Ok(Arc::new(topic))
-}
-
-#[cfg(not(feature = "kafka"))]
-fn kafka(subscription: &str, _: &ConsumerConfig, _: &str) -> Result<Arc<dyn Backend>, AppError> {
-    Err(backend_error(
-        subscription,
-        "is \"kafka\", but truss was built without its `kafka` feature",
-    ))
 }

@@ -40,6 +40,8 @@ use crate::transport::listener::{Drain, Listener};
 /// ordered = true           # one message at a time per key (`message-key`), in order
 /// rate_limit = 0           # handler starts per second (0: no limit)
 /// rate_burst = 1           # starts at once after a pause
+/// # [consumers."order.created".kafka]   # kafka: librdkafka properties, as they are
+/// # "security.protocol" = "sasl_ssl"
 /// ```
 ///
 /// ```
@@ -105,6 +107,10 @@ pub struct ConsumerConfig {
     pub rate_limit: f64,
     /// Starts allowed at once after a pause, with `rate_limit`. Default 1.
     pub rate_burst: u32,
+    /// Kafka: librdkafka properties passed as they are (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `session.timeout.ms`, ...).
+    /// Refused with any other backend.
+    pub kafka: BTreeMap<String, String>,
 }
 
 /// Where a subscription's messages are.
@@ -128,15 +134,18 @@ pub enum QueueBackend {
 }
 
 impl QueueBackend {
-    /// The cargo feature of truss this backend needs, when it is not compiled in.
-    pub(crate) fn missing_feature(self) -> Option<&'static str> {
-        match self {
+    /// Why this backend cannot be used, when truss was built without its feature.
+    pub(crate) fn not_built(self) -> Option<String> {
+        let feature = match self {
             QueueBackend::Memory => None,
             QueueBackend::Redis => cfg!(not(feature = "redis")).then_some("redis"),
             QueueBackend::Sql => cfg!(not(feature = "sql")).then_some("sql"),
             QueueBackend::Nats => cfg!(not(feature = "nats")).then_some("nats"),
             QueueBackend::Kafka => cfg!(not(feature = "kafka")).then_some("kafka"),
-        }
+        }?;
+        Some(format!(
+            "is \"{feature}\", but truss was built without its `{feature}` feature"
+        ))
     }
 }
 
@@ -158,6 +167,7 @@ impl Default for ConsumerConfig {
             ordered: true,
             rate_limit: 0.0,
             rate_burst: 1,
+            kafka: BTreeMap::new(),
         }
     }
 }
@@ -192,13 +202,24 @@ impl Section for ConsumerConfig {
                 "deadline and poll must be above 0",
             ));
         }
-        if let Some(feature) = self.backend.missing_feature() {
-            return Err(ValidationError::new(
-                "backend",
-                format!("is \"{feature}\", but truss was built without its `{feature}` feature"),
-            ));
+        if let Some(why) = self.backend.not_built() {
+            return Err(ValidationError::new("backend", why));
         }
-        Ok(())
+        kafka_only(self.backend, &self.kafka)
+    }
+}
+
+/// `kafka` properties are refused on other backends: they would be silently ignored.
+pub(crate) fn kafka_only(
+    backend: QueueBackend,
+    kafka: &BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
+    match kafka.keys().next() {
+        Some(first) if backend != QueueBackend::Kafka => Err(ValidationError::new(
+            "kafka",
+            format!("librdkafka properties (\"{first}\") apply only to backend = \"kafka\""),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -532,5 +553,26 @@ mod tests {
         let delays: Vec<u128> = (1..=4).map(|a| config.backoff(a).as_millis()).collect();
         assert_eq!(delays, [100, 200, 350, 350]);
         assert!(retryable(503) && retryable(429) && !retryable(404) && !retryable(400));
+    }
+
+    #[test]
+    fn kafka_properties_are_refused_on_other_backends() {
+        let mut config = ConsumerConfig::default();
+        config
+            .kafka
+            .insert("session.timeout.ms".to_owned(), "6000".to_owned());
+        let error = ConsumersConfig([("orders".to_owned(), config.clone())].into())
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("\"orders\".kafka"), "{error}");
+        assert!(error.contains("session.timeout.ms"), "{error}");
+        config.backend = QueueBackend::Kafka;
+        assert_eq!(
+            config.validate().is_ok(),
+            cfg!(feature = "kafka"),
+            "accepted where Kafka is built in"
+        );
     }
 }

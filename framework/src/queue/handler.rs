@@ -1,19 +1,20 @@
-//! Handlers: async functions taking a typed [`Message`].
+//! Handlers: async functions or tower services taking a typed [`Message`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
+use tower::{Service, ServiceExt};
 
 use super::backend::Delivery;
-use crate::Error;
+use super::body::{CONTENT_TYPE, Decode, decode};
 use crate::registry::BoxFuture;
+use crate::{BoxError, Error};
 
 /// A decoded message, as a handler receives it.
 #[derive(Debug, Clone)]
 pub struct Message<T> {
-    /// The body, decoded from JSON.
+    /// The body, decoded from JSON, or from protobuf for a [`Proto`](super::Proto).
     pub body: T,
     /// The message's id: its `message-id` header when the producer set one (a
     /// [`Producer`](super::Producer) always does, and a relay keeps it), so a message
@@ -57,7 +58,9 @@ pub enum Failure {
 pub type Erased = Arc<dyn Fn(Delivery) -> BoxFuture<'static, Result<(), Failure>> + Send + Sync>;
 
 /// What [`AppBuilder::consume`](crate::AppBuilder::consume) takes: an async function of a
-/// [`Message<T>`] returning `Result<(), E>` with `E: Into<truss::Error>`.
+/// [`Message<T>`] returning `Result<(), E>` with `E: Into<truss::Error>`, or a tower
+/// `Service` wrapped by [`service`]. `T` is any serde type (JSON) or a [`Proto`](super::Proto)
+/// (protobuf).
 pub trait Handler<T>: Send + Sync + 'static {
     /// The handler as the consumer calls it: decode, then run.
     #[doc(hidden)]
@@ -68,7 +71,7 @@ impl<F, Fut, T, E> Handler<T> for F
 where
     F: Fn(Message<T>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    T: DeserializeOwned + Send + 'static,
+    T: Decode + Send + 'static,
     E: Into<Error>,
 {
     fn erase(self) -> Erased {
@@ -76,24 +79,97 @@ where
         Arc::new(move |delivery: Delivery| {
             let handler = handler.clone();
             Box::pin(async move {
-                let body = serde_json::from_slice::<T>(&delivery.payload)
-                    .map_err(|e| Failure::Malformed(format!("the body does not decode: {e}")))?;
-                let key = key_of(&delivery).map(str::to_owned);
-                let id = match delivery.headers.get(super::producer::MESSAGE_ID) {
-                    Some(id) if !id.is_empty() => id.clone(),
-                    _ => delivery.id,
-                };
-                let message = Message {
-                    body,
-                    id,
-                    key,
-                    attempt: delivery.attempt,
-                    headers: delivery.headers,
-                };
+                let message = message::<T>(delivery)?;
                 handler(message)
                     .await
                     .map_err(|e| Failure::Handler(e.into()))
             })
         })
     }
+}
+
+/// A tower [`Service`] of [`Message<T>`] as a handler, so tower middleware (your own, or
+/// tower's) wraps the consumer's work.
+///
+/// The service is cloned per message and called when ready. Its error becomes the
+/// message's outcome: a [`truss::Error`](crate::Error) as it is (its code decides retry or
+/// dead letter), tower's timeout `Elapsed` a 504 (retried), anything else a 500 (retried).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+/// use truss::queue::{ConsumerConfig, MemoryBackend, Message};
+///
+/// let handler = ServiceBuilder::new()
+///     .timeout(Duration::from_secs(2))
+///     .service_fn(|msg: Message<serde_json::Value>| async move {
+///         tracing::info!(id = %msg.id, "handled");
+///         Ok::<_, truss::Error>(())
+///     });
+/// let app = truss::App::builder("notify").consume(
+///     "order.created",
+///     Arc::new(MemoryBackend::new()),
+///     ConsumerConfig::default(),
+///     truss::queue::service(handler),
+/// );
+/// # let _ = app;
+/// ```
+pub fn service<S>(service: S) -> ServiceHandler<S> {
+    ServiceHandler(service)
+}
+
+/// A tower `Service` as a [`Handler`]: made by [`service`].
+#[derive(Debug, Clone)]
+pub struct ServiceHandler<S>(S);
+
+impl<S, T> Handler<T> for ServiceHandler<S>
+where
+    S: Service<Message<T>, Response = ()> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    T: Decode + Send + 'static,
+{
+    fn erase(self) -> Erased {
+        let service = self.0;
+        Arc::new(move |delivery: Delivery| {
+            let service = service.clone();
+            Box::pin(async move {
+                let message = message::<T>(delivery)?;
+                service
+                    .oneshot(message)
+                    .await
+                    .map_err(|e| Failure::Handler(service_error(e.into())))
+            })
+        })
+    }
+}
+
+/// A service's error as the consumer's outcome.
+fn service_error(error: BoxError) -> Error {
+    match error.downcast::<Error>() {
+        Ok(error) => *error,
+        Err(error) if error.is::<tower::timeout::error::Elapsed>() => {
+            Error::deadline_exceeded("HANDLER_TIMEOUT", error.to_string())
+        }
+        Err(error) => Error::internal("HANDLER_FAILED", error.to_string()),
+    }
+}
+
+/// The delivery as the handler's [`Message`], or why its body is refused.
+fn message<T: Decode>(delivery: Delivery) -> Result<Message<T>, Failure> {
+    let content_type = delivery.headers.get(CONTENT_TYPE).map(String::as_str);
+    let body = decode::<T>(&delivery.payload, content_type).map_err(Failure::Malformed)?;
+    let key = key_of(&delivery).map(str::to_owned);
+    let id = match delivery.headers.get(super::producer::MESSAGE_ID) {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => delivery.id,
+    };
+    Ok(Message {
+        body,
+        id,
+        key,
+        attempt: delivery.attempt,
+        headers: delivery.headers,
+    })
 }

@@ -44,18 +44,23 @@
 //!   close, messages in flight get `shutdown.grace` to finish and be acknowledged, and what
 //!   is left unacknowledged is delivered again by the backend later, never lost.
 //!
-//! Backends implement [`Backend`]. [`MemoryBackend`] keeps messages in the process (tests,
-//! and a single-process `make run`); `RedisStreams` (feature `redis`) reads a Redis stream
-//! through a consumer group, claims what a dead consumer left pending, and keeps retries
-//! and dead letters in Redis too.
+//! Handlers are async functions of a [`Message<T>`], or tower services wrapped by
+//! [`service`]; `T` is any serde type (JSON) or a [`Proto`] (protobuf), told apart on the
+//! wire by the `content-type` header a [`Producer`] sets.
 //!
-//! **Producers** ([`Producer`]) publish JSON with the trace in the headers, the caller's
+//! Backends implement [`Backend`]: [`MemoryBackend`] keeps messages in the process (tests,
+//! and a single-process `make run`); `SqlQueue` (feature `sql`) is a service's transactional
+//! outbox table; `RedisStreams` (feature `redis`) reads a stream through a consumer group;
+//! `NatsJetStream` (feature `nats`) a JetStream durable pull consumer; `KafkaTopic` (feature
+//! `kafka`) a consumer group with committed offsets. `[consumers."<subscription>"]` and
+//! `[producers."<subject>"]` choose one per entry.
+//!
+//! **Producers** ([`Producer`]) publish with the trace in the headers, the caller's
 //! deadline, a breaker per subject and `truss_client_*` metrics (`transport="queue"`).
-//!
-//! Not yet: Kafka and NATS JetStream, per-key ordering, a rate limit per subscription,
-//! `[producers]` config and the transactional outbox (issue #22).
+//! [`AppBuilder::relay`](crate::AppBuilder::relay) moves an outbox's messages to a broker.
 
 mod backend;
+mod body;
 mod consumer;
 mod handler;
 #[cfg(feature = "sql")]
@@ -74,10 +79,11 @@ mod redis_streams;
 mod sql_queue;
 
 pub use backend::{Backend, Delivery};
+pub use body::{CONTENT_TYPE, Decode, Encode, Proto};
 pub(crate) use consumer::Consumer;
 pub use consumer::{ConsumerConfig, ConsumersConfig, QueueBackend};
 pub(crate) use handler::Erased;
-pub use handler::{Handler, Message};
+pub use handler::{Handler, Message, ServiceHandler, service};
 #[cfg(feature = "sql")]
 pub use idempotency::{PROCESSED_TABLE, first_delivery};
 #[cfg(feature = "kafka")]

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
 use tracing::Instrument;
 
+use super::body::{CONTENT_TYPE, Encode};
 use crate::observe::metrics::ClientOperation;
 use crate::registry::BoxFuture;
 use crate::resilience::breaker::{Breaker, BreakerConfig};
@@ -68,9 +68,10 @@ impl Producer {
         }
     }
 
-    /// Publishes `body` as JSON; its id, or a 503 (`QUEUE_UNAVAILABLE`, `CIRCUIT_OPEN`), a 504
+    /// Publishes `body` (JSON, or protobuf for a [`Proto`](super::Proto), with its
+    /// `content-type`); its id, or a 503 (`QUEUE_UNAVAILABLE`, `CIRCUIT_OPEN`), a 504
     /// (`DEADLINE_EXCEEDED`) or a 500 (`ENCODE_FAILED`).
-    pub async fn send<T: Serialize + ?Sized>(&self, body: &T) -> Result<String, Error> {
+    pub async fn send<T: Encode + ?Sized>(&self, body: &T) -> Result<String, Error> {
         self.send_with(body, BTreeMap::new()).await
     }
 
@@ -89,7 +90,7 @@ impl Producer {
     /// producer.send_keyed("order-7", &serde_json::json!({"status": "shipped"})).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn send_keyed<T: Serialize + ?Sized>(
+    pub async fn send_keyed<T: Encode + ?Sized>(
         &self,
         key: &str,
         body: &T,
@@ -98,14 +99,15 @@ impl Producer {
         self.send_with(body, headers).await
     }
 
-    async fn send_with<T: Serialize + ?Sized>(
+    async fn send_with<T: Encode + ?Sized>(
         &self,
         body: &T,
-        headers: BTreeMap<String, String>,
+        mut headers: BTreeMap<String, String>,
     ) -> Result<String, Error> {
-        let payload = serde_json::to_vec(body).map_err(|e| {
+        let payload = body.encode().map_err(|e| {
             Error::internal("ENCODE_FAILED", format!("the message does not encode: {e}"))
         })?;
+        headers.insert(CONTENT_TYPE.to_owned(), T::CONTENT_TYPE.to_owned());
         let span = tracing::info_span!("publish", subject = %self.subject);
         let id = format!(
             "{:016x}{:016x}",

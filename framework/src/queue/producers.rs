@@ -45,17 +45,18 @@ pub struct ProducerConfig {
     /// Redis: the stream's key. NATS: the JetStream stream capturing the subject (default
     /// the subject with `.` as `_`). Kafka: the topic. Default: the subject.
     pub stream: Option<String>,
+    /// Kafka: librdkafka properties passed as they are (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `compression.type`, ...).
+    /// Refused with any other backend.
+    pub kafka: BTreeMap<String, String>,
 }
 
 impl Section for ProducerConfig {
     fn validate(&self) -> Result<(), ValidationError> {
-        match self.backend.missing_feature() {
-            Some(feature) => Err(ValidationError::new(
-                "backend",
-                format!("is \"{feature}\", but truss was built without its `{feature}` feature"),
-            )),
-            None => Ok(()),
+        if let Some(why) = self.backend.not_built() {
+            return Err(ValidationError::new("backend", why));
         }
+        super::consumer::kafka_only(self.backend, &self.kafka)
     }
 }
 
@@ -83,12 +84,21 @@ impl Producer {
     /// outages answer each `send` with a fast 503, never a panic.
     pub async fn from_config<T>(config: &Config<T>, subject: &str) -> Result<Producer, AppError> {
         let settings = config.producers.0.get(subject).cloned().unwrap_or_default();
+        if let Some(why) = settings.backend.not_built() {
+            let key = format!("producers.\"{subject}\".backend");
+            return Err(ConfigError::one(key, "the app's configuration", why).into());
+        }
         let sink: Arc<dyn Publish> = match settings.backend {
-            QueueBackend::Memory => MemoryBackend::shared(subject),
+            #[cfg(feature = "redis")]
             QueueBackend::Redis => redis_sink(config, subject, &settings).await?,
+            #[cfg(feature = "sql")]
             QueueBackend::Sql => sql_sink(config, subject, &settings).await?,
+            #[cfg(feature = "nats")]
             QueueBackend::Nats => nats_sink(subject, &settings).await?,
+            #[cfg(feature = "kafka")]
             QueueBackend::Kafka => kafka_sink(subject, &settings)?,
+            // Memory; a backend not built in was refused above.
+            _ => MemoryBackend::shared(subject),
         };
         Ok(Producer::new(subject, sink, &config.breaker))
     }
@@ -125,17 +135,6 @@ async fn redis_sink<T>(
     Ok(Arc::new(sink))
 }
 
-#[cfg(not(feature = "redis"))]
-async fn redis_sink<T>(
-    _: &Config<T>,
-    subject: &str,
-    _: &ProducerConfig,
-) -> Result<Arc<dyn Publish>, AppError> {
-    let key = format!("producers.\"{subject}\".backend");
-    let why = "is \"redis\", but truss was built without its `redis` feature";
-    Err(ConfigError::one(key, "the app's configuration", why).into())
-}
-
 #[cfg(feature = "sql")]
 async fn sql_sink<T>(
     config: &Config<T>,
@@ -168,17 +167,6 @@ async fn sql_sink<T>(
     }))
 }
 
-#[cfg(not(feature = "sql"))]
-async fn sql_sink<T>(
-    _: &Config<T>,
-    subject: &str,
-    _: &ProducerConfig,
-) -> Result<Arc<dyn Publish>, AppError> {
-    let key = format!("producers.\"{subject}\".backend");
-    let why = "is \"sql\", but truss was built without its `sql` feature";
-    Err(ConfigError::one(key, "the app's configuration", why).into())
-}
-
 #[cfg(feature = "nats")]
 async fn nats_sink(subject: &str, settings: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
     let url = settings.url.as_deref().unwrap_or(super::nats::DEFAULT_URL);
@@ -192,28 +180,15 @@ async fn nats_sink(subject: &str, settings: &ProducerConfig) -> Result<Arc<dyn P
     Ok(Arc::new(sink))
 }
 
-#[cfg(not(feature = "nats"))]
-async fn nats_sink(subject: &str, _: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
-    let key = format!("producers.\"{subject}\".backend");
-    let why = "is \"nats\", but truss was built without its `nats` feature";
-    Err(ConfigError::one(key, "the app's configuration", why).into())
-}
-
 #[cfg(feature = "kafka")]
 fn kafka_sink(subject: &str, settings: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
     let bootstrap = settings.url.as_deref().unwrap_or("127.0.0.1:9092");
     let topic = settings.stream.as_deref().unwrap_or(subject);
-    let kafka = super::KafkaSettings::new(bootstrap, topic, "truss-producer");
+    let mut kafka = super::KafkaSettings::new(bootstrap, topic, "truss-producer");
+    kafka.extra.clone_from(&settings.kafka);
     let sink = super::KafkaTopic::publisher(kafka)
         .map_err(|e| unreachable(subject, format!("cannot set up the Kafka producer: {e}")))?;
     Ok(Arc::new(sink))
-}
-
-#[cfg(not(feature = "kafka"))]
-fn kafka_sink(subject: &str, _: &ProducerConfig) -> Result<Arc<dyn Publish>, AppError> {
-    let key = format!("producers.\"{subject}\".backend");
-    let why = "is \"kafka\", but truss was built without its `kafka` feature";
-    Err(ConfigError::one(key, "the app's configuration", why).into())
 }
 
 /// Publishes into `truss_queue` outside any caller's transaction (for the outbox, call

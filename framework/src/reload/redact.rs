@@ -40,7 +40,9 @@ fn is_secret(key: &str) -> bool {
         "credentials",
     ]
     .iter()
-    .any(|word| key == *word || key.ends_with(&format!("_{word}")))
+    .any(|word| {
+        key == *word || key.ends_with(&format!("_{word}")) || key.ends_with(&format!(".{word}"))
+    })
 }
 
 /// `scheme://user:password@host...` with the password hidden; `None` for anything else.
@@ -64,11 +66,12 @@ mod tests {
             "auth": {"keys": [{"secret": "abc", "kid": "k1"}], "token": {"issuer": "me"}},
             "database": {"url": "postgres://app:s3cret@db:5432/app?sslmode=disable"},
             "redis": {"url": "redis://:pw@cache:6379/0"},
+            "consumers": {"orders": {"kafka": {"sasl.password": "kpw", "sasl.username": "u"}}},
             "plain": "http://host/path",
         });
         redact(&mut value);
         let text = value.to_string();
-        for secret in ["hunter2", "abc", "s3cret", ":pw@"] {
+        for secret in ["hunter2", "abc", "s3cret", ":pw@", "kpw"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(value["registry"]["etcd"]["user"], "root");
