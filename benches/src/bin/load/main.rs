@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release -p truss-benches --bin load                  # defaults
 //! cargo run --release -p truss-benches --bin load -- --secs 10 --conns 32 --workers 1
+//! cargo run --release -p truss-benches --bin load -- --open-only 20000   # HTTP open loop only
 //! ```
 //!
 //! Servers, each in its own child process with the same number of tokio worker
@@ -72,6 +73,25 @@ fn main() {
         .build()
         .expect("runtime");
     let idle_conns = arg("--idle", 10_000) as usize;
+    if std::env::var("LOAD_ONLY").is_ok() {
+        let _ = pin_generator();
+        rt.block_on(closed_rows(secs, conns, workers));
+        return;
+    }
+    let open_rate = arg("--open-only", 0);
+    if open_rate > 0 {
+        // Investigation: only the HTTP open-loop pair, at this rate.
+        let _ = pin_generator();
+        rt.block_on(open_pair(
+            "bare-hyper",
+            "truss-http",
+            false,
+            open_rate as f64,
+            conns,
+            secs,
+        ));
+        return;
+    }
     rt.block_on(drive(secs, conns, workers, idle_conns));
 }
 
@@ -122,7 +142,15 @@ async fn closed_rows(secs: Duration, conns: usize, workers: u64) -> Vec<Row> {
         (&["bare-tonic", "truss-grpc", "truss-grpc-quiet"][..], true),
     ] {
         let first = rows.len();
+        // `LOAD_ONLY=truss-http-quiet`: that row and its baseline only (investigation).
+        let only = std::env::var("LOAD_ONLY").ok();
         for &kind in kinds {
+            let wanted = only
+                .as_deref()
+                .is_none_or(|o| o == kind || rows.len() == first);
+            if !wanted {
+                continue;
+            }
             let (server, addr) = start(kind, workers).await;
             let stats = closed(&server, addr, grpc, conns, secs).await;
             let row = Row { kind, stats };

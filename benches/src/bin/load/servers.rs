@@ -164,8 +164,16 @@ pub fn has_taskset() -> bool {
 }
 
 /// Keeps the load generator off the servers' CPU (the last one).
+/// The CPUs this machine gives the harness, read once: after [`pin_generator`] pins this
+/// process, `available_parallelism` would answer 1 (it follows the affinity mask), and the
+/// servers, started with that answer, would share the generator's CPU.
+pub fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 pub fn pin_generator() -> String {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpus();
     if cpus < 2 || !has_taskset() {
         return "not pinned".to_owned();
     }
@@ -191,7 +199,7 @@ pub async fn start(kind: &str, workers: u64) -> (Server, SocketAddr) {
     let exe = std::env::current_exe().expect("own path");
     // With two or more CPUs, the server gets the last one to itself and the generator the
     // rest, so neither steals the other's cycles.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpus();
     let mut cmd = if cpus >= 2 && has_taskset() {
         let mut c = Command::new("taskset");
         c.args(["-c", &(cpus - 1).to_string()]).arg(exe);

@@ -76,7 +76,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let ctx = req
             .headers()
             .get(TRACEPARENT)
@@ -102,8 +102,11 @@ where
             uri: req.uri().clone(),
             start: Instant::now(),
         });
-        req.extensions_mut().insert(ctx.clone());
-        let future = CURRENT.scope(ctx, self.inner.call(req)).instrument(span);
+        // The context is the task's (not a request extension: one map insert, and often a
+        // map growth, less per request); inner layers see it already while building their
+        // futures.
+        let inner = CURRENT.sync_scope(ctx.clone(), || self.inner.call(req));
+        let future = CURRENT.scope(ctx, inner).instrument(span);
         TraceFuture {
             inner: future,
             header,

@@ -1,7 +1,7 @@
 //! W3C trace context: every request gets a trace id, taken from the caller's `traceparent`
 //! (HTTP header or gRPC metadata) or started fresh when it is absent or malformed (never a
-//! rejection). The handler reads it with [`TraceContext::current`] (or the request
-//! extension), the response carries it as `x-trace-id`, every log line written while serving
+//! rejection). The handler (and every inner layer) reads it with [`TraceContext::current`],
+//! the response carries it as `x-trace-id`, every log line written while serving
 //! the request carries `trace_id` and `span_id` (they are fields of the request's `tracing`
 //! span), and [`InjectTraceLayer`] on a client sends it onward as `traceparent` (with
 //! `tracestate` passed through), so one id follows a request across services.

@@ -2,7 +2,7 @@
 //!
 //! On the way in, [`DeadlineLayer`] gives every request a deadline: the earlier of its route's
 //! timeout (`[timeout]`) and the caller's `grpc-timeout` header (accepted on HTTP too). The
-//! handler sees it as [`Deadline::current()`] (and as a request extension), and when it
+//! handler (and every inner layer) sees it as [`Deadline::current()`], and when it
 //! passes, the caller gets HTTP 504 or gRPC `DEADLINE_EXCEEDED` at once, whether or not the
 //! handler has finished.
 //!
@@ -85,6 +85,11 @@ impl Deadline {
     /// spawned future in [`Deadline::scope`] to pass it on).
     pub fn current() -> Option<Deadline> {
         CURRENT.try_with(|d| *d).ok()
+    }
+
+    /// Runs `f` (synchronously) with this as the [`current`](Self::current) deadline.
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
     }
 
     /// Runs `fut` with this as its [`current`](Self::current) deadline.

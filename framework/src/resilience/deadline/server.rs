@@ -66,7 +66,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let grpc = is_grpc(req.headers());
         let caller = match req.headers().get(GRPC_TIMEOUT) {
             None => None,
@@ -89,7 +89,7 @@ where
             (a, b) => a.or(b),
         };
         // An outer deadline (the app's, when this is a route's own layer) still holds.
-        let outer = req.extensions().get::<Deadline>().copied();
+        let outer = Deadline::current();
         let deadline = match (timeout.map(Deadline::after), outer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -101,21 +101,21 @@ where
                 req.uri().clone(),
             )
         });
-        if let Some(d) = deadline {
-            req.extensions_mut().insert(d);
-        }
-        let inner = self.inner.call(req);
         let future = match deadline {
+            // The deadline is the task's (no request extension), from the inner layers'
+            // `call` on.
             Some(d) => DeadlineFuture {
                 inner: Inner::Scoped {
-                    future: d.scope(inner),
+                    future: d.scope(d.sync_scope(|| self.inner.call(req))),
                 },
                 sleep: Some(tokio::time::sleep_until(d.instant())),
                 grpc,
                 route,
             },
             None => DeadlineFuture {
-                inner: Inner::Plain { future: inner },
+                inner: Inner::Plain {
+                    future: self.inner.call(req),
+                },
                 sleep: None,
                 grpc,
                 route,
