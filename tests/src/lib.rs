@@ -997,3 +997,69 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
+
+/// A protobuf body with multi-byte varints and non-ASCII text: not UTF-8 once encoded.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProtoOrder {
+    /// Above 127: a two-byte varint.
+    #[prost(uint64, tag = "1")]
+    pub order_id: u64,
+    /// With a non-ASCII character.
+    #[prost(string, tag = "2")]
+    pub item: String,
+}
+
+/// The protobuf body the binary-payload tests send.
+pub fn proto_order() -> ProtoOrder {
+    ProtoOrder {
+        order_id: 300,
+        item: "tea ☕".to_owned(),
+    }
+}
+
+/// Consumes `subscription` on `backend` with a protobuf handler that fails the first
+/// delivery with a 503 and records what the retry decoded; returns that body, or an error
+/// when no retry arrived within 10 s.
+pub async fn proto_body_after_a_retry(
+    backend: std::sync::Arc<dyn truss::queue::Backend>,
+    subscription: &str,
+) -> Result<(u32, ProtoOrder), BoxError> {
+    use truss::queue::{ConsumerConfig, Message, Proto};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let handler = {
+        let seen = seen.clone();
+        move |msg: Message<Proto<ProtoOrder>>| {
+            let seen = seen.clone();
+            async move {
+                if msg.attempt == 1 {
+                    return Err(truss::Error::unavailable("DOWN", "first delivery fails"));
+                }
+                if let Ok(mut seen) = seen.lock() {
+                    *seen = Some((msg.attempt, msg.body.0.clone()));
+                }
+                Ok(())
+            }
+        }
+    };
+    let quick = ConsumerConfig {
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        poll: Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    };
+    let app = truss::App::builder("notify")
+        .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+        .consume(subscription, backend, quick, handler)
+        .start()
+        .await?;
+    let mut got = None;
+    for _ in 0..500 {
+        got = seen.lock().ok().and_then(|s| s.clone());
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.shutdown().await?;
+    got.ok_or_else(|| "the retry never arrived".into())
+}

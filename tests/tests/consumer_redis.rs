@@ -247,3 +247,24 @@ async fn a_producer_fails_fast_while_redis_is_down() -> Result<(), BoxError> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_protobuf_body_survives_a_retry_through_the_delayed_set() -> Result<(), BoxError> {
+    use truss::queue::{Producer, Proto};
+    let redis = RedisServer::start().await;
+    let backend = RedisStreams::connect(
+        &redis.url(),
+        "proto.orders",
+        "notify",
+        "n1",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let publisher = RedisStreams::publisher(&redis.url(), "proto.orders").await?;
+    let producer = Producer::new("proto.orders", Arc::new(publisher), &Default::default());
+    producer.send(&Proto(truss_tests::proto_order())).await?;
+    let (attempt, got) =
+        truss_tests::proto_body_after_a_retry(Arc::new(backend), "proto.orders").await?;
+    assert_eq!((attempt, got), (2, truss_tests::proto_order()));
+    Ok(())
+}

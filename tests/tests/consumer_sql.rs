@@ -226,3 +226,36 @@ async fn a_configured_consumer_reads_another_services_outbox() -> Result<(), Box
     app.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_protobuf_body_survives_the_text_column_and_a_retry() -> Result<(), BoxError> {
+    use truss::queue::{Encode, Proto};
+    let dir = tempfile::tempdir()?;
+    let config = DatabaseConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let db = Database::connect(&config, "order").await?;
+    SqlQueue::create_tables(&db).await?;
+    let body = Proto(truss_tests::proto_order());
+    let bytes = body.encode()?;
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "the test needs a binary body"
+    );
+    let headers = [(
+        truss::queue::CONTENT_TYPE.to_owned(),
+        "application/protobuf".to_owned(),
+    )]
+    .into();
+    db.transaction("outbox", async |conn| {
+        enqueue(conn, "proto.orders", &bytes, &headers).await?;
+        Ok(())
+    })
+    .await?;
+    let queue = SqlQueue::new(db, "proto.orders", "c1", Duration::from_secs(30));
+    let (attempt, got) =
+        truss_tests::proto_body_after_a_retry(Arc::new(queue), "proto.orders").await?;
+    assert_eq!((attempt, got), (2, truss_tests::proto_order()));
+    Ok(())
+}

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use super::start::instance_id;
 use super::{AppBuilder, AppError};
 use crate::config::{Config, ConfigError, NoAppConfig};
-use crate::queue::{Backend, Consumer, Erased, MemoryBackend};
 #[cfg(any(
     feature = "redis",
     feature = "sql",
     feature = "nats",
     feature = "kafka"
 ))]
-use crate::queue::{ConsumerConfig, QueueBackend};
+use crate::queue::ConsumerConfig;
+use crate::queue::{Backend, Consumer, Erased, MemoryBackend, QueueBackend};
 
 impl AppBuilder {
     /// A consumer as `[consumers."<subscription>"]` describes it (defaults when absent).
@@ -30,10 +30,8 @@ impl AppBuilder {
             .get(&subscription)
             .cloned()
             .unwrap_or_default();
-        if let Some(why) = settings.backend.not_built() {
-            return Err(backend_error(&subscription, &why));
-        }
         let backend: Arc<dyn Backend> = match settings.backend {
+            QueueBackend::Memory => MemoryBackend::shared(&subscription),
             #[cfg(feature = "redis")]
             QueueBackend::Redis => redis(config, &subscription, &settings, &self.name).await?,
             #[cfg(feature = "sql")]
@@ -42,8 +40,12 @@ impl AppBuilder {
             QueueBackend::Nats => nats(&subscription, &settings, &self.name).await?,
             #[cfg(feature = "kafka")]
             QueueBackend::Kafka => kafka(&subscription, &settings, &self.name)?,
-            // Memory; a backend not built in was refused above.
-            _ => MemoryBackend::shared(&subscription),
+            // A backend whose feature is not built in.
+            #[allow(unreachable_patterns)]
+            other => {
+                let why = other.not_built().unwrap_or_default();
+                return Err(backend_error(&subscription, &why));
+            }
         };
         Ok(Consumer {
             subscription: subscription.into(),

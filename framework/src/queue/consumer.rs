@@ -219,9 +219,30 @@ pub(crate) fn kafka_only(
             "kafka",
             format!("librdkafka properties (\"{first}\") apply only to backend = \"kafka\""),
         )),
-        _ => Ok(()),
+        _ => match kafka
+            .keys()
+            .find(|k| KAFKA_OWNED_KEYS.contains(&k.as_str()))
+        {
+            Some(owned) => Err(ValidationError::new(
+                "kafka",
+                format!(
+                    "\"{owned}\" is set by truss (use `url` and `group` for the servers and the group)"
+                ),
+            )),
+            None => Ok(()),
+        },
     }
 }
+
+/// librdkafka properties truss sets itself: at-least-once needs offsets stored only for
+/// settled messages, and the servers and group come from `url` and `group`.
+const KAFKA_OWNED_KEYS: [&str; 5] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+];
 
 /// `[consumers]`: one [`ConsumerConfig`] per subscription name.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -574,5 +595,13 @@ mod tests {
             cfg!(feature = "kafka"),
             "accepted where Kafka is built in"
         );
+        config
+            .kafka
+            .insert("enable.auto.commit".to_owned(), "true".to_owned());
+        let owned = kafka_only(QueueBackend::Kafka, &config.kafka)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(owned.contains("enable.auto.commit"), "{owned}");
     }
 }

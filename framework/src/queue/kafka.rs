@@ -41,7 +41,12 @@ pub struct KafkaSettings {
     pub group: String,
     /// Where dead letters go. Default `<topic>.dead`.
     pub dead_letter_topic: String,
-    /// Any other librdkafka settings (`security.protocol`, `sasl.*`, `session.timeout.ms`).
+    /// Any other librdkafka settings (`security.protocol`, `sasl.*`, `session.timeout.ms`),
+    /// over truss's defaults (`auto.offset.reset = earliest`, `auto.commit.interval.ms =
+    /// 1000`, `message.timeout.ms = 5000`, `enable.idempotence = true`). Truss owns
+    /// `bootstrap.servers`, `group.id`, `enable.auto.commit`, `enable.auto.offset.store` and
+    /// `enable.partition.eof` (at-least-once: offsets stored only for settled messages):
+    /// `[consumers."<s>".kafka]` refuses them, and set here the consumer overrides them.
     pub extra: BTreeMap<String, String>,
 }
 
@@ -57,9 +62,13 @@ impl KafkaSettings {
         }
     }
 
-    fn client(&self) -> ClientConfig {
+    /// The client's config: truss's `defaults`, then [`extra`](Self::extra) over them.
+    fn client_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
         for (key, value) in &self.extra {
             config.set(key, value);
         }
@@ -104,12 +113,13 @@ impl KafkaTopic {
     pub fn connect(settings: KafkaSettings) -> Result<Self, BoxError> {
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let consumer: StreamConsumer = settings
-            .client()
+            .client_with(&[
+                ("auto.commit.interval.ms", "1000"),
+                ("auto.offset.reset", "earliest"),
+            ])
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .create_with_context(Tracking {
                 tracker: tracker.clone(),
@@ -256,9 +266,10 @@ impl KafkaTopic {
 
 fn producer(settings: &KafkaSettings) -> Result<FutureProducer, BoxError> {
     Ok(settings
-        .client()
-        .set("message.timeout.ms", "5000")
-        .set("enable.idempotence", "true")
+        .client_with(&[
+            ("message.timeout.ms", "5000"),
+            ("enable.idempotence", "true"),
+        ])
         .create()?)
 }
 

@@ -84,11 +84,8 @@ impl Producer {
     /// outages answer each `send` with a fast 503, never a panic.
     pub async fn from_config<T>(config: &Config<T>, subject: &str) -> Result<Producer, AppError> {
         let settings = config.producers.0.get(subject).cloned().unwrap_or_default();
-        if let Some(why) = settings.backend.not_built() {
-            let key = format!("producers.\"{subject}\".backend");
-            return Err(ConfigError::one(key, "the app's configuration", why).into());
-        }
         let sink: Arc<dyn Publish> = match settings.backend {
+            QueueBackend::Memory => MemoryBackend::shared(subject),
             #[cfg(feature = "redis")]
             QueueBackend::Redis => redis_sink(config, subject, &settings).await?,
             #[cfg(feature = "sql")]
@@ -97,8 +94,13 @@ impl Producer {
             QueueBackend::Nats => nats_sink(subject, &settings).await?,
             #[cfg(feature = "kafka")]
             QueueBackend::Kafka => kafka_sink(subject, &settings)?,
-            // Memory; a backend not built in was refused above.
-            _ => MemoryBackend::shared(subject),
+            // A backend whose feature is not built in.
+            #[allow(unreachable_patterns)]
+            other => {
+                let key = format!("producers.\"{subject}\".backend");
+                let why = other.not_built().unwrap_or_default();
+                return Err(ConfigError::one(key, "the app's configuration", why).into());
+            }
         };
         Ok(Producer::new(subject, sink, &config.breaker))
     }

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
@@ -201,6 +203,15 @@ fn fields(
     out
 }
 
+/// A field as text for the delayed set (a JSON array of strings): a binary payload
+/// (protobuf) becomes `payload:b64`, base64, which [`delivery`] decodes.
+fn textual(name: String, value: Vec<u8>) -> (String, String) {
+    match String::from_utf8(value) {
+        Ok(text) => (name, text),
+        Err(binary) => (format!("{name}:b64"), BASE64.encode(binary.into_bytes())),
+    }
+}
+
 /// A stream entry as a delivery; missing or odd fields give an empty payload (which then
 /// fails to decode and is dead-lettered, never a panic).
 fn delivery(entry: &StreamId) -> Delivery {
@@ -210,11 +221,12 @@ fn delivery(entry: &StreamId) -> Delivery {
             .get(name)
             .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
     };
-    let payload = entry
-        .map
-        .get("payload")
-        .and_then(|v| redis::from_redis_value_ref::<Vec<u8>>(v).ok())
-        .unwrap_or_default();
+    let payload = match entry.map.get("payload") {
+        Some(v) => redis::from_redis_value_ref::<Vec<u8>>(v).ok(),
+        // A retry of a binary body, through the delayed set.
+        None => text("payload:b64").and_then(|b| BASE64.decode(b).ok()),
+    }
+    .unwrap_or_default();
     let headers = entry
         .map
         .keys()
@@ -284,7 +296,10 @@ impl Backend for RedisStreams {
                 delivery.attempt + 1,
             )
             .into_iter()
-            .flat_map(|(k, v)| [k.into(), String::from_utf8_lossy(&v).into_owned().into()])
+            .flat_map(|(k, v)| {
+                let (k, v) = textual(k, v);
+                [k.into(), v.into()]
+            })
             .collect();
             let member = serde_json::to_string(&flat)?;
             let _: i64 = self

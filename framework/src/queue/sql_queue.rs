@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use sqlx::{AnyConnection, Row};
 
@@ -63,10 +65,17 @@ pub async fn enqueue(
     payload: &[u8],
     headers: &BTreeMap<String, String>,
 ) -> Result<String, sqlx::Error> {
-    let payload = std::str::from_utf8(payload).map_err(|e| {
-        sqlx::Error::Encode(format!("the payload must be UTF-8 (JSON): {e}").into())
-    })?;
-    let headers = serde_json::to_string(headers).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    // The column is text (readable JSON in the outbox); a binary body (protobuf) is stored
+    // as base64 and marked, and decoded again when fetched.
+    let (payload, headers) = match std::str::from_utf8(payload) {
+        Ok(text) => (text.to_owned(), serde_json::to_string(headers)),
+        Err(_) => {
+            let mut marked = headers.clone();
+            marked.insert(PAYLOAD_ENCODING.to_owned(), "base64".to_owned());
+            (BASE64.encode(payload), serde_json::to_string(&marked))
+        }
+    };
+    let headers = headers.map_err(|e| sqlx::Error::Encode(e.into()))?;
     let seq = next_seq();
     let id = format!("{seq}-{:08x}", crate::random::next_u64() as u32);
     sqlx::query(
@@ -157,14 +166,28 @@ impl SqlQueue {
     }
 }
 
-/// A claimed row as a delivery; odd headers are dropped rather than failing the fetch.
+/// The header marking a payload stored as base64 (a binary body in the text column).
+const PAYLOAD_ENCODING: &str = "truss-payload-encoding";
+
+/// A claimed row as a delivery; odd headers are dropped rather than failing the fetch, and
+/// a base64 payload that does not decode is delivered empty and untyped (then
+/// dead-lettered).
 fn delivery(row: &sqlx::any::AnyRow) -> (i64, Delivery) {
     let headers: String = row.try_get("headers").unwrap_or_default();
     let payload: String = row.try_get("payload").unwrap_or_default();
+    let mut headers: BTreeMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
+    let payload = match headers.remove(PAYLOAD_ENCODING).as_deref() {
+        Some("base64") => BASE64.decode(payload.as_bytes()).unwrap_or_else(|_| {
+            // Refused as empty, whatever it claims to be.
+            headers.remove(super::CONTENT_TYPE);
+            Vec::new()
+        }),
+        _ => payload.into_bytes(),
+    };
     let delivery = Delivery {
         id: row.try_get("id").unwrap_or_default(),
         key: None,
-        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        headers,
         payload: Bytes::from(payload),
         attempt: row
             .try_get::<i64, _>("attempt")

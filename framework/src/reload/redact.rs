@@ -38,6 +38,9 @@ fn is_secret(key: &str) -> bool {
         "private_key",
         "api_key",
         "credentials",
+        "passphrase",
+        "pem",
+        "oauthbearer.config",
     ]
     .iter()
     .any(|word| {
@@ -66,12 +69,24 @@ mod tests {
             "auth": {"keys": [{"secret": "abc", "kid": "k1"}], "token": {"issuer": "me"}},
             "database": {"url": "postgres://app:s3cret@db:5432/app?sslmode=disable"},
             "redis": {"url": "redis://:pw@cache:6379/0"},
-            "consumers": {"orders": {"kafka": {"sasl.password": "kpw", "sasl.username": "u"}}},
+            "consumers": {"orders": {"kafka": {
+                "sasl.password": "kpw", "sasl.username": "u", "ssl.key.pem": "PRIVATE",
+                "ssl.key.passphrase": "kpass", "sasl.oauthbearer.config": "clientSecret=cs",
+            }}},
             "plain": "http://host/path",
         });
         redact(&mut value);
         let text = value.to_string();
-        for secret in ["hunter2", "abc", "s3cret", ":pw@", "kpw"] {
+        for secret in [
+            "hunter2",
+            "abc",
+            "s3cret",
+            ":pw@",
+            "kpw",
+            "PRIVATE",
+            "kpass",
+            "clientSecret",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(value["registry"]["etcd"]["user"], "root");

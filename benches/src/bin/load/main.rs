@@ -142,7 +142,7 @@ async fn closed_rows(secs: Duration, conns: usize, workers: u64) -> Vec<Row> {
         (&["bare-tonic", "truss-grpc", "truss-grpc-quiet"][..], true),
     ] {
         let first = rows.len();
-        // `LOAD_ONLY=truss-http-quiet`: that row and its baseline only (investigation).
+        // `LOAD_ONLY=truss-http-quiet`: that row plus each group's baseline (investigation).
         let only = std::env::var("LOAD_ONLY").ok();
         for &kind in kinds {
             let wanted = only

@@ -172,6 +172,8 @@ pub fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Pins this process (the load generator) to every CPU but the last, which the servers get;
+/// returns a line saying where each runs.
 pub fn pin_generator() -> String {
     let cpus = cpus();
     if cpus < 2 || !has_taskset() {
