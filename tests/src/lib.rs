@@ -263,11 +263,31 @@ fn etcd_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// A free port for a server the test may stop and start again on the same port: below the
+/// kernel's ephemeral range (`ip_local_port_range`, 32768 up by default), so while the
+/// server is down neither a `bind(0)` nor an outgoing connection of a parallel test can be
+/// handed that port. Picked at random, checked free by binding it.
 fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = 20_000 + (rand_u32() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port")
+}
+
+/// A random number from the clock and a counter (no rand dependency needed here).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.finish() as u32
 }
 
 impl Etcd {
@@ -343,13 +363,23 @@ impl Etcd {
             .spawn()
             .expect("cannot start etcd: run the README's test command, which installs etcd-server");
         self.child = Some(child);
-        for _ in 0..100 {
-            if self.etcdctl(&["endpoint", "health"]).is_ok() {
-                return;
+        // Patient: a loaded machine (the whole suite in parallel) can take a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            match self.etcdctl(&["endpoint", "health"]) {
+                Ok(_) => return,
+                Err(error) => last = error,
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "etcd exited with {status} (port {} taken?): {last}",
+                    self.client_port
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("etcd did not become healthy");
+        panic!("etcd did not become healthy within 60 s: {last}");
     }
 
     /// Kills etcd (the data directory stays).
