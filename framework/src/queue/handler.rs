@@ -92,7 +92,7 @@ where
 /// tower's) wraps the consumer's work.
 ///
 /// The service is cloned per message and called when ready. Its error becomes the
-/// message's outcome: a [`truss::Error`](crate::Error) as it is (its code decides retry or
+/// message's outcome: a [`truss::Error`](struct@crate::Error) as it is (its code decides retry or
 /// dead letter), tower's timeout `Elapsed` a 504 (retried), anything else a 500 (retried).
 ///
 /// ```
