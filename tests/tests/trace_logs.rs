@@ -141,4 +141,8 @@ async fn trace_id_follows_the_request_into_handlers_calls_and_logs() {
         .unwrap_or_else(|| panic!("no access line for /chain in:\n{text}"));
     assert!(access.contains("status=200"), "{access}");
     assert!(access.contains(trace_id), "{access}");
+    assert!(access.contains("method=GET"), "{access}");
+    assert!(access.contains(" duration_us="), "{access}");
+    // The caller's address: the test's connection, from loopback.
+    assert!(access.contains(" peer=127.0.0.1:"), "{access}");
 }

@@ -4,6 +4,7 @@
 //! cargo run --release -p truss-benches --bin load                  # defaults
 //! cargo run --release -p truss-benches --bin load -- --secs 10 --conns 32 --workers 1
 //! cargo run --release -p truss-benches --bin load -- --open-only 20000   # HTTP open loop only
+//! cargo run --release -p truss-benches --bin load -- --instructions [truss-http ...]
 //! ```
 //!
 //! Servers, each in its own child process with the same number of tokio worker
@@ -29,12 +30,16 @@
 //! `-quiet` variants (truss without the access-log line) show where the cost comes from;
 //! `LOAD_LOG_LEVEL=warn` turns truss's request logging off entirely.
 //!
+//! `--instructions` counts each server's instructions per request under callgrind instead
+//! (see the `instructions` module): exact, repeatable, kernel excluded.
+//!
 //! With two or more CPUs the servers are pinned (`taskset`) to the last CPU and the
 //! generator to the others. Load shedding stays in the stack but with a 100 % threshold: it
 //! follows the host's CPU, which a benchmark saturates by design.
 
 mod clients;
 mod idle;
+mod instructions;
 mod servers;
 
 use std::net::SocketAddr;
@@ -62,6 +67,14 @@ fn main() {
         let kind = args.get(2).cloned().unwrap_or_default();
         let addr: SocketAddr = args.get(3).and_then(|a| a.parse().ok()).expect("address");
         serve(&kind, addr, arg("--workers", 1) as usize);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--instructions") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(instructions::run(&args[2..]));
         return;
     }
     let secs = Duration::from_secs(arg("--secs", 5));

@@ -4,7 +4,7 @@
 //! with the date formatted once per second per thread.
 
 use std::cell::RefCell;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -29,60 +29,95 @@ impl<'w> FormatFields<'w> for Fields {
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut scratch) => {
                 scratch.clear();
-                record(&mut Writer::new(&mut *scratch), fields)?;
+                record(&mut scratch, fields);
                 writer.write_str(&scratch)
             }
-            // Formatting a field logged something: write directly.
-            Err(_) => record(&mut writer, fields),
+            // Formatting a field logged something: a string of its own.
+            Err(_) => {
+                let mut own = String::new();
+                record(&mut own, fields);
+                writer.write_str(&own)
+            }
         })
     }
 }
 
-fn record<R: RecordFields>(writer: &mut Writer<'_>, fields: R) -> fmt::Result {
-    let mut visitor = Visitor {
-        writer,
-        first: true,
-        result: Ok(()),
-    };
-    fields.record(&mut visitor);
-    visitor.result
+fn record<R: RecordFields>(out: &mut String, fields: R) {
+    fields.record(&mut Visitor { out, first: true });
 }
 
-struct Visitor<'a, 'w> {
-    writer: &'a mut Writer<'w>,
+/// Writes fields into a `String` directly (not through `fmt::Write`'s dynamic calls: a
+/// field costs a few pushes).
+struct Visitor<'a> {
+    out: &'a mut String,
     first: bool,
-    result: fmt::Result,
 }
 
-impl Visitor<'_, '_> {
+impl Visitor<'_> {
     /// Writes the separator and `name=` (nothing for the message).
-    fn key(&mut self, field: &Field) -> fmt::Result {
+    fn key(&mut self, field: &Field) {
         if !std::mem::take(&mut self.first) {
-            self.writer.write_char(' ')?;
+            self.out.push(' ');
         }
         let name = field.name();
         if name == "message" {
-            return Ok(());
+            return;
         }
-        self.writer
-            .write_str(name.strip_prefix("r#").unwrap_or(name))?;
-        self.writer.write_char('=')
+        self.out.push_str(name.strip_prefix("r#").unwrap_or(name));
+        self.out.push('=');
     }
 }
 
-impl Visit for Visitor<'_, '_> {
+impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| self.writer.write_str(value));
+        self.key(field);
+        self.out.push_str(value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        self.out.push_str(Digits::of(value).as_str());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        if value < 0 {
+            self.out.push('-');
         }
+        self.out.push_str(Digits::of(value.unsigned_abs()).as_str());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_ok() {
-            self.result = self
-                .key(field)
-                .and_then(|()| write!(self.writer, "{value:?}"));
+        self.key(field);
+        // Writing into a `String` cannot fail; a `Debug` impl that fails leaves its part.
+        let _ = write!(self.out, "{value:?}");
+    }
+}
+
+/// A `u64` in decimal, on the stack (integers are on every access line: status, duration).
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn of(mut value: u64) -> Self {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
         }
+        Digits { buf, start }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
     }
 }
 
@@ -239,14 +274,23 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", trace_id = %"abc", route = "/x");
             let _in = span.enter();
-            tracing::info!(target: "truss::access", status = 200u16, r#type = "t", "access");
+            tracing::info!(
+                target: "truss::access",
+                status = 200u16,
+                r#type = "t",
+                zero = 0u64,
+                big = u64::MAX,
+                neg = i64::MIN,
+                "access"
+            );
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let line = text.lines().next().unwrap();
         assert_eq!(line.find("Z "), Some(26), "{line}");
         assert!(
             line.ends_with(
-                "Z  INFO request{trace_id=abc route=/x}: truss::access: access status=200 type=t"
+                "Z  INFO request{trace_id=abc route=/x}: truss::access: access status=200 type=t \
+                 zero=0 big=18446744073709551615 neg=-9223372036854775808"
             ),
             "{line}"
         );

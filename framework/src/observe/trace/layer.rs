@@ -1,17 +1,17 @@
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::MatchedPath;
+use axum::extract::{ConnectInfo, MatchedPath};
 use http::{HeaderValue, Method, Request, Response, Uri};
 use pin_project::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument;
-use tracing::instrument::Instrumented;
+use tracing::Span;
 
 use super::context::{CURRENT, TraceContext};
 use crate::wire::headers::{GRPC_STATUS, TRACEPARENT, TRACESTATE, X_TRACE_ID};
@@ -85,48 +85,146 @@ where
                 TraceContext::from_traceparent(tp.as_bytes(), state)
             })
             .unwrap_or_else(|| TraceContext::new_root_sampled(self.sample_ratio));
+        // The ids as hex once, for the span and the response header: `&str` fields are
+        // written as they are, where `%id` would go through `fmt` on every span.
+        let ids = Hex::of(&ctx);
         let span = tracing::info_span!(
             "request",
-            trace_id = %ctx.trace_id,
-            span_id = %ctx.span_id,
-            method = %req.method(),
-            route = %route_label(&req),
+            trace_id = ids.trace_id(),
+            span_id = ids.span_id(),
+            method = req.method().as_str(),
+            route = route_label(&req),
             subject = tracing::field::Empty,
         );
         #[cfg(feature = "otlp")]
         crate::observe::otel::link(&span, &ctx);
-        let header = trace_id_header(&ctx);
-        let access = self.access_log.then(|| Access {
-            method: req.method().clone(),
-            matched: req.extensions().get::<MatchedPath>().cloned(),
-            uri: req.uri().clone(),
-            start: Instant::now(),
-        });
+        let header = HeaderValue::from_str(ids.trace_id()).ok();
+        let access = self.access_log.then(|| Access::of(&req));
         // The context is the task's (not a request extension: one map insert, and often a
         // map growth, less per request); inner layers see it already while building their
         // futures.
         let inner = CURRENT.sync_scope(ctx.clone(), || self.inner.call(req));
-        let future = CURRENT.scope(ctx, inner).instrument(span);
         TraceFuture {
-            inner: future,
+            inner: CURRENT.scope(ctx, inner),
+            span,
             header,
             access,
         }
     }
 }
 
+/// What the access line needs from the request, kept while it is served.
 struct Access {
     method: Method,
     matched: Option<MatchedPath>,
     uri: Uri,
+    peer: Option<SocketAddr>,
     start: Instant,
 }
 
-/// The response future of [`TraceService`].
+impl Access {
+    fn of<B>(req: &Request<B>) -> Self {
+        Access {
+            method: req.method().clone(),
+            matched: req.extensions().get::<MatchedPath>().cloned(),
+            uri: req.uri().clone(),
+            peer: req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            start: Instant::now(),
+        }
+    }
+
+    /// Writes the line for `response`, in `span`.
+    fn log(&self, span: &Span, response: &Response<Body>) {
+        let grpc_status = response
+            .headers()
+            .get(GRPC_STATUS)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info!(
+            target: "truss::access",
+            parent: span,
+            method = self.method.as_str(),
+            route = label_of(self.matched.as_ref(), &self.uri),
+            status = response.status().as_u16(),
+            grpc_status,
+            duration_us = self.start.elapsed().as_micros() as u64,
+            peer = Peer::of(self.peer).as_str(),
+            "access"
+        );
+    }
+}
+
+/// The caller's address as text on the stack, `-` when the server did not record one (a
+/// router served without truss's listener, in a test). IPv4 is written digit by digit:
+/// `fmt` would cost more than the rest of the access line's fields together.
+struct Peer {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Peer {
+    fn of(addr: Option<SocketAddr>) -> Self {
+        let mut peer = Peer {
+            buf: [0; 64],
+            len: 0,
+        };
+        match addr {
+            None => peer.push(b"-"),
+            Some(SocketAddr::V4(v4)) => {
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        peer.push(b".");
+                    }
+                    peer.number(u32::from(octet));
+                }
+                peer.push(b":");
+                peer.number(u32::from(v4.port()));
+            }
+            Some(v6) => {
+                use std::io::Write;
+                let mut rest = &mut peer.buf[..];
+                // `[addr%scope]:port` is at most 58 bytes: it always fits.
+                let _ = write!(rest, "{v6}");
+                peer.len = 64 - rest.len();
+            }
+        }
+        peer
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn number(&mut self, mut n: u32) {
+        let mut digits = [0u8; 5];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("-")
+    }
+}
+
+/// The response future of [`TraceService`]: the inner future, polled in the request's span
+/// and with its trace context as the task's.
 #[pin_project]
 pub struct TraceFuture<F: Future> {
     #[pin]
-    inner: Instrumented<TaskLocalFuture<TraceContext, F>>,
+    inner: TaskLocalFuture<TraceContext, F>,
+    span: Span,
     header: Option<HeaderValue>,
     access: Option<Access>,
 }
@@ -138,30 +236,17 @@ where
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let mut out = std::task::ready!(this.inner.as_mut().poll(cx));
+        let this = self.project();
+        let mut out = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
         if let Ok(response) = &mut out {
             if let Some(id) = this.header.take() {
                 response.headers_mut().insert(X_TRACE_ID, id);
             }
             if let Some(access) = this.access.take() {
-                let span = this.inner.as_ref().get_ref().span();
-                let status = response.status().as_u16();
-                let grpc_status = response
-                    .headers()
-                    .get(GRPC_STATUS)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info!(
-                    target: "truss::access",
-                    parent: span,
-                    method = %access.method,
-                    route = %label_of(access.matched.as_ref(), &access.uri),
-                    status,
-                    grpc_status = %grpc_status,
-                    duration_us = access.start.elapsed().as_micros() as u64,
-                    "access"
-                );
+                access.log(this.span, response);
             }
         }
         Poll::Ready(out)
@@ -220,13 +305,61 @@ where
     }
 }
 
-/// The trace id as a header value, hex-encoded on the stack (one allocation: the value).
-fn trace_id_header(ctx: &TraceContext) -> Option<HeaderValue> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
-    for (i, b) in ctx.trace_id.0.iter().enumerate() {
-        buf[2 * i] = HEX[usize::from(b >> 4)];
-        buf[2 * i + 1] = HEX[usize::from(b & 0xf)];
+/// A context's trace and span ids as lowercase hex, on the stack.
+struct Hex([u8; 48]);
+
+impl Hex {
+    fn of(ctx: &TraceContext) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 48];
+        let bytes = ctx.trace_id.0.iter().chain(ctx.span_id.0.iter());
+        for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Hex(buf)
     }
-    HeaderValue::from_bytes(&buf).ok()
+
+    fn trace_id(&self) -> &str {
+        // Only hex digits were written.
+        std::str::from_utf8(&self.0[..32]).unwrap_or_default()
+    }
+
+    fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.0[32..]).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_written_as_socket_addresses() {
+        for addr in [
+            "127.0.0.1:8080",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.4:5",
+            "[::1]:443",
+            "[fe80::1%4]:65535",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535",
+        ] {
+            let parsed: SocketAddr = addr.parse().unwrap();
+            assert_eq!(Peer::of(Some(parsed)).as_str(), parsed.to_string(), "{addr}");
+        }
+        assert_eq!(Peer::of(None).as_str(), "-");
+    }
+
+    #[test]
+    fn ids_are_lowercase_hex() {
+        let ctx = TraceContext::from_traceparent(
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        )
+        .unwrap();
+        let hex = Hex::of(&ctx);
+        assert_eq!(hex.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex.span_id(), ctx.span_id.to_string());
+    }
 }

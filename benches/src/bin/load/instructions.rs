@@ -1,0 +1,148 @@
+//! Whole-server instructions per request: each server runs under valgrind's callgrind (all
+//! its threads counted: hyper, the stack, the log writer, timers), one connection sends
+//! [`WARM_UP`] requests, callgrind's counters are dumped and reset (`callgrind_control
+//! --dump`), [`REQUESTS`] more are sent one after the other, and the second dump is divided
+//! by their number. Unlike times on this shared machine, the counts repeat to within a few
+//! instructions, so the rows compare servers exactly; what they leave out is the kernel
+//! (system calls, wake-ups), which the load run's CPU figures include.
+//!
+//! ```sh
+//! cargo run --release -p truss-benches --bin load -- --instructions
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::clients::Client;
+
+/// Requests served before counting (connection set-up, first-request work).
+const WARM_UP: u64 = 200;
+/// Requests counted.
+const REQUESTS: u64 = 1_000;
+
+/// The servers measured, in print order, with whether they speak gRPC.
+const KINDS: &[(&str, bool)] = &[
+    ("bare-hyper", false),
+    ("axum", false),
+    ("axum-stack", false),
+    ("truss-http", false),
+    ("truss-http-quiet", false),
+    ("bare-tonic", true),
+    ("truss-grpc", true),
+    ("truss-grpc-quiet", true),
+];
+
+/// Prints the table; servers whose name does not contain one of `filters` are skipped.
+pub async fn run(filters: &[String]) {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("instructions: valgrind not found (Debian: apt-get install valgrind); skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    println!(
+        "whole-server instructions per request (callgrind, all threads, {REQUESTS} sequential \
+         requests on one connection after {WARM_UP}; the kernel is not counted)"
+    );
+    println!();
+    println!("| server | instructions / request | ÷ bare |");
+    println!("| --- | --- | --- |");
+    let mut bare = [None, None];
+    for &(kind, grpc) in KINDS {
+        if !filters.is_empty() && !filters.iter().any(|f| kind.contains(f.as_str())) {
+            continue;
+        }
+        let Some(count) = measure(kind, grpc, dir.path()).await else {
+            println!("| {kind} | failed | |");
+            continue;
+        };
+        let base = &mut bare[usize::from(grpc)];
+        let ratio = match base {
+            None => {
+                *base = Some(count);
+                "—".to_owned()
+            }
+            Some(b) => format!("{:.2}", count as f64 / *b as f64),
+        };
+        println!("| {kind} | {count} | {ratio} |");
+    }
+}
+
+/// Instructions per request of `kind`, or `None` when a step failed (said on stderr).
+async fn measure(kind: &str, grpc: bool, dir: &Path) -> Option<u64> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = dir.join(format!("{kind}.callgrind"));
+    let log = std::fs::File::create(dir.join(format!("{kind}.log"))).ok()?;
+    let mut child = Command::new("valgrind")
+        .args(["--tool=callgrind", "--dump-instr=no"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(std::env::current_exe().ok()?)
+        .args(["--serve", kind, &addr.to_string(), "--workers", "1"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().ok()?)
+        .stderr(log)
+        .spawn()
+        .ok()?;
+    let result = drive(kind, grpc, addr, child.id(), &out).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Warms up, dumps, counts, dumps, and reads the second dump's total.
+async fn drive(kind: &str, grpc: bool, addr: SocketAddr, pid: u32, out: &Path) -> Option<u64> {
+    let mut started = false;
+    for _ in 0..1200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !started {
+        eprintln!("{kind}: did not start under valgrind");
+        return None;
+    }
+    let mut client = Client::connect(addr, grpc).await;
+    send(&mut client, WARM_UP).await?;
+    // Let start-up stragglers (the first metrics scrape, timers) settle before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dump(pid)?;
+    send(&mut client, REQUESTS).await?;
+    dump(pid)?;
+    // callgrind appends the dump's number to the file name.
+    let text = std::fs::read_to_string(format!("{}.2", out.display())).ok()?;
+    let total: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary:").or(l.strip_prefix("totals:")))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(total / REQUESTS)
+}
+
+async fn send(client: &mut Client, n: u64) -> Option<()> {
+    for _ in 0..n {
+        if let Err(e) = client.call().await {
+            eprintln!("request failed: {e}");
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Asks callgrind in process `pid` to write its counters and reset them.
+fn dump(pid: u32) -> Option<()> {
+    let status = Command::new("callgrind_control")
+        .args(["--dump", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then_some(())
+}
