@@ -99,3 +99,78 @@ async fn port_in_use_is_a_clear_error() {
     assert!(text.contains("admin listener"), "{text}");
     assert!(text.contains(&config.admin.addr.to_string()), "{text}");
 }
+
+/// Reads until the peer closes or `limit` passes; returns what arrived and whether it closed.
+async fn read_until_closed(conn: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// The HTTP listener tells HTTP/1.1 from h2c by the first bytes: a request starting with
+/// `P` (like the HTTP/2 preface) that arrives a byte at a time is still HTTP/1.1, an h2c
+/// preface split in two is still HTTP/2, and a connection that sends nothing is closed after
+/// the header timeout (slow-loris guard) instead of held forever.
+#[tokio::test]
+async fn the_http_listener_tells_http1_from_h2c_by_the_first_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    config.http.header_read_timeout = Duration::from_millis(300);
+    let running = App::builder("sniff")
+        .config(&config)
+        .http(axum::Router::new().route("/p", axum::routing::put(|| async { "put" })))
+        .start()
+        .await
+        .unwrap();
+    let http = running.http_addr().unwrap();
+
+    let mut slow = tokio::net::TcpStream::connect(http).await.unwrap();
+    slow.set_nodelay(true).unwrap();
+    for byte in b"PUT /p HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" {
+        slow.write_all(&[*byte]).await.unwrap();
+        if *byte == b'U' {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (answer, _) = read_until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("put"), "{answer}");
+
+    // An h2c client whose preface arrives in two pieces.
+    let mut split = tokio::net::TcpStream::connect(http).await.unwrap();
+    split.set_nodelay(true).unwrap();
+    split.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    split.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
+    // An empty SETTINGS frame; the server answers with its own SETTINGS (frame type 4).
+    split.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        split.read_exact(&mut head).await
+    })
+    .await
+    .expect("no HTTP/2 answer")
+    .unwrap();
+    assert_eq!(head[3], 4, "the first frame is not SETTINGS: {head:?}");
+
+    // Silent past the header timeout: closed.
+    let mut silent = tokio::net::TcpStream::connect(http).await.unwrap();
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(20)).await;
+    assert!(closed, "a silent connection was held open");
+    // So is one that stops after a prefix of the preface.
+    let mut stuck = tokio::net::TcpStream::connect(http).await.unwrap();
+    stuck.write_all(b"PRI * HT").await.unwrap();
+    let (_, closed) = read_until_closed(&mut stuck, Duration::from_secs(20)).await;
+    assert!(closed, "a connection stuck in the preface was held open");
+
+    running.shutdown().await.unwrap();
+}

@@ -3,8 +3,9 @@
 //! idle keep-alive connections close at once; HTTP/2 sends GOAWAY and lets open streams
 //! finish), and after `grace`, or when shutdown is forced, aborts whatever is left.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -54,29 +55,38 @@ pub(crate) struct BindError {
     pub(crate) source: std::io::Error,
 }
 
-fn builder(protocol: Protocol) -> Builder<TokioExecutor> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    match protocol {
-        Protocol::Auto {
-            header_read_timeout,
-        } => {
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            builder.http2().timer(TokioTimer::new());
+/// The connection builders of a listener, made once.
+struct Builders {
+    protocol: Protocol,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(protocol: Protocol) -> Self {
+        let mut http1 = http1::Builder::new();
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
+        match protocol {
+            Protocol::Auto {
+                header_read_timeout,
+            } => {
+                http1
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_read_timeout);
+            }
+            Protocol::Http2 {
+                max_concurrent_streams,
+            } => {
+                http2.max_concurrent_streams(max_concurrent_streams);
+            }
         }
-        Protocol::Http2 {
-            max_concurrent_streams,
-        } => {
-            builder = builder.http2_only();
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(max_concurrent_streams);
+        Builders {
+            protocol,
+            http1,
+            http2,
         }
     }
-    builder
 }
 
 impl Server {
@@ -119,7 +129,7 @@ impl Server {
             grace,
             force,
         } = drain;
-        let builder = Arc::new(builder(protocol));
+        let builders = Arc::new(Builders::new(protocol));
         let conn_stop = stop.clone();
         let mut conns = JoinSet::new();
         loop {
@@ -128,7 +138,7 @@ impl Server {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let conn = serve_connection(
-                            builder.clone(), stream, peer, router.clone(), conn_stop.clone());
+                            builders.clone(), stream, peer, router.clone(), conn_stop.clone());
                         conns.spawn(conn);
                     }
                     Err(error) => {
@@ -176,20 +186,37 @@ impl Listener for Server {
 }
 
 async fn serve_connection(
-    builder: Arc<Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     router: RouterSlot,
     mut stop: watch::Receiver<bool>,
 ) {
+    let h2 = match builders.protocol {
+        Protocol::Http2 { .. } => true,
+        // Boxed: the sniffing state (timers) is not kept in every connection's task.
+        Protocol::Auto {
+            header_read_timeout,
+        } => match Box::pin(sniff(&stream, header_read_timeout, &mut stop)).await {
+            Some(h2) => h2,
+            // Closed, silent past the header timeout, or shutting down: nothing to serve.
+            None => return,
+        },
+    };
+    // The router's own future, not an `async` block around it (which would hold it twice):
+    // hyper keeps room for this future in every connection.
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        let mut router = Router::clone(&router.load());
-        let fut = router.call(req);
-        async move { Ok::<_, Infallible>(fut.await.unwrap_or_else(|never| match never {})) }
+        Router::clone(&router.load()).call(req)
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
+    let io = TokioIo::new(stream);
+    // Boxed, so a connection holds only its own protocol's state (an HTTP/1.1 connection
+    // does not carry the room an HTTP/2 one needs).
+    let mut conn: Pin<Box<dyn Connection>> = if h2 {
+        Box::pin(builders.http2.serve_connection(io, service))
+    } else {
+        Box::pin(builders.http1.serve_connection(io, service).with_upgrades())
+    };
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(error) = result {
@@ -199,9 +226,84 @@ async fn serve_connection(
         }
         _ = stopped(&mut stop) => {}
     }
-    conn.as_mut().graceful_shutdown();
+    conn.as_mut().shutdown();
     if let Err(error) = conn.await {
         tracing::debug!(%peer, %error, "connection ended with an error while draining");
+    }
+}
+
+/// [`speaks_h2`], given up when the listener stops.
+async fn sniff(
+    stream: &tokio::net::TcpStream,
+    wait: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    tokio::select! {
+        sniffed = speaks_h2(stream, wait) => sniffed,
+        _ = stopped(stop) => None,
+    }
+}
+
+/// HTTP/2's connection preface, which an h2c client with prior knowledge opens with.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client opens with HTTP/2's preface, read with `peek` so the bytes stay for
+/// the protocol's parser. `None` when the client closed, or sent nothing decisive within
+/// `wait`.
+async fn speaks_h2(stream: &tokio::net::TcpStream, wait: Duration) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Some(false);
+        }
+        if n == PREFACE.len() {
+            return Some(true);
+        }
+        // Only a prefix of the preface so far ("P", "PRI * HT"): `peek` would return the
+        // same bytes at once, so wait a little for the rest.
+        tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(1)))
+            .await
+            .ok()?;
+    }
+}
+
+/// A served connection of either protocol, which can be asked to finish gracefully.
+trait Connection: Future<Output = Result<(), hyper::Error>> + Send {
+    fn shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Connection for http1::UpgradeableConnection<I, S>
+where
+    Self: Future<Output = Result<(), hyper::Error>> + Send,
+    S: hyper::service::HttpService<Incoming>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Connection for http2::Connection<I, S, TokioExecutor>
+where
+    Self: Future<Output = Result<(), hyper::Error>> + Send,
+    S: hyper::service::HttpService<Incoming>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 

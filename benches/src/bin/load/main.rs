@@ -5,6 +5,7 @@
 //! cargo run --release -p truss-benches --bin load -- --secs 10 --conns 32 --workers 1
 //! cargo run --release -p truss-benches --bin load -- --open-only 20000   # HTTP open loop only
 //! cargo run --release -p truss-benches --bin load -- --instructions [truss-http ...]
+//! cargo run --release -p truss-benches --bin load -- --idle-only       # P5 only
 //! ```
 //!
 //! Servers, each in its own child process with the same number of tokio worker
@@ -89,6 +90,11 @@ fn main() {
     if std::env::var("LOAD_ONLY").is_ok() {
         let _ = pin_generator();
         rt.block_on(closed_rows(secs, conns, workers));
+        return;
+    }
+    if args.iter().any(|a| a == "--idle-only") {
+        // Investigation: only P5, the idle-connection memory.
+        rt.block_on(idle_rows(idle_conns));
         return;
     }
     let open_rate = arg("--open-only", 0);
@@ -228,6 +234,12 @@ async fn drive(secs: Duration, conns: usize, workers: u64, idle_conns: usize) {
         open_pair(bare, truss, grpc, half_truss, conns, secs).await;
     }
     println!();
+    let (bare_rss, truss_rss) = idle_rows(idle_conns).await;
+    goals(&rows, bare_rss, truss_rss);
+}
+
+/// P5: resident memory of bare hyper and truss HTTP holding `idle_conns` idle connections.
+async fn idle_rows(idle_conns: usize) -> (u64, u64) {
     let bare_rss = idle::rss_with_idle("bare-hyper", idle_conns).await;
     let truss_rss = idle::rss_with_idle("truss-http", idle_conns).await;
     println!(
@@ -236,7 +248,7 @@ async fn drive(secs: Duration, conns: usize, workers: u64, idle_conns: usize) {
         truss_rss as f64 / 1048576.0,
         truss_rss as f64 / bare_rss.max(1) as f64
     );
-    goals(&rows, bare_rss, truss_rss);
+    (bare_rss, truss_rss)
 }
 
 /// The issue's goals, met or not, from this run's figures.
