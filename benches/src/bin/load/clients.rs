@@ -184,6 +184,20 @@ pub async fn closed(
 /// Open loop at `rate` per second: request k is due at `start + k / rate`; caller i sends
 /// requests i, i + n, i + 2n, ... each at its due time (or at once when late), and latency
 /// counts from the due time, so time spent queued behind a slow answer counts too.
+/// Waits until `due` to within a few microseconds: tokio's timer wheel has millisecond
+/// ticks and rounds up, which would add up to a millisecond of send lateness to every
+/// open-loop latency (for the baseline as much as for truss, but as noise larger than the
+/// differences measured). The timer sleeps to a tick before `due`, then the task yields
+/// until the clock reaches it; the generator has its own CPU.
+async fn pace_until(due: tokio::time::Instant) {
+    if let Some(early) = due.checked_sub(Duration::from_millis(2)) {
+        tokio::time::sleep_until(early).await;
+    }
+    while tokio::time::Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
 pub async fn open(
     addr: SocketAddr,
     grpc: bool,
@@ -204,7 +218,7 @@ pub async fn open(
             let mut k = i as u64;
             while k < total {
                 let due = start + Duration::from_secs_f64(k as f64 / rate);
-                tokio::time::sleep_until(due).await;
+                pace_until(due).await;
                 match client.call().await {
                     Ok(()) => lat.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32),
                     Err(_) => {

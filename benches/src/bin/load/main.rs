@@ -185,17 +185,31 @@ fn find<'a>(rows: &'a [Row], kind: &str) -> &'a Stats {
 }
 
 /// Open loop at `rate` against a bare server and truss; returns the added p50 and p99.
+/// Open-loop latency of `bare` and `truss` at `rate`: [`OPEN_ROUNDS`] interleaved rounds
+/// (bare, truss, bare, ...) on the same two servers, medians printed: on this shared
+/// machine a single stall of a few milliseconds decides a 5-second round's p99.
 async fn open_pair(bare: &str, truss: &str, grpc: bool, rate: f64, conns: usize, secs: Duration) {
-    let mut base = (0.0, 0.0);
+    // Enough callers that the generator never caps the offered rate (HTTP/1.1 has one
+    // request per connection in flight).
+    let callers = conns * 8;
+    let mut servers = Vec::new();
     for kind in [bare, truss] {
-        let (_server, addr) = start(kind, 1).await;
-        // Enough callers that the generator never caps the offered rate (HTTP/1.1 has one
-        // request per connection in flight).
-        let callers = conns * 8;
+        let (server, addr) = start(kind, 1).await;
         let _ = open(addr, grpc, callers, rate, Duration::from_secs(1)).await; // warm-up
-        let s = open(addr, grpc, callers, rate, secs).await;
-        let (p50, p99) = (s.pct(0.50), s.pct(0.99));
-        let added = if kind == bare {
+        servers.push((kind, server, addr, Vec::new()));
+    }
+    for _ in 0..OPEN_ROUNDS {
+        for (_, _, addr, rounds) in &mut servers {
+            let s = open(*addr, grpc, callers, rate, secs).await;
+            rounds.push((s.pct(0.50), s.pct(0.99), s.errors));
+        }
+    }
+    let mut base = (0.0, 0.0);
+    for (kind, _, _, rounds) in &servers {
+        let p50 = median(rounds.iter().map(|r| r.0).collect());
+        let p99 = median(rounds.iter().map(|r| r.1).collect());
+        let errors: u64 = rounds.iter().map(|r| r.2).sum();
+        let added = if *kind == bare {
             base = (p50, p99);
             ("—".to_owned(), "—".to_owned())
         } else {
@@ -204,11 +218,25 @@ async fn open_pair(bare: &str, truss: &str, grpc: bool, rate: f64, conns: usize,
                 format!("{:+.0} µs", p99 - base.1),
             )
         };
+        let each: Vec<String> = rounds
+            .iter()
+            .map(|r| format!("{:.0}/{:.0}", r.0, r.1))
+            .collect();
         println!(
-            "| {kind} | {rate:.0} | {p50:.0} µs | {p99:.0} µs | {} | {} | {} |",
-            added.0, added.1, s.errors
+            "| {kind} | {rate:.0} | {p50:.0} µs | {p99:.0} µs | {} | {} | {errors} | {} |",
+            added.0,
+            added.1,
+            each.join(", ")
         );
     }
+}
+
+/// Interleaved rounds per open-loop pair.
+const OPEN_ROUNDS: usize = 3;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn drive(secs: Duration, conns: usize, workers: u64, idle_conns: usize) {
@@ -220,10 +248,15 @@ async fn drive(secs: Duration, conns: usize, workers: u64, idle_conns: usize) {
     println!();
     let rows = closed_rows(secs, conns, workers).await;
     println!();
-    println!("open loop, {}s each:", secs.as_secs());
+    println!(
+        "open loop, {}s per round, {OPEN_ROUNDS} interleaved rounds, medians:",
+        secs.as_secs()
+    );
     println!();
-    println!("| server | offered req/s | p50 | p99 | added p50 | added p99 | errors |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| server | offered req/s | p50 | p99 | added p50 | added p99 | errors | rounds (p50/p99 µs) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (bare, truss, grpc) in [
         ("bare-hyper", "truss-http", false),
         ("bare-tonic", "truss-grpc", true),

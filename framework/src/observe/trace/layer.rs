@@ -88,18 +88,19 @@ where
         // The ids as hex once, for the span and the response header. Fields are `&str`:
         // truss's formatter writes them as they are, where `%` would cost a `fmt` call each
         // (about 150 instructions); a formatter of `tracing-subscriber`'s own quotes them.
-        let ids = Hex::of(&ctx);
+        // (The span's values are evaluated only when the span is enabled.)
+        let trace_id = Hex::of(&ctx.trace_id.0);
         let span = tracing::info_span!(
             "request",
-            trace_id = ids.trace_id(),
-            span_id = ids.span_id(),
+            trace_id = trace_id.as_str(),
+            span_id = Hex::of(&ctx.span_id.0).as_str(),
             method = req.method().as_str(),
             route = route_label(&req),
             subject = tracing::field::Empty,
         );
         #[cfg(feature = "otlp")]
         crate::observe::otel::link(&span, &ctx);
-        let header = HeaderValue::from_str(ids.trace_id()).ok();
+        let header = HeaderValue::from_bytes(trace_id.as_bytes()).ok();
         let access = self.access_log.then(|| Access::of(&req));
         // The context is the task's (not a request extension: one map insert, and often a
         // map growth, less per request); inner layers see it already while building their
@@ -306,28 +307,29 @@ where
     }
 }
 
-/// A context's trace and span ids as lowercase hex, on the stack.
-struct Hex([u8; 48]);
+/// An id (`N` bytes) as `2N` lowercase hex digits, on the stack.
+struct Hex<const N: usize> {
+    digits: [[u8; 2]; N],
+}
 
-impl Hex {
-    fn of(ctx: &TraceContext) -> Self {
+impl<const N: usize> Hex<N> {
+    fn of(id: &[u8; N]) -> Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [0u8; 48];
-        let bytes = ctx.trace_id.0.iter().chain(ctx.span_id.0.iter());
-        for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
+        let mut digits = [[0u8; 2]; N];
+        for (pair, b) in digits.iter_mut().zip(id) {
+            *pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]];
         }
-        Hex(buf)
+        Hex { digits }
     }
 
-    fn trace_id(&self) -> &str {
-        // Only hex digits were written.
-        std::str::from_utf8(&self.0[..32]).unwrap_or_default()
+    fn as_bytes(&self) -> &[u8] {
+        self.digits.as_flattened()
     }
 
-    fn span_id(&self) -> &str {
-        std::str::from_utf8(&self.0[32..]).unwrap_or_default()
+    /// The digits as text (validated: only for the span, whose values are evaluated only
+    /// when it is enabled).
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 
@@ -363,8 +365,10 @@ mod tests {
             None,
         )
         .unwrap();
-        let hex = Hex::of(&ctx);
-        assert_eq!(hex.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(hex.span_id(), ctx.span_id.to_string());
+        assert_eq!(
+            Hex::of(&ctx.trace_id.0).as_str(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(Hex::of(&ctx.span_id.0).as_str(), ctx.span_id.to_string());
     }
 }
