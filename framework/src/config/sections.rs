@@ -14,7 +14,7 @@ use crate::section::{Section, ValidationError};
 /// ```toml
 /// [http]
 /// addr = "0.0.0.0:8080"          # default
-/// header_read_timeout = "10s"     # default; slow-loris guard for HTTP/1.1
+/// header_read_timeout = "10s"     # default; slow-loris guard (see the field)
 /// openapi = true                  # default; GET /openapi.json
 /// openapi_ui = false              # true: Swagger UI at GET /docs (feature `openapi-ui`)
 /// ```
@@ -23,7 +23,10 @@ use crate::section::{Section, ValidationError};
 pub struct HttpConfig {
     /// Address to bind. Port 0 picks a free port; the bound address is logged at start.
     pub addr: SocketAddr,
-    /// How long a client may take to send the request head on HTTP/1.1. Default `10s`.
+    /// How long a client may take to send a request head on HTTP/1.1, and, on a new
+    /// connection to this listener or the admin one, to show which protocol it speaks (an
+    /// HTTP/1.1 request line or HTTP/2's preface): a connection silent for longer is closed.
+    /// Must be above zero. Default `10s`.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
     /// Serve the OpenAPI 3.1 document of the routes at `GET /openapi.json` (public when
@@ -215,6 +218,12 @@ pub struct NoAppConfig {}
 
 impl Section for HttpConfig {
     fn validate(&self) -> Result<(), ValidationError> {
+        if self.header_read_timeout.is_zero() {
+            return Err(ValidationError::new(
+                "header_read_timeout",
+                "must be above zero: every connection would be closed before its first request",
+            ));
+        }
         if self.openapi_ui && !self.openapi {
             return Err(ValidationError::new(
                 "openapi_ui",
@@ -254,5 +263,21 @@ impl Section for LogConfig {
             .map_err(|e| {
                 ValidationError::new("level", format!("invalid log filter {:?}: {e}", self.level))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_header_read_timeout_is_refused_naming_the_key() {
+        let config = HttpConfig {
+            header_read_timeout: Duration::ZERO,
+            ..HttpConfig::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("header_read_timeout"), "{error}");
+        assert!(HttpConfig::default().validate().is_ok());
     }
 }

@@ -253,6 +253,10 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 async fn speaks_h2(stream: &tokio::net::TcpStream, wait: Duration) -> Option<bool> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut buf = [0u8; PREFACE.len()];
+    // `peek` returns the same bytes at once while no more have come, so a client stuck
+    // inside the preface is looked at again after a pause, doubled each time: a few dozen
+    // wake-ups over a whole header timeout, not one per millisecond.
+    let mut pause = Duration::from_millis(1);
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
             .await
@@ -267,13 +271,15 @@ async fn speaks_h2(stream: &tokio::net::TcpStream, wait: Duration) -> Option<boo
         if n == PREFACE.len() {
             return Some(true);
         }
-        // Only a prefix of the preface so far ("P", "PRI * HT"): `peek` would return the
-        // same bytes at once, so wait a little for the rest.
-        tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(1)))
+        tokio::time::timeout_at(deadline, tokio::time::sleep(pause))
             .await
             .ok()?;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
+
+/// The longest pause between two looks at a connection stuck inside the preface.
+const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// A served connection of either protocol, which can be asked to finish gracefully.
 trait Connection: Future<Output = Result<(), hyper::Error>> + Send {

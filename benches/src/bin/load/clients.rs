@@ -181,15 +181,17 @@ pub async fn closed(
     }
 }
 
-/// Open loop at `rate` per second: request k is due at `start + k / rate`; caller i sends
-/// requests i, i + n, i + 2n, ... each at its due time (or at once when late), and latency
-/// counts from the due time, so time spent queued behind a slow answer counts too.
 /// Waits until `due` to within a few microseconds: tokio's timer wheel has millisecond
 /// ticks and rounds up, which would add up to a millisecond of send lateness to every
 /// open-loop latency (for the baseline as much as for truss, but as noise larger than the
 /// differences measured). The timer sleeps to a tick before `due`, then the task yields
-/// until the clock reaches it; the generator has its own CPU.
+/// until the clock reaches it. That spins, so only when the generator has CPUs of its own
+/// (the servers are pinned elsewhere); otherwise the timer alone.
 async fn pace_until(due: tokio::time::Instant) {
+    if !crate::servers::servers_have_own_cpu() {
+        tokio::time::sleep_until(due).await;
+        return;
+    }
     if let Some(early) = due.checked_sub(Duration::from_millis(2)) {
         tokio::time::sleep_until(early).await;
     }
@@ -198,6 +200,9 @@ async fn pace_until(due: tokio::time::Instant) {
     }
 }
 
+/// Open loop at `rate` per second: request k is due at `start + k / rate`; caller i sends
+/// requests i, i + n, i + 2n, ... each at its due time (or at once when late), and latency
+/// counts from the due time, so time spent queued behind a slow answer counts too.
 pub async fn open(
     addr: SocketAddr,
     grpc: bool,

@@ -1,10 +1,12 @@
 //! Whole-server instructions per request: each server runs under valgrind's callgrind (all
 //! its threads counted: hyper, the stack, the log writer, timers), one connection sends
 //! [`WARM_UP`] requests, callgrind's counters are dumped and reset (`callgrind_control
-//! --dump`), [`REQUESTS`] more are sent one after the other, and the second dump is divided
-//! by their number. Unlike times on this shared machine, the counts repeat to within a few
-//! instructions, so the rows compare servers exactly; what they leave out is the kernel
-//! (system calls, wake-ups), which the load run's CPU figures include.
+//! --dump`), [`REQUESTS`] more are sent one after the other and dumped, and then the server
+//! sits idle for as long as those took and is dumped once more: what its background tasks
+//! (CPU sampling, metrics upkeep) did in that idle window is taken off, and the rest is
+//! divided by the number of requests. Unlike times on this shared machine, the counts
+//! repeat to within about 2 %, so the rows compare servers closely; what they leave out is
+//! the kernel (system calls, wake-ups), which the load run's CPU figures include.
 //!
 //! ```sh
 //! cargo run --release -p truss-benches --bin load -- --instructions
@@ -58,12 +60,14 @@ pub async fn run(filters: &[String]) {
             continue;
         };
         let base = &mut bare[usize::from(grpc)];
-        let ratio = match base {
-            None => {
-                *base = Some(count);
-                "—".to_owned()
-            }
-            Some(b) => format!("{:.2}", count as f64 / *b as f64),
+        // Only a bare server is a baseline (it may be filtered out or have failed).
+        let ratio = if kind.starts_with("bare-") {
+            *base = Some(count);
+            "—".to_owned()
+        } else {
+            base.map_or("n/a".to_owned(), |b| {
+                format!("{:.2}", count as f64 / b as f64)
+            })
         };
         println!("| {kind} | {count} | {ratio} |");
     }
@@ -113,17 +117,26 @@ async fn drive(kind: &str, grpc: bool, addr: SocketAddr, pid: u32, out: &Path) -
     // Let start-up stragglers (the first metrics scrape, timers) settle before counting.
     tokio::time::sleep(Duration::from_secs(1)).await;
     dump(pid)?;
+    let began = std::time::Instant::now();
     send(&mut client, REQUESTS).await?;
+    let took = began.elapsed();
+    dump(pid)?;
+    tokio::time::sleep(took).await;
     dump(pid)?;
     // callgrind appends the dump's number to the file name.
-    let text = std::fs::read_to_string(format!("{}.2", out.display())).ok()?;
-    let total: u64 = text
-        .lines()
+    let busy = total(out, 2)?;
+    let idle = total(out, 3)?;
+    Some(busy.saturating_sub(idle) / REQUESTS)
+}
+
+/// The instruction total of dump `n`.
+fn total(out: &Path, n: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("{}.{n}", out.display())).ok()?;
+    text.lines()
         .find_map(|l| l.strip_prefix("summary:").or(l.strip_prefix("totals:")))?
         .trim()
         .parse()
-        .ok()?;
-    Some(total / REQUESTS)
+        .ok()
 }
 
 async fn send(client: &mut Client, n: u64) -> Option<()> {
@@ -136,13 +149,26 @@ async fn send(client: &mut Client, n: u64) -> Option<()> {
     Some(())
 }
 
-/// Asks callgrind in process `pid` to write its counters and reset them.
+/// Asks callgrind in process `pid` to write its counters and reset them; gives up after
+/// 60 s (`callgrind_control` goes through `vgdb`, which can hang where ptrace is limited).
 fn dump(pid: u32) -> Option<()> {
-    let status = Command::new("callgrind_control")
+    let mut child = Command::new("callgrind_control")
         .args(["--dump", &pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .spawn()
         .ok()?;
-    status.success().then_some(())
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().ok()? {
+            return status.success().then_some(());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("callgrind_control --dump {pid} did not return within 60 s");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -184,7 +184,6 @@ fn find<'a>(rows: &'a [Row], kind: &str) -> &'a Stats {
     &rows.iter().find(|r| r.kind == kind).expect("row").stats
 }
 
-/// Open loop at `rate` against a bare server and truss; returns the added p50 and p99.
 /// Open-loop latency of `bare` and `truss` at `rate`: [`OPEN_ROUNDS`] interleaved rounds
 /// (bare, truss, bare, ...) on the same two servers, medians printed: on this shared
 /// machine a single stall of a few milliseconds decides a 5-second round's p99.
@@ -204,28 +203,32 @@ async fn open_pair(bare: &str, truss: &str, grpc: bool, rate: f64, conns: usize,
             rounds.push((s.pct(0.50), s.pct(0.99), s.errors));
         }
     }
-    let mut base = (0.0, 0.0);
-    for (kind, _, _, rounds) in &servers {
+    // Added latency: the median of each round's truss-minus-bare difference (the rounds
+    // are paired: run back to back on the same machine state).
+    let added = |pick: fn(&(f64, f64, u64)) -> f64| {
+        let (bare_rounds, truss_rounds) = (&servers[0].3, &servers[1].3);
+        let diffs = bare_rounds
+            .iter()
+            .zip(truss_rounds)
+            .map(|(b, t)| pick(t) - pick(b))
+            .collect();
+        format!("{:+.0} µs", median(diffs))
+    };
+    for (i, (kind, _, _, rounds)) in servers.iter().enumerate() {
         let p50 = median(rounds.iter().map(|r| r.0).collect());
         let p99 = median(rounds.iter().map(|r| r.1).collect());
         let errors: u64 = rounds.iter().map(|r| r.2).sum();
-        let added = if *kind == bare {
-            base = (p50, p99);
+        let (added50, added99) = if i == 0 {
             ("—".to_owned(), "—".to_owned())
         } else {
-            (
-                format!("{:+.0} µs", p50 - base.0),
-                format!("{:+.0} µs", p99 - base.1),
-            )
+            (added(|r| r.0), added(|r| r.1))
         };
         let each: Vec<String> = rounds
             .iter()
             .map(|r| format!("{:.0}/{:.0}", r.0, r.1))
             .collect();
         println!(
-            "| {kind} | {rate:.0} | {p50:.0} µs | {p99:.0} µs | {} | {} | {errors} | {} |",
-            added.0,
-            added.1,
+            "| {kind} | {rate:.0} | {p50:.0} µs | {p99:.0} µs | {added50} | {added99} | {errors} | {} |",
             each.join(", ")
         );
     }
@@ -252,6 +255,7 @@ async fn drive(secs: Duration, conns: usize, workers: u64, idle_conns: usize) {
         "open loop, {}s per round, {OPEN_ROUNDS} interleaved rounds, medians:",
         secs.as_secs()
     );
+    println!("(added: the median of the rounds' paired truss − bare differences)");
     println!();
     println!(
         "| server | offered req/s | p50 | p99 | added p50 | added p99 | errors | rounds (p50/p99 µs) |"

@@ -174,6 +174,12 @@ pub fn cpus() -> usize {
 
 /// Pins this process (the load generator) to every CPU but the last, which the servers get;
 /// returns a line saying where each runs.
+/// Whether the servers run on a CPU of their own, apart from the generator (what
+/// [`start`] does with two or more CPUs and `taskset`).
+pub fn servers_have_own_cpu() -> bool {
+    cpus() >= 2 && has_taskset()
+}
+
 pub fn pin_generator() -> String {
     let cpus = cpus();
     if cpus < 2 || !has_taskset() {

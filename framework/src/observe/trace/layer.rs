@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath};
 use http::{HeaderValue, Method, Request, Response, Uri};
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -107,7 +107,7 @@ where
         // futures.
         let inner = CURRENT.sync_scope(ctx.clone(), || self.inner.call(req));
         TraceFuture {
-            inner: CURRENT.scope(ctx, inner),
+            inner: Some(CURRENT.scope(ctx, inner)),
             span,
             header,
             access,
@@ -180,10 +180,10 @@ impl Peer {
                     if i > 0 {
                         peer.push(b".");
                     }
-                    peer.number(u32::from(octet));
+                    peer.number(u16::from(octet));
                 }
                 peer.push(b":");
-                peer.number(u32::from(v4.port()));
+                peer.number(v4.port());
             }
             Some(v6) => {
                 use std::io::Write;
@@ -201,7 +201,7 @@ impl Peer {
         self.len += bytes.len();
     }
 
-    fn number(&mut self, mut n: u32) {
+    fn number(&mut self, mut n: u16) {
         let mut digits = [0u8; 5];
         let mut at = digits.len();
         loop {
@@ -220,12 +220,13 @@ impl Peer {
     }
 }
 
-/// The response future of [`TraceService`]: the inner future, polled in the request's span
-/// and with its trace context as the task's.
-#[pin_project]
+/// The response future of [`TraceService`]: the inner future, polled (and dropped) in the
+/// request's span and with its trace context as the task's.
+#[pin_project(PinnedDrop)]
 pub struct TraceFuture<F: Future> {
+    /// `None` only once dropped (see the `PinnedDrop` impl).
     #[pin]
-    inner: TaskLocalFuture<TraceContext, F>,
+    inner: Option<TaskLocalFuture<TraceContext, F>>,
     span: Span,
     header: Option<HeaderValue>,
     access: Option<Access>,
@@ -239,9 +240,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Pending;
+        };
         let mut out = {
             let _entered = this.span.enter();
-            std::task::ready!(this.inner.poll(cx))
+            std::task::ready!(inner.poll(cx))
         };
         if let Ok(response) = &mut out {
             if let Some(id) = this.header.take() {
@@ -252,6 +256,17 @@ where
             }
         }
         Poll::Ready(out)
+    }
+}
+
+/// A request cut short (the client went away, a timeout) drops its handler's future inside
+/// the span, so what its `Drop` code logs still carries the trace id.
+#[pinned_drop]
+impl<F: Future> PinnedDrop for TraceFuture<F> {
+    fn drop(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        this.inner.set(None);
     }
 }
 
@@ -370,5 +385,70 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(Hex::of(&ctx.span_id.0).as_str(), ctx.span_id.to_string());
+    }
+
+    /// A future that never finishes and logs when it is dropped.
+    struct LogsOnDrop;
+
+    impl Future for LogsOnDrop {
+        type Output = Result<Response<Body>, std::convert::Infallible>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for LogsOnDrop {
+        fn drop(&mut self) {
+            tracing::info!("handler dropped");
+        }
+    }
+
+    #[test]
+    fn a_handler_cut_short_is_dropped_inside_the_request_span() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let inner = tower::service_fn(|_req: Request<Body>| LogsOnDrop);
+                let mut svc = TraceLayer::new(false).layer(inner);
+                let req = Request::builder()
+                    .header(
+                        TRACEPARENT,
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    )
+                    .body(Body::empty())
+                    .unwrap();
+                let mut fut = std::pin::pin!(svc.call(req));
+                // Polled once (the handler is under way), then abandoned.
+                let waker = std::task::Waker::noop();
+                let polled = fut.as_mut().poll(&mut Context::from_waker(waker));
+                assert!(polled.is_pending());
+            });
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("handler dropped"))
+            .unwrap_or_else(|| panic!("no drop line in {text}"));
+        assert!(line.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{line}");
     }
 }
