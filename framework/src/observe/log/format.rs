@@ -95,13 +95,13 @@ impl Visit for Visitor<'_> {
 }
 
 /// A `u64` in decimal, on the stack (integers are on every access line: status, duration).
-struct Digits {
+pub(crate) struct Digits {
     buf: [u8; 20],
     start: usize,
 }
 
 impl Digits {
-    fn of(mut value: u64) -> Self {
+    pub(crate) fn of(mut value: u64) -> Self {
         let mut buf = [0u8; 20];
         let mut start = buf.len();
         loop {
@@ -115,9 +115,13 @@ impl Digits {
         Digits { buf, start }
     }
 
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits were written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 

@@ -10,6 +10,7 @@ mod format;
 mod switch;
 mod writer;
 
+pub(crate) use format::Digits;
 pub use writer::{LineWriter, NonBlocking};
 
 use std::sync::Arc;

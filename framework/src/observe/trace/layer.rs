@@ -14,6 +14,7 @@ use tower_service::Service;
 use tracing::Span;
 
 use super::context::{CURRENT, TraceContext};
+use crate::observe::log::Digits;
 use crate::wire::headers::{GRPC_STATUS, TRACEPARENT, TRACESTATE, X_TRACE_ID};
 use crate::wire::label_of;
 use crate::wire::route_label;
@@ -201,18 +202,8 @@ impl Peer {
         self.len += bytes.len();
     }
 
-    fn number(&mut self, mut n: u16) {
-        let mut digits = [0u8; 5];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.push(&digits[at..]);
+    fn number(&mut self, n: u16) {
+        self.push(Digits::of(u64::from(n)).as_bytes());
     }
 
     fn as_str(&self) -> &str {
