@@ -4,8 +4,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath};
-use http::{HeaderValue, Method, Request, Response, Uri};
+use axum::extract::ConnectInfo;
+use http::{HeaderValue, Method, Request, Response};
 use pin_project::{pin_project, pinned_drop};
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
@@ -15,8 +15,8 @@ use tracing::Span;
 
 use super::context::{CURRENT, TraceContext};
 use crate::observe::log::Digits;
+use crate::wire::RouteLabel;
 use crate::wire::headers::{GRPC_STATUS, TRACEPARENT, TRACESTATE, X_TRACE_ID};
-use crate::wire::label_of;
 use crate::wire::route_label;
 
 /// Server side: extracts or starts the trace, runs the request in a `tracing` span carrying
@@ -119,8 +119,7 @@ where
 /// What the access line needs from the request, kept while it is served.
 struct Access {
     method: Method,
-    matched: Option<MatchedPath>,
-    uri: Uri,
+    route: RouteLabel,
     peer: Option<SocketAddr>,
     start: Instant,
 }
@@ -129,8 +128,7 @@ impl Access {
     fn of<B>(req: &Request<B>) -> Self {
         Access {
             method: req.method().clone(),
-            matched: req.extensions().get::<MatchedPath>().cloned(),
-            uri: req.uri().clone(),
+            route: RouteLabel::of(req),
             peer: req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
@@ -150,7 +148,7 @@ impl Access {
             target: "truss::access",
             parent: span,
             method = self.method.as_str(),
-            route = label_of(self.matched.as_ref(), &self.uri),
+            route = self.route.as_str(),
             status = response.status().as_u16(),
             grpc_status,
             duration_us = self.start.elapsed().as_micros() as u64,

@@ -13,12 +13,11 @@ use tower_service::Service;
 
 use super::{Deadline, TimeoutConfig, grpc_timeout};
 use crate::wire::GuardedFuture;
+use crate::wire::RouteLabel;
 use crate::wire::headers::GRPC_TIMEOUT;
 use crate::wire::is_grpc;
-use crate::wire::label_of;
 use crate::wire::reject::reject;
 use crate::wire::route_label;
-use axum::extract::MatchedPath;
 
 /// Gives every request a deadline; answers 504 / `DEADLINE_EXCEEDED` when it passes.
 #[derive(Debug, Clone)]
@@ -94,13 +93,8 @@ where
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        // Kept (cheap clones: an Arc and refcounted bytes) to label a timeout.
-        let route = deadline.map(|_| {
-            (
-                req.extensions().get::<MatchedPath>().cloned(),
-                req.uri().clone(),
-            )
-        });
+        // Kept (a reference-count increment) to label a timeout.
+        let route = deadline.map(|_| RouteLabel::of(&req));
         let future = match deadline {
             // The deadline is the task's (no request extension), from the inner layers'
             // `call` on.
@@ -145,7 +139,7 @@ pub struct DeadlineFuture<F: Future> {
     #[pin]
     sleep: Option<Sleep>,
     grpc: bool,
-    route: Option<(Option<MatchedPath>, http::Uri)>,
+    route: Option<RouteLabel>,
 }
 
 impl<F, E> Future for DeadlineFuture<F>
@@ -166,10 +160,10 @@ where
         if let Some(sleep) = this.sleep.as_pin_mut()
             && sleep.poll(cx).is_ready()
         {
-            let route = match this.route {
-                Some((matched, uri)) => label_of(matched.as_ref(), uri).to_owned(),
-                None => String::new(),
-            };
+            let route = this
+                .route
+                .as_ref()
+                .map_or_else(String::new, |r| r.as_str().to_owned());
             metrics::counter!(
                 "truss_deadline_exceeded_total",
                 "side" => "server",
