@@ -905,10 +905,12 @@ impl RedisServer {
     }
 
     /// Makes the server sleep for `duration` (`DEBUG SLEEP` on a connection of its own): it
-    /// answers no one meanwhile. The task ends when the server wakes.
-    pub fn sleep(&self, duration: Duration) -> tokio::task::JoinHandle<()> {
+    /// answers no one meanwhile. Returns once the server is seen asleep (a `PING` on a new
+    /// connection goes unanswered for 100 ms), with the sleeper task, which ends when the
+    /// server wakes.
+    pub async fn sleep(&self, duration: Duration) -> tokio::task::JoinHandle<()> {
         let url = self.url();
-        tokio::spawn(async move {
+        let sleeper = tokio::spawn(async move {
             let client = redis::Client::open(url).expect("redis url");
             let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
             let mut raw = client
@@ -920,7 +922,15 @@ impl RedisServer {
                 .arg(duration.as_secs_f64())
                 .query_async(&mut raw)
                 .await;
-        })
+        });
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        for _ in 0..100 {
+            if sleeper.is_finished() || !answers_ping(addr).await {
+                return sleeper;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("redis did not fall asleep within seconds");
     }
 
     /// Runs `redis-cli` with `args` against this Redis (its own connection); its trimmed
@@ -1092,4 +1102,20 @@ pub async fn proto_body_after_a_retry(
     }
     app.shutdown().await?;
     got.ok_or_else(|| "the retry never arrived".into())
+}
+
+/// Whether the Redis at `addr` answers a `PING` on a new connection within 100 ms.
+async fn answers_ping(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+        conn.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 7];
+        conn.read_exact(&mut reply).await.ok()?;
+        Some(&reply == b"+PONG\r\n")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(100), probe).await,
+        Ok(Some(true))
+    )
 }

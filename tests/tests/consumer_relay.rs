@@ -175,8 +175,7 @@ async fn the_relay_moves_the_outbox_to_redis_once_in_effect_and_waits_out_an_out
     );
 
     // Redis stops answering: the event waits in the outbox, then arrives.
-    let asleep = redis.sleep(Duration::from_secs(3));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asleep = redis.sleep(Duration::from_secs(3)).await;
     place(&order, 3).await?;
     let failed = "truss_client_requests_total{transport=\"queue\",target=\"order.created\",operation=\"publish\",code=\"unavailable\"}";
     until("a failed publish", async || {

@@ -32,9 +32,15 @@ async fn user_service(dir: &Path, read_delay: Duration) -> truss::RunningApp {
     user::app(&config).await.unwrap().start().await.unwrap()
 }
 
-async fn order_service(dir: &Path, user_grpc: SocketAddr) -> truss::RunningApp {
+/// order, calling user at `user_grpc` with `user_timeout` per call (generous unless the test
+/// is about the timeout: a loaded machine's first call also connects and reads SQLite).
+async fn order_service(
+    dir: &Path,
+    user_grpc: SocketAddr,
+    user_timeout: Duration,
+) -> truss::RunningApp {
     let mut config = config::<order::OrderConfig>(dir);
-    config.app.user_timeout = HumanDuration(Duration::from_millis(300));
+    config.app.user_timeout = HumanDuration(user_timeout);
     config.registry.static_endpoints.insert(
         "user".to_owned(),
         vec![StaticEndpoint {
@@ -65,7 +71,12 @@ async fn stored(order: SocketAddr) -> StatusCode {
 async fn places_orders_and_refuses_unknown_users() {
     let dir = tempfile::tempdir().unwrap();
     let users = user_service(dir.path(), Duration::ZERO).await;
-    let orders = order_service(dir.path(), users.grpc_addr().unwrap()).await;
+    let orders = order_service(
+        dir.path(),
+        users.grpc_addr().unwrap(),
+        Duration::from_secs(3),
+    )
+    .await;
     let http = orders.http_addr().unwrap();
 
     let (status, _, text) = place(http, 99).await;
@@ -111,7 +122,12 @@ async fn places_orders_and_refuses_unknown_users() {
 async fn a_slow_user_service_gets_a_timeout_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let users = user_service(dir.path(), Duration::from_secs(5)).await;
-    let orders = order_service(dir.path(), users.grpc_addr().unwrap()).await;
+    let orders = order_service(
+        dir.path(),
+        users.grpc_addr().unwrap(),
+        Duration::from_millis(500),
+    )
+    .await;
     let http = orders.http_addr().unwrap();
 
     let (status, err, text) = place(http, 1).await;
@@ -125,19 +141,16 @@ async fn a_slow_user_service_gets_a_timeout_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_down_user_service_gets_a_clear_error_and_nothing_is_written() {
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port nothing listens on (privileged: no parallel test can take it).
+    let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let orders = order_service(dir.path(), closed).await;
+    let orders = order_service(dir.path(), closed, Duration::from_secs(3)).await;
     let http = orders.http_addr().unwrap();
 
     for _ in 0..3 {
         let (status, err, text) = place(http, 1).await;
         // Refused connections fail fast (the only instance is ejected, so calls go through
-        // and are refused again) instead of waiting out the 300 ms deadline.
+        // and are refused again) instead of waiting out the 3 s deadline.
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
         assert!(err.is("USER_SERVICE_UNAVAILABLE"), "{text}");
         assert!(err.message().contains("no order was placed"), "{text}");

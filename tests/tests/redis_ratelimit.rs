@@ -220,7 +220,7 @@ async fn falls_back_while_redis_is_slow_or_down_and_returns() {
 
     tokio::time::sleep_until(start + up).await;
     // Slow: the server sleeps 1.5 s (answering no one), far past the 5 ms budget.
-    let asleep = redis.sleep(Duration::from_millis(1500));
+    let asleep = redis.sleep(Duration::from_millis(1500)).await;
     tokio::time::sleep_until(start + killed).await;
     asleep.await.unwrap();
     redis.stop();

@@ -48,7 +48,8 @@ async fn in_flight_request_completes_and_new_connections_are_refused() {
     let running = start(
         Duration::from_millis(200),
         Duration::from_secs(30),
-        probe_routes(entered_tx, 500),
+        // Far past the 200 ms drain, so it is surely still running at the stop.
+        probe_routes(entered_tx, 3000),
     )
     .await;
     let http = running.http_addr().unwrap();

@@ -364,10 +364,11 @@ impl Database {
         let deadline = request_deadline.map_or(statement_by, |d| d.min(statement_by));
         let postgres = self.inner.backend == Backend::Postgres;
         if postgres {
-            // A little under the budget, so the server cancels first and the connection,
-            // answered with `query_canceled`, can go back to the pool.
+            // A little under the budget (a fifth of it, at most 200 ms), so the server
+            // cancels first and the connection, answered with `query_canceled`, can go back
+            // to the pool, even when the reply is slow to come.
             let left = deadline.saturating_duration_since(Instant::now());
-            let ms = (left - (left / 10).min(Duration::from_millis(50)))
+            let ms = (left - (left / 5).min(Duration::from_millis(200)))
                 .as_millis()
                 .max(1);
             let set = sqlx::raw_sql(AssertSqlSafe(format!("SET statement_timeout = {ms}")));
