@@ -99,7 +99,7 @@ async fn a_waiter_stops_at_its_own_deadline() {
         let (cache, loader) = (cache.clone(), loader.clone());
         async move {
             cache
-                .get_or_load("k", loader.load(Some("v"), Duration::from_millis(500)))
+                .get_or_load("k", loader.load(Some("v"), Duration::from_secs(2)))
                 .await
         }
     });
@@ -113,7 +113,8 @@ async fn a_waiter_stops_at_its_own_deadline() {
     let took = start.elapsed();
     let err = waited.unwrap_err();
     assert_eq!(err.code(), 504, "{err:?}");
-    assert!(took < Duration::from_millis(300), "{took:?}");
+    // Its own 100 ms, not the leader's 2 s load (room for a loaded machine).
+    assert!(took < Duration::from_millis(1000), "{took:?}");
     assert_eq!(slow.await.unwrap().unwrap().as_deref(), Some("v"));
     assert_eq!(loader.calls(), 1);
 }
@@ -208,8 +209,9 @@ async fn a_redis_outage_bypasses_the_cache_and_recovery_uses_it_again() {
         let start = Instant::now();
         let answer = get("v2").await.unwrap();
         assert_eq!(answer.as_deref(), Some("v2"), "call {i}");
+        // Bypassed at once, no command timeout waited out (room for a loaded machine).
         assert!(
-            start.elapsed() < Duration::from_millis(100),
+            start.elapsed() < Duration::from_millis(300),
             "{:?}",
             start.elapsed()
         );
@@ -231,14 +233,14 @@ async fn a_redis_outage_bypasses_the_cache_and_recovery_uses_it_again() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(10),
             "the cache never came back"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let back = start.elapsed();
     eprintln!("cache: served from Redis again {back:?} after the restart");
-    assert!(back < Duration::from_secs(2), "{back:?}");
+    assert!(back < Duration::from_secs(4), "{back:?}");
     assert_eq!(server.cli(&["GET", "outage:k"]).unwrap(), "\u{1}\"v3\"");
 }
 

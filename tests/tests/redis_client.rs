@@ -105,7 +105,8 @@ async fn a_command_past_the_request_deadline_fails_on_time() {
     let redis = Redis::connect(&config(&server)).await.unwrap();
     redis.ping().await.unwrap();
 
-    let sleeping = server.sleep(Duration::from_millis(600)).await;
+    // Asleep far longer than the deadline, so the bound below tells the two apart.
+    let sleeping = server.sleep(Duration::from_secs(2)).await;
     let start = Instant::now();
     let get = cmd("GET").arg("k").clone();
     let late = Deadline::after(Duration::from_millis(100))
@@ -114,7 +115,7 @@ async fn a_command_past_the_request_deadline_fails_on_time() {
     let took = start.elapsed();
     assert_eq!(late, Err(RedisError::DeadlineExceeded));
     assert!(
-        took >= Duration::from_millis(90) && took < Duration::from_millis(300),
+        took >= Duration::from_millis(90) && took < Duration::from_millis(1000),
         "{took:?}"
     );
     let err = truss::Error::from(RedisError::DeadlineExceeded);
@@ -131,13 +132,13 @@ async fn a_command_past_the_request_deadline_fails_on_time() {
         .await;
     assert_eq!(zero, Err(RedisError::DeadlineExceeded));
     // Without a deadline, command_timeout (500 ms) is the bound.
-    let sleeping = server.sleep(Duration::from_secs(1)).await;
+    let sleeping = server.sleep(Duration::from_secs(3)).await;
     let start = Instant::now();
     let slow = redis.query::<Option<String>>("get_k", &get).await;
     let took = start.elapsed();
     assert_eq!(slow, Err(RedisError::DeadlineExceeded));
     assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(800),
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
         "{took:?}"
     );
     sleeping.await.unwrap();
@@ -164,7 +165,8 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_used_again() {
             matches!(result, Err(RedisError::Unavailable(_))),
             "{result:?}"
         );
-        assert!(took < Duration::from_millis(100), "{took:?}");
+        // Fast: no connect timeout waited out (room for a loaded machine's stalls).
+        assert!(took < Duration::from_millis(300), "{took:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let err = truss::Error::from(redis.query::<()>("set_k", &set).await.unwrap_err());
@@ -175,7 +177,7 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_used_again() {
     let start = Instant::now();
     while redis.query::<()>("set_k", &set).await.is_err() {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(10),
             "no recovery after the restart"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -185,7 +187,7 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_used_again() {
     // once the outage has left its window.
     while redis.breaker_state() != Some(BreakerState::Closed) {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(10),
             "the breaker never closed"
         );
         let _ = redis.query::<()>("set_k", &set).await;
@@ -195,7 +197,7 @@ async fn a_killed_server_fails_calls_fast_and_a_restarted_one_is_used_again() {
     eprintln!(
         "redis client after a restart: first call succeeded after {first:?}, breaker closed after {closed:?}"
     );
-    assert!(first < Duration::from_secs(2), "{first:?}");
+    assert!(first < Duration::from_secs(4), "{first:?}");
     for _ in 0..5 {
         redis.query::<()>("set_k", &set).await.unwrap();
     }

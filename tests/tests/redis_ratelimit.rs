@@ -194,7 +194,7 @@ async fn falls_back_while_redis_is_slow_or_down_and_returns() {
         Duration::from_millis(1500),
         Duration::from_millis(3500),
         Duration::from_millis(6000),
-        Duration::from_millis(9000),
+        Duration::from_millis(11000),
     );
     let answers = Arc::new(Mutex::new(Vec::new()));
     // Four clients, one request every 4 ms each: about 1000/s offered, ten times the limit.
@@ -270,10 +270,11 @@ async fn falls_back_while_redis_is_slow_or_down_and_returns() {
     );
     // While Redis is down, the local share (50/s) decides: well under the 100/s limit.
     assert!((25.0..=80.0).contains(&down_rate), "down rate {down_rate}");
-    // Once Redis answers, it decides again (measured: within about 50 ms).
+    // Once Redis answers, it decides again (measured: within about 50 ms; the bound leaves
+    // room for a loaded machine).
     let back = redis_most.expect("decisions never went back to Redis");
     assert!(
-        back <= Duration::from_secs(2),
+        back <= Duration::from_secs(4),
         "back to Redis only after {back:?}"
     );
     // While it is down, Redis decides nothing.
@@ -416,7 +417,9 @@ async fn a_sharded_rule_spreads_over_keys_and_keeps_its_rate() {
         ..redis_rule(50.0, 4, 1)
     };
     let app = limited_app("sharded", "/hot", rule, &redis.url()).await;
-    let window = Duration::from_secs(2);
+    // Long enough that a stall of a loaded machine (tokens unspent in buckets of 1 are lost)
+    // stays well inside the tolerance.
+    let window = Duration::from_secs(4);
     let start = Instant::now();
     let answers = Arc::new(Mutex::new(Vec::new()));
     let addr = app.http_addr().unwrap();
@@ -450,7 +453,7 @@ async fn a_sharded_rule_spreads_over_keys_and_keeps_its_rate() {
     );
     let answers = answers.lock().unwrap().clone();
     let (ok, limited, other, _) = tally(&answers, Duration::ZERO, window);
-    // 50/s for 2 s, plus the burst (4 sub-buckets of 1).
+    // 50/s for 4 s, plus the burst (4 sub-buckets of 1).
     let expected = 50.0 * window.as_secs_f64() + 4.0;
     println!(
         "redis ratelimit shards: {ok} admitted (expected about {expected}), {limited} limited"
