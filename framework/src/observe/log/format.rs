@@ -181,26 +181,25 @@ thread_local! {
     static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
 }
 
-/// RFC 3339 in UTC with microseconds: `2026-12-02T20:21:51.408485Z`.
+/// RFC 3339 in UTC with microseconds: `2026-12-02T20:21:51.408485Z`, in one write.
 fn write_timestamp(writer: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let mut stamp = *b"1970-01-01T00:00:00.000000Z";
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
             *cached = (secs, date_time(secs));
         }
-        // The prefix is ASCII digits and separators by construction.
-        writer.write_str(std::str::from_utf8(&cached.1).unwrap_or("1970-01-01T00:00:00."))
-    })?;
-    let mut micros = [b'0'; 7];
+        stamp[..20].copy_from_slice(&cached.1);
+    });
     let mut us = since.subsec_micros();
-    for digit in micros[..6].iter_mut().rev() {
+    for digit in stamp[20..26].iter_mut().rev() {
         *digit = b'0' + (us % 10) as u8;
         us /= 10;
     }
-    micros[6] = b'Z';
-    writer.write_str(std::str::from_utf8(&micros).unwrap_or("000000Z"))
+    // ASCII digits and separators by construction.
+    writer.write_str(std::str::from_utf8(&stamp).unwrap_or("1970-01-01T00:00:00.000000Z"))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` for seconds since the epoch (Howard Hinnant's civil calendar).

@@ -228,13 +228,16 @@ where
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
         let mut out = {
             let _entered = this.span.enter();
-            std::task::ready!(inner.poll(cx))
+            let out = std::task::ready!(inner.poll(cx));
+            // Dropped now, while the span is entered: `drop` need not enter it again.
+            this.inner.set(None);
+            out
         };
         if let Ok(response) = &mut out {
             if let Some(id) = this.header.take() {
@@ -249,13 +252,16 @@ where
 }
 
 /// A request cut short (the client went away, a timeout) drops its handler's future inside
-/// the span, so what its `Drop` code logs still carries the trace id.
+/// the span, so what its `Drop` code logs still carries the trace id. (A completed request's
+/// future was dropped in `poll` already: no second enter.)
 #[pinned_drop]
 impl<F: Future> PinnedDrop for TraceFuture<F> {
     fn drop(self: Pin<&mut Self>) {
         let mut this = self.project();
-        let _entered = this.span.enter();
-        this.inner.set(None);
+        if this.inner.is_some() {
+            let _entered = this.span.enter();
+            this.inner.set(None);
+        }
     }
 }
 
@@ -376,13 +382,19 @@ mod tests {
         assert_eq!(Hex::of(&ctx.span_id.0).as_str(), ctx.span_id.to_string());
     }
 
-    /// A future that never finishes and logs when it is dropped.
-    struct LogsOnDrop;
+    /// A handler's future that logs when it is dropped: it finishes at once, or never.
+    struct LogsOnDrop {
+        finishes: bool,
+    }
 
     impl Future for LogsOnDrop {
         type Output = Result<Response<Body>, std::convert::Infallible>;
         fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
-            Poll::Pending
+            if self.finishes {
+                Poll::Ready(Ok(Response::new(Body::empty())))
+            } else {
+                Poll::Pending
+            }
         }
     }
 
@@ -392,8 +404,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_handler_cut_short_is_dropped_inside_the_request_span() {
+    /// The lines logged when a request whose handler `finishes` (or not) is polled once and
+    /// then dropped.
+    fn drop_lines(finishes: bool) -> Vec<String> {
         #[derive(Clone, Default)]
         struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
         impl std::io::Write for Buf {
@@ -417,7 +430,7 @@ mod tests {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let inner = tower::service_fn(|_req: Request<Body>| LogsOnDrop);
+                let inner = tower::service_fn(move |_req: Request<Body>| LogsOnDrop { finishes });
                 let mut svc = TraceLayer::new(false).layer(inner);
                 let req = Request::builder()
                     .header(
@@ -427,17 +440,35 @@ mod tests {
                     .body(Body::empty())
                     .unwrap();
                 let mut fut = std::pin::pin!(svc.call(req));
-                // Polled once (the handler is under way), then abandoned.
                 let waker = std::task::Waker::noop();
                 let polled = fut.as_mut().poll(&mut Context::from_waker(waker));
-                assert!(polled.is_pending());
+                assert_eq!(polled.is_ready(), finishes);
             });
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.contains("handler dropped"))
-            .unwrap_or_else(|| panic!("no drop line in {text}"));
-        assert!(line.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{line}");
+        text.lines()
+            .filter(|l| l.contains("handler dropped"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_handler_cut_short_is_dropped_inside_the_request_span() {
+        let lines = drop_lines(false);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_finished_handler_is_dropped_once_inside_the_request_span() {
+        let lines = drop_lines(true);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{lines:?}"
+        );
     }
 }
