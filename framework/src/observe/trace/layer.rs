@@ -195,9 +195,15 @@ impl Peer {
         peer
     }
 
+    /// Byte by byte: the pieces are 1 to 5 bytes, where a `memcpy` call costs more than
+    /// the copy.
     fn push(&mut self, bytes: &[u8]) {
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
+        for &byte in bytes {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = byte;
+                self.len += 1;
+            }
+        }
     }
 
     fn number(&mut self, n: u16) {
