@@ -266,11 +266,17 @@ fn etcd_dir() -> tempfile::TempDir {
 /// A free port for a server the test may stop and start again on the same port: below the
 /// kernel's ephemeral range (`ip_local_port_range`, 32768 up by default), so while the
 /// server is down neither a `bind(0)` nor an outgoing connection of a parallel test can be
-/// handed that port. Picked at random, checked free by binding it.
+/// handed that port. Picked at random, checked free by binding it, and never handed out
+/// twice by this process (a server's two ports, or two parallel tests, could otherwise get
+/// the same one before either binds it).
 fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     for _ in 0..1000 {
         let port = 20_000 + (rand_u32() % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
