@@ -912,8 +912,8 @@ impl RedisServer {
 
     /// Makes the server sleep for `duration` (`DEBUG SLEEP` on a connection of its own): it
     /// answers no one meanwhile. Returns once the server is seen asleep (a `PING` on a new
-    /// connection goes unanswered for 100 ms), with the sleeper task, which ends when the
-    /// server wakes.
+    /// connection goes unanswered for 100 ms, twice in a row), with the sleeper task, which
+    /// ends when the server wakes.
     pub async fn sleep(&self, duration: Duration) -> tokio::task::JoinHandle<()> {
         let url = self.url();
         let sleeper = tokio::spawn(async move {
@@ -930,8 +930,18 @@ impl RedisServer {
                 .await;
         });
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut silent = 0;
         for _ in 0..100 {
-            if sleeper.is_finished() || !answers_ping(addr).await {
+            assert!(
+                !sleeper.is_finished(),
+                "the DEBUG SLEEP task ended before redis was seen asleep"
+            );
+            silent = if answers_ping(addr).await {
+                0
+            } else {
+                silent + 1
+            };
+            if silent == 2 {
                 return sleeper;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

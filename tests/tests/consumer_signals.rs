@@ -186,7 +186,8 @@ impl Source {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
+        let left = self.waiting().await?.len();
+        Err(format!("{left} messages still waiting a minute after the last effect").into())
     }
 
     /// The order ids of the messages still waiting there (not delivered, delivered but

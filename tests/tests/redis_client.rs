@@ -115,7 +115,8 @@ async fn a_command_past_the_request_deadline_fails_on_time() {
     let took = start.elapsed();
     assert_eq!(late, Err(RedisError::DeadlineExceeded));
     assert!(
-        took >= Duration::from_millis(90) && took < Duration::from_millis(1000),
+        // Under the 500 ms command timeout, which would fail the call the same way.
+        took >= Duration::from_millis(90) && took < Duration::from_millis(450),
         "{took:?}"
     );
     let err = truss::Error::from(RedisError::DeadlineExceeded);

@@ -21,9 +21,10 @@ fn label_of<'a>(matched: Option<&'a MatchedPath>, uri: &'a http::Uri) -> &'a str
 
 /// A request's [`route_label`], kept by a response future after the request is gone.
 ///
-/// Small on purpose: it lives in every request's future (the access line, a deadline's
-/// timeout counter), and a whole `Uri` would add 88 bytes to each. Cloning it from a request
-/// is a reference-count increment, never an allocation.
+/// Small on purpose (48 bytes): it lives in every request's future (the access line, a
+/// deadline's timeout counter), where `MatchedPath` and a whole `Uri` took 104. Cloning it
+/// from a request is usually a reference-count increment (a path still held in a `Vec`
+/// is moved to shared storage once, as any `Bytes` clone does).
 #[derive(Debug, Clone)]
 pub(crate) enum RouteLabel {
     /// An HTTP route's template (`/users/{id}`).

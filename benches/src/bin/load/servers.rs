@@ -167,7 +167,6 @@ pub fn has_taskset() -> bool {
     })
 }
 
-/// Keeps the load generator off the servers' CPU (the last one).
 /// The CPUs this machine gives the harness, read once: after [`pin_generator`] pins this
 /// process, `available_parallelism` would answer 1 (it follows the affinity mask), and the
 /// servers, started with that answer, would share the generator's CPU.
@@ -176,14 +175,14 @@ pub fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Pins this process (the load generator) to every CPU but the last, which the servers get;
-/// returns a line saying where each runs.
 /// Whether the servers run on a CPU of their own, apart from the generator (what
 /// [`start`] does with two or more CPUs and `taskset`).
 pub fn servers_have_own_cpu() -> bool {
     cpus() >= 2 && has_taskset()
 }
 
+/// Keeps the load generator off the servers' CPU (the last one): pins this process to every
+/// CPU but the last, which the servers get; returns a line saying where each runs.
 pub fn pin_generator() -> String {
     let cpus = cpus();
     if cpus < 2 || !has_taskset() {

@@ -219,7 +219,8 @@ impl Peer {
 /// request's span and with its trace context as the task's.
 #[pin_project(PinnedDrop)]
 pub struct TraceFuture<F: Future> {
-    /// `None` only once dropped (see the `PinnedDrop` impl).
+    /// `None` once it has completed (dropped in `poll`, inside the span) or once this future
+    /// is dropped (see the `PinnedDrop` impl).
     #[pin]
     inner: Option<TaskLocalFuture<TraceContext, F>>,
     span: Span,
@@ -236,12 +237,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Pending;
+            panic!("TraceFuture polled after completion");
         };
         let mut out = {
             let _entered = this.span.enter();
             let out = std::task::ready!(inner.poll(cx));
-            // Dropped now, while the span is entered: `drop` need not enter it again.
+            // What is left of it (the task-local scope and its context) is dropped now,
+            // while the span is entered: `drop` need not enter the span a second time.
             this.inner.set(None);
             out
         };
@@ -259,7 +261,7 @@ where
 
 /// A request cut short (the client went away, a timeout) drops its handler's future inside
 /// the span, so what its `Drop` code logs still carries the trace id. (A completed request's
-/// future was dropped in `poll` already: no second enter.)
+/// was dropped in `poll` already: no second enter.)
 #[pinned_drop]
 impl<F: Future> PinnedDrop for TraceFuture<F> {
     fn drop(self: Pin<&mut Self>) {
@@ -466,6 +468,41 @@ mod tests {
             lines[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn a_request_served_in_one_poll_enters_its_span_once() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        struct CountEnters(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountEnters {
+            fn on_enter(
+                &self,
+                _: &tracing::span::Id,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let enters = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(CountEnters(enters.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let inner = tower::service_fn(|_req: Request<Body>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+            });
+            let mut svc = TraceLayer::new(false).layer(inner);
+            let mut fut = Box::pin(svc.call(Request::new(Body::empty())));
+            let waker = std::task::Waker::noop();
+            assert!(
+                fut.as_mut()
+                    .poll(&mut Context::from_waker(waker))
+                    .is_ready()
+            );
+            drop(fut);
+        });
+        assert_eq!(enters.load(Ordering::SeqCst), 1);
     }
 
     #[test]
