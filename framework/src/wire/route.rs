@@ -12,11 +12,16 @@ pub fn route_label<B>(req: &Request<B>) -> &str {
 /// [`route_label`] from its parts.
 fn label_of<'a>(matched: Option<&'a MatchedPath>, uri: &'a http::Uri) -> &'a str {
     match matched {
-        // tonic services are mounted as `/{service}/{*rest}`: the method is the URI path.
-        Some(matched) if matched.as_str().ends_with("/{*rest}") => uri.path(),
+        Some(matched) if is_grpc_mount(matched) => uri.path(),
         Some(matched) => matched.as_str(),
         None => "unmatched",
     }
+}
+
+/// Whether `matched` is a tonic service's mount (`/{service}/{*rest}`), whose label is the
+/// method's URI path rather than the template.
+fn is_grpc_mount(matched: &MatchedPath) -> bool {
+    matched.as_str().ends_with("/{*rest}")
 }
 
 /// A request's [`route_label`], kept by a response future after the request is gone.
@@ -39,12 +44,10 @@ impl RouteLabel {
     /// The label of `req`, as [`route_label`] gives it.
     pub(crate) fn of<B>(req: &Request<B>) -> Self {
         match req.extensions().get::<MatchedPath>() {
-            Some(matched) if matched.as_str().ends_with("/{*rest}") => {
-                match req.uri().path_and_query() {
-                    Some(path) => RouteLabel::Method(path.clone()),
-                    None => RouteLabel::Template(matched.clone()),
-                }
-            }
+            Some(matched) if is_grpc_mount(matched) => match req.uri().path_and_query() {
+                Some(path) => RouteLabel::Method(path.clone()),
+                None => RouteLabel::Template(matched.clone()),
+            },
             Some(matched) => RouteLabel::Template(matched.clone()),
             None => RouteLabel::Unmatched,
         }

@@ -460,14 +460,19 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_handler_cut_short_is_dropped_inside_the_request_span() {
-        let lines = drop_lines(false);
+    /// The handler (one that `finishes`, or not) is dropped exactly once, inside the span.
+    fn assert_dropped_once_inside_the_span(finishes: bool) {
+        let lines = drop_lines(finishes);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn a_handler_cut_short_is_dropped_inside_the_request_span() {
+        assert_dropped_once_inside_the_span(false);
     }
 
     #[test]
@@ -507,11 +512,6 @@ mod tests {
 
     #[test]
     fn a_finished_handler_is_dropped_once_inside_the_request_span() {
-        let lines = drop_lines(true);
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(
-            lines[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
-            "{lines:?}"
-        );
+        assert_dropped_once_inside_the_span(true);
     }
 }
