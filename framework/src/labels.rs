@@ -93,6 +93,28 @@ impl<V: Clone> FirstLabel<V> {
     }
 }
 
+impl<V> FirstLabel<V> {
+    /// Calls `f` with the value for `label`: the remembered one when `label` is the first
+    /// label, else one made now (and remembered when it is the first).
+    #[inline]
+    pub(crate) fn with<R>(
+        &self,
+        label: &str,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&V) -> R,
+    ) -> R {
+        if let Some((first, value)) = self.0.get()
+            && **first == *label
+        {
+            return f(value);
+        }
+        let value = make();
+        let out = f(&value);
+        let _ = self.0.set((label.into(), value));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,6 +122,43 @@ async fn state_machine_breaker_opens_half_opens_and_closes() {
     assert_eq!(call(&app, "/dep").await, StatusCode::OK);
 }
 
+/// A gRPC `UNAVAILABLE` fails a gRPC method's breaker; the same header on an HTTP route's
+/// `200` does not (the server breaker classifies HTTP routes by status alone).
+#[tokio::test]
+async fn grpc_status_counts_on_grpc_methods_only() {
+    let unavailable = || async {
+        let response = Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .body(Body::empty())
+            .unwrap();
+        Ok::<_, Infallible>(response)
+    };
+    let config = BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            policy: OpenPolicy::ConsecutiveFailures,
+            consecutive_failures: 3,
+            open_min: Duration::from_secs(600),
+            open_max: Duration::from_secs(600),
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    };
+    let layer = BreakerLayer::new(Breakers::new(config, Arc::new(DefaultClassifier)).unwrap());
+    let app = Router::new()
+        .route_service("/pkg.Svc/{*rest}", tower::service_fn(move |_| unavailable()))
+        .route("/http", get(|| async { ([("grpc-status", "14")], "fine") }))
+        .layer(layer.clone());
+    for _ in 0..3 {
+        call(&app, "/pkg.Svc/Get").await;
+        assert_eq!(call(&app, "/http").await, StatusCode::OK);
+    }
+    let state = |name: &str| layer.breakers().get(name).unwrap().state().as_str();
+    assert_eq!(state("/pkg.Svc/Get"), "open");
+    assert_eq!(state("/http"), "closed");
+}
+
 /// A downstream service that records the `grpc-timeout` it receives.
 fn recording_downstream(
     seen: Arc<Mutex<Option<Duration>>>,

@@ -21,12 +21,28 @@ pub trait Policy: Send + Sync + 'static {
     /// Held by an admitted request until its response is ready (or it is dropped).
     type Guard: Completion;
 
+    /// What the policy resolves once per route and the layer keeps for the route's later
+    /// requests (the breaker: the route's breaker), so deciding costs no lookup by name.
+    /// `()` for a policy that treats every route alike.
+    type Route: Send + Sync + 'static;
+
     /// The `layer` label of `truss_admission_total`; `None`: decisions are not counted there
     /// (the breaker reports through its own metrics).
     const COUNTED_AS: Option<&'static str>;
 
-    /// Admits the request to `route` with a guard, or rejects it.
-    fn admit<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> Result<Self::Guard, Rejection>;
+    /// Resolves [`Route`](Self::Route) for `route`, on the first request the layer's service
+    /// sees for it (and for each new gRPC method of a mounted service). `req` is that first
+    /// request, for what its route is (an HTTP template or a gRPC method), never for
+    /// anything particular to it.
+    fn route<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> Self::Route;
+
+    /// Admits the request to `route` (resolved as `state`) with a guard, or rejects it.
+    fn admit<B>(
+        self: &Arc<Self>,
+        route: &str,
+        state: &Self::Route,
+        req: &Request<B>,
+    ) -> Result<Self::Guard, Rejection>;
 }
 
 /// Why a policy turned a request away, written in the caller's protocol by the layer.
@@ -85,7 +101,7 @@ impl<P: Policy> AdmitLayer<P> {
     }
 }
 
-impl<S, P> Layer<S> for AdmitLayer<P> {
+impl<S, P: Policy> Layer<S> for AdmitLayer<P> {
     type Service = Admit<S, P>;
 
     fn layer(&self, inner: S) -> Admit<S, P> {
@@ -93,28 +109,34 @@ impl<S, P> Layer<S> for AdmitLayer<P> {
             inner,
             policy: self.policy.clone(),
             counters: self.counters.clone(),
-            pair: FirstLabel::default(),
+            route: FirstLabel::default(),
         }
     }
 }
 
 /// The service built by [`AdmitLayer`].
 #[derive(Debug)]
-pub struct Admit<S, P> {
+pub struct Admit<S, P: Policy> {
     inner: S,
     policy: Arc<P>,
     counters: Option<Arc<DecisionCounters>>,
-    /// This route's decision counters, resolved on its first request.
-    pair: FirstLabel<Arc<Pair>>,
+    /// What this route's requests are decided and counted with, resolved on its first.
+    route: FirstLabel<Resolved<P::Route>>,
 }
 
-impl<S: Clone, P> Clone for Admit<S, P> {
+/// A route's decision counters and the policy's state for it.
+struct Resolved<R> {
+    pair: Option<Arc<Pair>>,
+    state: R,
+}
+
+impl<S: Clone, P: Policy> Clone for Admit<S, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
             counters: self.counters.clone(),
-            pair: self.pair.clone(),
+            route: self.route.clone(),
         }
     }
 }
@@ -135,10 +157,17 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let route = route_label(&req);
-        let decision = self.policy.admit(route, &req);
-        if let Some(counters) = &self.counters {
-            counters.record(&self.pair, route, decision.is_ok());
-        }
+        let resolve = || Resolved {
+            pair: self.counters.as_ref().map(|c| c.pair(route)),
+            state: self.policy.route(route, &req),
+        };
+        let decision = self.route.with(route, resolve, |resolved| {
+            let decision = self.policy.admit(route, &resolved.state, &req);
+            if let Some(pair) = &resolved.pair {
+                pair.record(decision.is_ok());
+            }
+            decision
+        });
         match decision {
             Ok(guard) => GuardedFuture::admitted(self.inner.call(req), guard),
             Err(r) => GuardedFuture::rejected(reject(

@@ -49,18 +49,14 @@ impl DecisionCounters {
     }
 
     /// Counts one decision for `route`; `cache` is the calling service instance's slot.
-    #[inline]
-    pub(crate) fn record(&self, cache: &FirstLabel<Arc<Pair>>, route: &str, admitted: bool) {
-        cache.get_or(route, || self.pair(route)).record(admitted);
-    }
-
     /// The counters of `route`, to count a decision made later (an asynchronous one).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn pair_for(&self, cache: &FirstLabel<Arc<Pair>>, route: &str) -> Arc<Pair> {
         cache.get_or(route, || self.pair(route))
     }
 
-    fn pair(&self, route: &str) -> Arc<Pair> {
+    /// The counters of `route`.
+    pub(crate) fn pair(&self, route: &str) -> Arc<Pair> {
         let layer = self.layer;
         let make = |key: &str| {
             let counter = |decision: &'static str| {

@@ -61,10 +61,14 @@ impl Drop for Slot {
 
 impl Policy for InFlight {
     type Guard = Slot;
+    type Route = ();
     const COUNTED_AS: Option<&'static str> = Some("inflight");
 
     #[inline]
-    fn admit<B>(self: &Arc<Self>, _route: &str, _req: &Request<B>) -> Result<Slot, Rejection> {
+    fn route<B>(self: &Arc<Self>, _route: &str, _req: &Request<B>) {}
+
+    #[inline]
+    fn admit<B>(self: &Arc<Self>, _: &str, _: &(), _: &Request<B>) -> Result<Slot, Rejection> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(self.clone());
         if before >= self.max {

@@ -18,6 +18,6 @@ mod transport;
 pub(crate) use connect::is_connect_error;
 pub use guard::{Completion, GuardedFuture};
 pub use headers::{grpc_status, is_grpc};
-pub(crate) use route::RouteLabel;
 pub use route::route_label;
+pub(crate) use route::{RouteLabel, is_http_route};
 pub use transport::Transport;

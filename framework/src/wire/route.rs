@@ -9,6 +9,14 @@ pub fn route_label<B>(req: &Request<B>) -> &str {
     label_of(req.extensions().get::<MatchedPath>(), req.uri())
 }
 
+/// Whether `req` matched an HTTP route (an axum template, not a gRPC service's mount): its
+/// responses carry no `grpc-status` worth looking for.
+pub(crate) fn is_http_route<B>(req: &Request<B>) -> bool {
+    req.extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|m| !is_grpc_mount(m))
+}
+
 /// [`route_label`] from its parts.
 fn label_of<'a>(matched: Option<&'a MatchedPath>, uri: &'a http::Uri) -> &'a str {
     match matched {

@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::labels::{BoundedMap, FirstLabel};
 use crate::wire::{Completion, GuardedFuture};
-use crate::wire::{Transport, grpc_status, route_label};
+use crate::wire::{Transport, grpc_status, is_http_route, route_label};
 
 /// Counts and times every request of one listener (rejections by inner layers included).
 /// Clones share state.
@@ -36,13 +36,43 @@ struct Shared {
 
 struct RouteMeters {
     transport: Transport,
+    /// Whether responses may carry a `grpc-status`: not for an HTTP route's.
+    grpc: bool,
     route: String,
     duration: Histogram,
+    /// The first code counted, the one a route answers nearly always: counted without a
+    /// lock or a lookup.
+    first: OnceLock<(u16, Counter)>,
     codes: RwLock<HashMap<u16, Counter>>,
 }
 
 impl RouteMeters {
+    #[inline]
     fn count(&self, code: u16) {
+        match self.first.get() {
+            Some((first, counter)) if *first == code => counter.increment(1),
+            Some(_) => self.count_other(code),
+            None => {
+                let made = self.first.get_or_init(|| (code, self.counter(code)));
+                if made.0 == code {
+                    made.1.increment(1);
+                } else {
+                    self.count_other(code);
+                }
+            }
+        }
+    }
+
+    fn counter(&self, code: u16) -> Counter {
+        metrics::counter!(
+            "truss_server_requests_total",
+            "transport" => self.transport.as_str(),
+            "route" => self.route.clone(),
+            "code" => code.to_string()
+        )
+    }
+
+    fn count_other(&self, code: u16) {
         if let Some(c) = self
             .codes
             .read()
@@ -54,14 +84,7 @@ impl RouteMeters {
         let mut codes = self.codes.write().unwrap_or_else(PoisonError::into_inner);
         codes
             .entry(code)
-            .or_insert_with(|| {
-                metrics::counter!(
-                    "truss_server_requests_total",
-                    "transport" => self.transport.as_str(),
-                    "route" => self.route.clone(),
-                    "code" => code.to_string()
-                )
-            })
+            .or_insert_with(|| self.counter(code))
             .increment(1);
     }
 }
@@ -88,17 +111,21 @@ impl MetricsLayer {
         }
     }
 
-    fn route(&self, label: &str) -> Arc<RouteMeters> {
+    /// The meters of `label`; `http`: it is an HTTP route's (see [`is_http_route`]).
+    fn route(&self, label: &str, http: bool) -> Arc<RouteMeters> {
         let transport = self.shared.transport;
         let make = |label: &str| {
             Arc::new(RouteMeters {
                 transport,
+                // `other` is shared by labels past the bound, gRPC methods among them.
+                grpc: transport == Transport::Grpc || !http || label == "other",
                 route: label.to_owned(),
                 duration: metrics::histogram!(
                     "truss_server_request_duration_seconds",
                     "transport" => transport.as_str(),
                     "route" => label.to_owned()
                 ),
+                first: OnceLock::new(),
                 codes: RwLock::new(HashMap::new()),
             })
         };
@@ -137,7 +164,8 @@ pub struct Observation {
 
 impl Completion for Observation {
     fn completed(&mut self, response: &Response<Body>) {
-        let code = match grpc_status(response.headers()) {
+        let grpc = self.meters.grpc.then(|| grpc_status(response.headers()));
+        let code = match grpc.flatten() {
             Some(code) => code as u16,
             None if self.meters.transport == Transport::Grpc && response.status().is_success() => 0,
             None => response.status().as_u16(),
@@ -175,7 +203,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let label = route_label(&req);
-        let meters = self.meters.get_or(label, || self.layer.route(label));
+        let meters = self
+            .meters
+            .get_or(label, || self.layer.route(label, is_http_route(&req)));
         let in_flight = self.layer.shared.in_flight.clone();
         in_flight.increment(1.0);
         let observation = Observation {
@@ -185,5 +215,100 @@ where
             done: false,
         };
         GuardedFuture::admitted(self.inner.call(req), observation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use http::StatusCode;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// `truss_server_requests_total` by (route, code).
+    fn counts(recorder: &DebuggingRecorder) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for (key, _, _, value) in recorder.snapshotter().snapshot().into_vec() {
+            let key = key.key();
+            if key.name() != "truss_server_requests_total" {
+                continue;
+            }
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            if let DebugValue::Counter(n) = value {
+                out.push((label("route"), label("code"), n));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn app() -> Router {
+        let grpc = tower::service_fn(|_: Request<Body>| async {
+            let response = Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "14")
+                .body(Body::empty())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        Router::new()
+            .route(
+                "/users/{id}",
+                get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    if id == "missing" {
+                        StatusCode::NOT_FOUND
+                    } else {
+                        StatusCode::OK
+                    }
+                }),
+            )
+            // An HTTP route whose response happens to carry the header: counted by its status.
+            .route("/says-grpc", get(|| async { ([("grpc-status", "14")], "") }))
+            .route_service("/pkg.Svc/{*rest}", grpc)
+            .layer(MetricsLayer::new(Transport::Http))
+    }
+
+    #[test]
+    fn every_code_is_counted_the_first_one_and_the_others_and_grpc_status_only_on_grpc_routes() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let app = app();
+                for path in [
+                    "/users/1",
+                    "/users/missing",
+                    "/users/2",
+                    "/users/missing",
+                    "/users/3",
+                    "/says-grpc",
+                    "/pkg.Svc/Get",
+                ] {
+                    let req = Request::get(path).body(Body::empty()).unwrap();
+                    app.clone().oneshot(req).await.unwrap();
+                }
+            });
+        });
+        let expected = [
+            ("/pkg.Svc/Get", "14", 1),
+            ("/says-grpc", "200", 1),
+            ("/users/{id}", "200", 3),
+            ("/users/{id}", "404", 2),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(r, c, n)| (r.to_string(), c.to_string(), *n))
+            .collect();
+        assert_eq!(counts(&recorder), expected);
     }
 }

@@ -121,8 +121,8 @@ impl Adaptive {
             .fold((0, 0), |(r, a), b| (r + b.requests, a + b.accepts))
     }
 
-    fn add(&self, requests: u64, accepts: u64) {
-        let epoch = self.now() / self.bucket_nanos;
+    fn add(&self, now: u64, requests: u64, accepts: u64) {
+        let epoch = now / self.bucket_nanos;
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let len = buckets.len() as u64;
         let b = &mut buckets[(epoch % len) as usize];
@@ -183,18 +183,21 @@ impl Adaptive {
             return true;
         }
         if self.random() < ratio {
-            self.add(1, 0);
+            self.add(now, 1, 0);
             return false;
         }
         self.last_pass.store(now, Ordering::Relaxed);
         true
     }
 
-    /// Records the outcome of an allowed request.
-    pub(crate) fn record(&self, success: bool) {
-        self.add(1, u64::from(success));
+    /// Records the outcome of an allowed request, and returns the rejection probability
+    /// after it (one clock read for both).
+    pub(crate) fn record(&self, success: bool) -> f64 {
+        let now = self.now();
+        self.add(now, 1, u64::from(success));
         if !success {
             self.cached_epoch.store(0, Ordering::Release);
         }
+        self.ratio_at(now)
     }
 }

@@ -6,6 +6,14 @@ use crate::wire::grpc_status;
 pub trait Classify: Send + Sync + 'static {
     /// `true` when the response (status and headers) is a failure.
     fn is_failure(&self, status: StatusCode, headers: &HeaderMap) -> bool;
+
+    /// [`is_failure`](Self::is_failure) for the response of an HTTP route (an axum route
+    /// template, not a gRPC method), which the server breaker knows from the route:
+    /// [`DefaultClassifier`] does not look for a `grpc-status` there. By default the same
+    /// as `is_failure`.
+    fn is_http_failure(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        self.is_failure(status, headers)
+    }
 }
 
 /// HTTP 5xx, and the gRPC statuses that say the server (not the request) is in trouble:
@@ -15,6 +23,11 @@ pub trait Classify: Send + Sync + 'static {
 pub struct DefaultClassifier;
 
 impl Classify for DefaultClassifier {
+    #[inline]
+    fn is_http_failure(&self, status: StatusCode, _: &HeaderMap) -> bool {
+        status.is_server_error()
+    }
+
     fn is_failure(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         if status.is_server_error() {
             return true;
@@ -31,5 +44,21 @@ impl Classify for DefaultClassifier {
                     | Code::ResourceExhausted
             )
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grpc_status_fails_a_grpc_response_only() {
+        let mut unavailable = HeaderMap::new();
+        unavailable.insert(crate::wire::headers::GRPC_STATUS, "14".parse().unwrap());
+        let c = DefaultClassifier;
+        assert!(c.is_failure(StatusCode::OK, &unavailable));
+        assert!(!c.is_http_failure(StatusCode::OK, &unavailable));
+        assert!(c.is_http_failure(StatusCode::BAD_GATEWAY, &HeaderMap::new()));
+        assert!(!c.is_failure(StatusCode::NOT_FOUND, &HeaderMap::new()));
     }
 }

@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::{Breaker, Breakers};
 use crate::BoxError;
 use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
-use crate::wire::Completion;
+use crate::wire::{Completion, is_http_route};
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
 pub type BreakerLayer = AdmitLayer<Breakers>;
@@ -41,6 +41,16 @@ pub struct BreakerExempt;
 pub struct Ticket {
     breaker: Arc<Breaker>,
     breakers: Arc<Breakers>,
+    http: bool,
+}
+
+/// A route's breaker as [`BreakerLayer`] keeps it: none for a route in `skip` (or with the
+/// breakers off), and whether the route is an HTTP one, whose responses are classified
+/// without looking for a gRPC status ([`Classify::is_http_failure`](super::Classify::is_http_failure)).
+#[derive(Debug)]
+pub struct RouteBreaker {
+    breaker: Option<Arc<Breaker>>,
+    http: bool,
 }
 
 impl Completion for Ticket {
@@ -50,25 +60,37 @@ impl Completion for Ticket {
             self.breaker.record(true);
             return;
         }
-        let failed = self
-            .breakers
-            .classifier()
-            .is_failure(response.status(), response.headers());
+        let classify = self.breakers.classifier();
+        let (status, headers) = (response.status(), response.headers());
+        let failed = if self.http {
+            classify.is_http_failure(status, headers)
+        } else {
+            classify.is_failure(status, headers)
+        };
         self.breaker.record(!failed);
     }
 }
 
 impl Policy for Breakers {
     type Guard = Option<Ticket>;
+    type Route = RouteBreaker;
     const COUNTED_AS: Option<&'static str> = None;
+
+    fn route<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> RouteBreaker {
+        RouteBreaker {
+            breaker: self.get(route),
+            http: is_http_route(req),
+        }
+    }
 
     #[inline]
     fn admit<B>(
         self: &Arc<Self>,
-        route: &str,
-        _req: &Request<B>,
+        _: &str,
+        state: &RouteBreaker,
+        _: &Request<B>,
     ) -> Result<Option<Ticket>, Rejection> {
-        let Some(breaker) = self.get(route) else {
+        let Some(breaker) = &state.breaker else {
             return Ok(None);
         };
         if !breaker.allow() {
@@ -79,8 +101,9 @@ impl Policy for Breakers {
             ));
         }
         Ok(Some(Ticket {
-            breaker,
+            breaker: breaker.clone(),
             breakers: self.clone(),
+            http: state.http,
         }))
     }
 }

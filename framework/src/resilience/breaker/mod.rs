@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 pub use adaptive::AdaptiveConfig;
 pub use classify::{Classify, DefaultClassifier};
 pub use layer::{
-    BreakerExempt, BreakerLayer, BreakerService, ClientBreaker, ClientBreakerLayer, Ticket,
+    BreakerExempt, BreakerLayer, BreakerService, ClientBreaker, ClientBreakerLayer, RouteBreaker,
+    Ticket,
 };
 pub use state::BreakerState;
 pub use state_machine::{OpenPolicy, StateMachineConfig};
@@ -200,10 +201,7 @@ impl Breaker {
             self.meters.failure.increment(1);
         }
         match &self.kind {
-            Kind::Adaptive(a) => {
-                a.record(success);
-                self.meters.drop_ratio.set(a.drop_ratio());
-            }
+            Kind::Adaptive(a) => self.meters.drop_ratio.set(a.record(success)),
             Kind::StateMachine(m) => m.record(success),
         }
     }

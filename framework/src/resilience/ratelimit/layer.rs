@@ -21,10 +21,14 @@ impl AdmitLayer<RateLimits> {
 
 impl Policy for RateLimits {
     type Guard = ();
+    type Route = ();
     const COUNTED_AS: Option<&'static str> = Some("ratelimit");
 
     #[inline]
-    fn admit<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> Result<(), Rejection> {
+    fn route<B>(self: &Arc<Self>, _route: &str, _req: &Request<B>) {}
+
+    #[inline]
+    fn admit<B>(self: &Arc<Self>, route: &str, _: &(), req: &Request<B>) -> Result<(), Rejection> {
         self.check(route, req).map_err(limited)
     }
 }

@@ -20,10 +20,14 @@ impl AdmitLayer<Shedder> {
 
 impl Policy for Shedder {
     type Guard = Permit;
+    type Route = ();
     const COUNTED_AS: Option<&'static str> = Some("shed");
 
     #[inline]
-    fn admit<B>(self: &Arc<Self>, _route: &str, _req: &Request<B>) -> Result<Permit, Rejection> {
+    fn route<B>(self: &Arc<Self>, _route: &str, _req: &Request<B>) {}
+
+    #[inline]
+    fn admit<B>(self: &Arc<Self>, _: &str, _: &(), _: &Request<B>) -> Result<Permit, Rejection> {
         self.try_acquire().ok_or(Rejection::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "OVERLOADED",

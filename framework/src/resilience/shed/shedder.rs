@@ -96,7 +96,7 @@ impl Shedder {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Some(Permit {
             shedder: self.clone(),
-            start: Instant::now(),
+            start: now,
             failed: false,
         })
     }
@@ -111,16 +111,21 @@ impl Shedder {
         self.in_flight() as f64 > self.max_flight()
     }
 
-    fn complete(&self, rt: Option<Duration>) {
+    /// Records a request admitted at `start` (as [`now`](Self::now) read it) that completed;
+    /// `failed`: it does not count towards the capacity estimate.
+    fn complete(&self, start: u64, failed: bool) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         // Failures do not count as passes: they say nothing about capacity (go-zero's
         // promise.Fail()).
-        let Some(rt) = rt else { return };
-        let epoch = self.now() / self.bucket_nanos;
+        if failed {
+            return;
+        }
+        // One clock read gives both the response time and the bucket.
+        let now = self.now();
         self.window
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .add(epoch, nanos(rt));
+            .add(now / self.bucket_nanos, now.saturating_sub(start));
     }
 }
 
@@ -129,7 +134,8 @@ impl Shedder {
 #[derive(Debug)]
 pub struct Permit {
     shedder: Arc<Shedder>,
-    start: Instant,
+    /// When it was admitted, in nanoseconds since the shedder's start.
+    start: u64,
     failed: bool,
 }
 
@@ -150,8 +156,7 @@ impl Completion for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let rt = (!self.failed).then(|| self.start.elapsed());
-        self.shedder.complete(rt);
+        self.shedder.complete(self.start, self.failed);
     }
 }
 
