@@ -147,7 +147,10 @@ async fn grpc_status_counts_on_grpc_methods_only() {
     };
     let layer = BreakerLayer::new(Breakers::new(config, Arc::new(DefaultClassifier)).unwrap());
     let app = Router::new()
-        .route_service("/pkg.Svc/{*rest}", tower::service_fn(move |_| unavailable()))
+        .route_service(
+            "/pkg.Svc/{*rest}",
+            tower::service_fn(move |_| unavailable()),
+        )
         .route("/http", get(|| async { ([("grpc-status", "14")], "fine") }))
         .layer(layer.clone());
     for _ in 0..3 {

@@ -10,7 +10,7 @@ use crate::observe::metrics::MetricsLayer;
 use crate::observe::trace::TraceLayer;
 use crate::resilience::breaker::{BreakerLayer, Breakers, DefaultClassifier};
 use crate::resilience::deadline::DeadlineLayer;
-use crate::resilience::{CpuSource, admission_layer};
+use crate::resilience::{AdmitLayer, CpuSource, admission_layer};
 use crate::wire::Transport;
 
 /// Wraps a listener's router in the server stack the config asks for, as the app does for
@@ -210,8 +210,7 @@ pub(crate) fn build(
                 .layer(TraceLayer::new(config.log.access).sample_ratio(config.trace.sample_ratio))
                 .layer(MetricsLayer::new(transport))
                 .option_layer(auth)
-                .layer($admission.map_err(|e| invalid("admission", e))?)
-                .option_layer(breaker)
+                .layer($admission)
                 .layer(DeadlineLayer::new(config.timeout.clone()));
             // `with_state(())` turns every handler into a finished service now; a `Router<()>`
             // that skips it rebuilds each handler with its layers on every request (found
@@ -223,12 +222,16 @@ pub(crate) fn build(
     #[cfg(feature = "redis")]
     if let Some(redis) = &shared.redis {
         let namespace = format!("{}/{}", shared.service, transport.as_str());
-        return protect!(crate::resilience::redis_admission_layer(
-            &config.admission,
-            cpu,
-            redis,
-            &namespace
-        ));
+        let admission =
+            crate::resilience::redis_admission_layer(&config.admission, cpu, redis, &namespace)
+                .map_err(|e| invalid("admission", e))?;
+        return protect!(
+            tower::ServiceBuilder::new()
+                .layer(admission)
+                .option_layer(breaker)
+        );
     }
-    protect!(admission_layer(&config.admission, cpu))
+    // The admission policies and the breaker decide in one layer (see `Chain`).
+    let admission = admission_layer(&config.admission, cpu).map_err(|e| invalid("admission", e))?;
+    protect!(AdmitLayer::chain(Some(admission), breaker))
 }

@@ -99,6 +99,30 @@ impl<P: Policy> AdmitLayer<P> {
     pub fn policy(&self) -> &Arc<P> {
         &self.policy
     }
+
+    /// What `route`'s requests are decided and counted with, on its first request `req`.
+    pub(crate) fn resolve<B>(&self, route: &str, req: &Request<B>) -> Resolved<P::Route> {
+        Resolved {
+            pair: self.counters.as_ref().map(|c| c.pair(route)),
+            state: self.policy.route(route, req),
+        }
+    }
+
+    /// Asks the policy about `req` to `route` (resolved as `resolved`) and counts the
+    /// decision.
+    #[inline]
+    pub(crate) fn decide<B>(
+        &self,
+        route: &str,
+        resolved: &Resolved<P::Route>,
+        req: &Request<B>,
+    ) -> Result<P::Guard, Rejection> {
+        let decision = self.policy.admit(route, &resolved.state, req);
+        if let Some(pair) = &resolved.pair {
+            pair.record(decision.is_ok());
+        }
+        decision
+    }
 }
 
 impl<S, P: Policy> Layer<S> for AdmitLayer<P> {
@@ -107,8 +131,7 @@ impl<S, P: Policy> Layer<S> for AdmitLayer<P> {
     fn layer(&self, inner: S) -> Admit<S, P> {
         Admit {
             inner,
-            policy: self.policy.clone(),
-            counters: self.counters.clone(),
+            layer: self.clone(),
             route: FirstLabel::default(),
         }
     }
@@ -118,24 +141,32 @@ impl<S, P: Policy> Layer<S> for AdmitLayer<P> {
 #[derive(Debug)]
 pub struct Admit<S, P: Policy> {
     inner: S,
-    policy: Arc<P>,
-    counters: Option<Arc<DecisionCounters>>,
+    layer: AdmitLayer<P>,
     /// What this route's requests are decided and counted with, resolved on its first.
     route: FirstLabel<Resolved<P::Route>>,
 }
 
-/// A route's decision counters and the policy's state for it.
-struct Resolved<R> {
+/// A route's decision counters and a policy's [`Route`](Policy::Route) state for it, as
+/// an admission layer keeps them (a [`Chain`](super::Chain) keeps one per policy).
+pub struct Resolved<R> {
     pair: Option<Arc<Pair>>,
     state: R,
+}
+
+impl<R: std::fmt::Debug> std::fmt::Debug for Resolved<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("counted", &self.pair.is_some())
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 impl<S: Clone, P: Policy> Clone for Admit<S, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            policy: self.policy.clone(),
-            counters: self.counters.clone(),
+            layer: self.layer.clone(),
             route: self.route.clone(),
         }
     }
@@ -157,17 +188,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let route = route_label(&req);
-        let resolve = || Resolved {
-            pair: self.counters.as_ref().map(|c| c.pair(route)),
-            state: self.policy.route(route, &req),
-        };
-        let decision = self.route.with(route, resolve, |resolved| {
-            let decision = self.policy.admit(route, &resolved.state, &req);
-            if let Some(pair) = &resolved.pair {
-                pair.record(decision.is_ok());
-            }
-            decision
-        });
+        let layer = &self.layer;
+        let decision = self.route.with(
+            route,
+            || layer.resolve(route, &req),
+            |resolved| layer.decide(route, resolved, &req),
+        );
         match decision {
             Ok(guard) => GuardedFuture::admitted(self.inner.call(req), guard),
             Err(r) => GuardedFuture::rejected(reject(

@@ -10,6 +10,8 @@
 //! The app applies them outermost first in this order (in-flight limit, rate limits,
 //! shedding): shedding sits innermost so that its window measures handler work, not cheap
 //! rejections. Each is an [`AdmitLayer`] over a [`Policy`]; the server breaker is one too.
+//! [`admission_layer`] decides them in one layer (a [`Chain`] of policies), and the app
+//! chains the server breaker after them.
 //!
 //! | layer | HTTP | gRPC | when |
 //! | --- | --- | --- | --- |
@@ -30,6 +32,7 @@
 
 pub mod admit;
 pub mod breaker;
+mod chain;
 pub(crate) mod clock;
 mod config;
 mod counters;
@@ -40,6 +43,7 @@ pub mod retry;
 pub mod shed;
 
 pub use admit::{Admit, AdmitLayer, Policy, Rejection};
+pub use chain::Chain;
 pub use clock::TokioClock;
 pub use config::AdmissionConfig;
 pub use inflight::{InFlight, InFlightLimit, InFlightLimitLayer};
@@ -50,20 +54,30 @@ pub use shed::{CpuSource, Shed, ShedConfig, ShedLayer, Shedder};
 
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
 use tower::ServiceBuilder;
+#[cfg(feature = "redis")]
 use tower::layer::util::{Identity, Stack};
+#[cfg(feature = "redis")]
 use tower::util::Either;
 
 use crate::section::ValidationError;
 
-/// The admission layers `[admission]` asks for, as one layer: in-flight limit (outermost),
-/// rate limits (`R`), load shedding (innermost). Absent parts pass requests straight through.
-/// `R` is the local [`RateLimitLayer`] unless a rule keeps its buckets in Redis
-/// (`redis_admission_layer`, feature `redis`).
-pub type AdmissionLayer<R = Either<RateLimitLayer, Identity>> = ServiceBuilder<
+/// The admission policies `[admission]` asks for, decided in this order: in-flight limit,
+/// rate limits, load shedding. Absent ones admit every request.
+pub type Admission = Chain<InFlight, Chain<RateLimits, Shedder>>;
+
+/// The layer of the [`Admission`] policies: one service and one response future per
+/// request for all of them (see [`Chain`]).
+pub type AdmissionLayer = AdmitLayer<Admission>;
+
+/// [`redis_admission_layer`]'s layers: in-flight limit (outermost), the rate limits kept in
+/// Redis, load shedding (innermost). Absent parts pass requests straight through.
+#[cfg(feature = "redis")]
+pub type RedisAdmissionLayer = ServiceBuilder<
     Stack<
         Either<ShedLayer, Identity>,
-        Stack<R, Stack<Either<InFlightLimitLayer, Identity>, Identity>>,
+        Stack<RedisRateLimitLayer, Stack<Either<InFlightLimitLayer, Identity>, Identity>>,
     >,
 >;
 
@@ -88,10 +102,9 @@ pub fn admission_layer(
 ) -> Result<AdmissionLayer, ValidationError> {
     let limits = RateLimits::new(config.rate_limit.as_ref(), &config.routes)?;
     let rate_limit = (!limits.is_empty()).then(|| RateLimitLayer::new(limits));
-    Ok(admission(
-        config,
-        cpu,
-        tower::util::option_layer(rate_limit),
+    Ok(AdmitLayer::chain(
+        in_flight(config),
+        Some(AdmitLayer::chain(rate_limit, shed(config, cpu))),
     ))
 }
 
@@ -131,25 +144,22 @@ pub fn redis_admission_layer(
     cpu: Option<Arc<dyn CpuSource>>,
     redis: &crate::redis::Redis,
     namespace: &str,
-) -> Result<AdmissionLayer<RedisRateLimitLayer>, ValidationError> {
+) -> Result<RedisAdmissionLayer, ValidationError> {
     let limits =
         RedisRateLimits::new(config.rate_limit.as_ref(), &config.routes, redis, namespace)?;
-    Ok(admission(config, cpu, RedisRateLimitLayer::new(limits)))
+    Ok(ServiceBuilder::new()
+        .option_layer(in_flight(config))
+        .layer(RedisRateLimitLayer::new(limits))
+        .option_layer(shed(config, cpu)))
 }
 
-/// The admission stack around the rate-limit layer `rate_limit`.
-fn admission<R>(
-    config: &AdmissionConfig,
-    cpu: Option<Arc<dyn CpuSource>>,
-    rate_limit: R,
-) -> AdmissionLayer<R> {
-    let shed = cpu
-        .filter(|_| config.shed.enabled)
-        .map(|cpu| ShedLayer::new(Shedder::new(&config.shed, cpu)));
-    ServiceBuilder::new()
-        .option_layer(
-            (config.max_in_flight > 0).then(|| InFlightLimitLayer::new(config.max_in_flight)),
-        )
-        .layer(rate_limit)
-        .option_layer(shed)
+/// The in-flight limit `config` asks for (`max_in_flight = 0`: none).
+fn in_flight(config: &AdmissionConfig) -> Option<InFlightLimitLayer> {
+    (config.max_in_flight > 0).then(|| InFlightLimitLayer::new(config.max_in_flight))
+}
+
+/// Shedding on `cpu`, when `config.shed.enabled` and there is a CPU source.
+fn shed(config: &AdmissionConfig, cpu: Option<Arc<dyn CpuSource>>) -> Option<ShedLayer> {
+    cpu.filter(|_| config.shed.enabled)
+        .map(|cpu| ShedLayer::new(Shedder::new(&config.shed, cpu)))
 }

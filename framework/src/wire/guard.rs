@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use http::Response;
+use http::{Response, StatusCode};
 use pin_project::pin_project;
 
 /// The response future of the guarding layers (admission, breaker, metrics, deadline): the
@@ -46,9 +46,41 @@ impl<F, G> GuardedFuture<F, G> {
 pub trait Completion {
     /// Called with the response before the guard is dropped.
     fn completed(&mut self, _response: &Response<Body>) {}
+
+    /// Called instead of [`completed`](Self::completed), before the guard is dropped, when a
+    /// policy after this guard's in the same admission layer (a
+    /// [`Chain`](crate::resilience::Chain)) turned the request away with `status`: what
+    /// `completed` would have seen had the policies been layers of their own.
+    fn rejected(&mut self, _status: StatusCode) {}
 }
 
 impl Completion for () {}
+
+impl<T: Completion> Completion for Option<T> {
+    fn completed(&mut self, response: &Response<Body>) {
+        if let Some(t) = self {
+            t.completed(response);
+        }
+    }
+
+    fn rejected(&mut self, status: StatusCode) {
+        if let Some(t) = self {
+            t.rejected(status);
+        }
+    }
+}
+
+impl<A: Completion, B: Completion> Completion for (A, B) {
+    fn completed(&mut self, response: &Response<Body>) {
+        self.0.completed(response);
+        self.1.completed(response);
+    }
+
+    fn rejected(&mut self, status: StatusCode) {
+        self.0.rejected(status);
+        self.1.rejected(status);
+    }
+}
 
 impl<F, G, E> Future for GuardedFuture<F, G>
 where

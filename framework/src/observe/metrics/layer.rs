@@ -262,16 +262,21 @@ mod tests {
         Router::new()
             .route(
                 "/users/{id}",
-                get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
-                    if id == "missing" {
-                        StatusCode::NOT_FOUND
-                    } else {
-                        StatusCode::OK
-                    }
-                }),
+                get(
+                    |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                        if id == "missing" {
+                            StatusCode::NOT_FOUND
+                        } else {
+                            StatusCode::OK
+                        }
+                    },
+                ),
             )
             // An HTTP route whose response happens to carry the header: counted by its status.
-            .route("/says-grpc", get(|| async { ([("grpc-status", "14")], "") }))
+            .route(
+                "/says-grpc",
+                get(|| async { ([("grpc-status", "14")], "") }),
+            )
             .route_service("/pkg.Svc/{*rest}", grpc)
             .layer(MetricsLayer::new(Transport::Http))
     }

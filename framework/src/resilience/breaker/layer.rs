@@ -69,6 +69,14 @@ impl Completion for Ticket {
         };
         self.breaker.record(!failed);
     }
+
+    fn rejected(&mut self, status: StatusCode) {
+        let failed = self
+            .breakers
+            .classifier()
+            .is_http_failure(status, &http::HeaderMap::new());
+        self.breaker.record(!failed);
+    }
 }
 
 impl Policy for Breakers {
@@ -105,14 +113,6 @@ impl Policy for Breakers {
             breakers: self.clone(),
             http: state.http,
         }))
-    }
-}
-
-impl<T: Completion> Completion for Option<T> {
-    fn completed(&mut self, response: &Response<Body>) {
-        if let Some(t) = self {
-            t.completed(response);
-        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
-use http::Response;
+use http::{Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::wire::Completion;
@@ -148,7 +148,11 @@ impl Permit {
 
 impl Completion for Permit {
     fn completed(&mut self, response: &Response<Body>) {
-        if response.status().is_server_error() {
+        self.rejected(response.status());
+    }
+
+    fn rejected(&mut self, status: StatusCode) {
+        if status.is_server_error() {
             self.fail();
         }
     }
