@@ -12,7 +12,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Deadline, TimeoutConfig, grpc_timeout};
-use crate::wire::GuardedFuture;
 use crate::wire::RouteLabel;
 use crate::wire::headers::GRPC_TIMEOUT;
 use crate::wire::is_grpc;
@@ -58,7 +57,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = GuardedFuture<DeadlineFuture<S::Future>>;
+    type Future = DeadlineFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -72,13 +71,22 @@ where
             Some(v) => match grpc_timeout::parse(v.as_bytes()) {
                 Ok(t) => Some(t),
                 Err(_) => {
-                    return GuardedFuture::rejected(reject(
+                    let response = reject(
                         grpc,
                         StatusCode::BAD_REQUEST,
                         "INVALID_TIMEOUT",
                         "malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u, n)",
                         None,
-                    ));
+                    );
+                    return DeadlineFuture {
+                        inner: Inner::Rejected {
+                            response: Some(response),
+                        },
+                        at: None,
+                        sleep: None,
+                        grpc,
+                        route: None,
+                    };
                 }
             },
         };
@@ -95,14 +103,15 @@ where
         };
         // Kept (a reference-count increment) to label a timeout.
         let route = deadline.map(|_| RouteLabel::of(&req));
-        let future = match deadline {
+        match deadline {
             // The deadline is the task's (no request extension), from the inner layers'
             // `call` on.
             Some(d) => DeadlineFuture {
                 inner: Inner::Scoped {
                     future: d.scope(d.sync_scope(|| self.inner.call(req))),
                 },
-                sleep: Some(tokio::time::sleep_until(d.instant())),
+                at: Some(d),
+                sleep: None,
                 grpc,
                 route,
             },
@@ -110,12 +119,12 @@ where
                 inner: Inner::Plain {
                     future: self.inner.call(req),
                 },
+                at: None,
                 sleep: None,
                 grpc,
                 route,
             },
-        };
-        GuardedFuture::admitted(future, ())
+        }
     }
 }
 
@@ -129,6 +138,9 @@ enum Inner<F: Future> {
         #[pin]
         future: F,
     },
+    /// Refused before reaching the inner service (a malformed `grpc-timeout`); the
+    /// response is taken on the first poll.
+    Rejected { response: Option<Response<Body>> },
 }
 
 /// The response future of [`DeadlineService`].
@@ -136,6 +148,10 @@ enum Inner<F: Future> {
 pub struct DeadlineFuture<F: Future> {
     #[pin]
     inner: Inner<F>,
+    /// The deadline, if the request has one.
+    at: Option<Deadline>,
+    /// Its timer, set up the first time the inner future is not ready: a request answered
+    /// in its first poll never makes one.
     #[pin]
     sleep: Option<Sleep>,
     grpc: bool,
@@ -149,13 +165,23 @@ where
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let polled = match this.inner.project() {
             InnerProj::Scoped { future } => future.poll(cx),
             InnerProj::Plain { future } => future.poll(cx),
+            InnerProj::Rejected { response } => match response.take() {
+                Some(response) => return Poll::Ready(Ok(response)),
+                None => panic!("DeadlineFuture polled after completion"),
+            },
         };
         if let Poll::Ready(out) = polled {
             return Poll::Ready(out);
+        }
+        if this.sleep.as_mut().as_pin_mut().is_none() {
+            let Some(at) = this.at else {
+                return Poll::Pending;
+            };
+            this.sleep.set(Some(tokio::time::sleep_until(at.instant())));
         }
         if let Some(sleep) = this.sleep.as_pin_mut()
             && sleep.poll(cx).is_ready()
