@@ -122,10 +122,11 @@ async fn state_machine_breaker_opens_half_opens_and_closes() {
     assert_eq!(call(&app, "/dep").await, StatusCode::OK);
 }
 
-/// A gRPC `UNAVAILABLE` fails a gRPC method's breaker; the same header on an HTTP route's
-/// `200` does not (the server breaker classifies HTTP routes by status alone).
+/// A gRPC `UNAVAILABLE` fails a gRPC method's breaker, and an HTTP route's when the response
+/// is gRPC (content type); the same header on a plain HTTP `200` does not (the server
+/// breaker classifies plain HTTP responses of HTTP routes by status alone).
 #[tokio::test]
-async fn grpc_status_counts_on_grpc_methods_only() {
+async fn grpc_status_counts_on_grpc_responses_only() {
     let unavailable = || async {
         let response = Response::builder()
             .header("content-type", "application/grpc")
@@ -151,14 +152,21 @@ async fn grpc_status_counts_on_grpc_methods_only() {
             "/pkg.Svc/{*rest}",
             tower::service_fn(move |_| unavailable()),
         )
+        .route_service("/proxy/{name}", tower::service_fn(move |_| unavailable()))
         .route("/http", get(|| async { ([("grpc-status", "14")], "fine") }))
         .layer(layer.clone());
     for _ in 0..3 {
         call(&app, "/pkg.Svc/Get").await;
+        call(&app, "/proxy/x").await;
         assert_eq!(call(&app, "/http").await, StatusCode::OK);
     }
     let state = |name: &str| layer.breakers().get(name).unwrap().state().as_str();
     assert_eq!(state("/pkg.Svc/Get"), "open");
+    assert_eq!(
+        state("/proxy/{name}"),
+        "open",
+        "a gRPC response on an HTTP route"
+    );
     assert_eq!(state("/http"), "closed");
 }
 

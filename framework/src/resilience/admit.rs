@@ -30,10 +30,11 @@ pub trait Policy: Send + Sync + 'static {
     /// (the breaker reports through its own metrics).
     const COUNTED_AS: Option<&'static str>;
 
-    /// Resolves [`Route`](Self::Route) for `route`, on the first request the layer's service
-    /// sees for it (and for each new gRPC method of a mounted service). `req` is that first
-    /// request, for what its route is (an HTTP template or a gRPC method), never for
-    /// anything particular to it.
+    /// Resolves [`Route`](Self::Route) for `route`. The layer's service for one route keeps
+    /// what it resolved for the first label it saw and asks again for any other label (the
+    /// methods of a mounted gRPC service but its first): keep it cheap and idempotent.
+    /// `req` is the request that asked, for what its route is (an HTTP template or a gRPC
+    /// method), never for anything particular to it.
     fn route<B>(self: &Arc<Self>, route: &str, req: &Request<B>) -> Self::Route;
 
     /// Admits the request to `route` (resolved as `state`) with a guard, or rejects it.

@@ -15,9 +15,9 @@ use crate::wire::Completion;
 /// more): each level moves the inner future once more while the request's future is built.
 /// The app applies its admission policies and the server breaker as one chain.
 ///
-/// When `B` turns a request away, `A`'s guard is told the status
-/// ([`Completion::rejected`]) before it is dropped, as it would have seen the rejection as
-/// an outer layer.
+/// When `B` turns a request away, `A`'s guard is told the rejection's HTTP status
+/// ([`Completion::rejected`]) before it is dropped: the shedder does not count it as
+/// served, the breaker counts a 5xx as a failure.
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -171,11 +171,16 @@ mod tests {
     }
 
     async fn serve(layer: AdmitLayer<Chain<Probe, Probe>>, times: usize) -> Vec<StatusCode> {
-        // Finished once, as the app does: each route's service (and its cache) is kept.
-        let app = Router::new()
-            .route("/r/{id}", get(|| async { "ok" }))
-            .layer(layer)
-            .with_state(());
+        run(router().layer(layer).with_state(()), times).await
+    }
+
+    /// The one route every test serves; finish it with `.layer(…).with_state(())`, as the
+    /// app does: each route's service (and its cache) is kept.
+    fn router() -> Router {
+        Router::new().route("/r/{id}", get(|| async { "ok" }))
+    }
+
+    async fn run(app: Router, times: usize) -> Vec<StatusCode> {
         let mut statuses = Vec::new();
         for i in 0..times {
             let req = Request::get(format!("/r/{i}")).body(Body::empty()).unwrap();
@@ -228,6 +233,29 @@ mod tests {
         assert_eq!(serve(layer, 1).await, [StatusCode::TOO_MANY_REQUESTS]);
         let log = taken(&log);
         assert_eq!(log[2..], ["a asked"], "b is not asked: {log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_rejection_at_the_end_of_nested_chains_is_told_to_every_guard_before() {
+        let log = Log::default();
+        let inner = AdmitLayer::chain(probe("a", false, &log), probe("b", false, &log));
+        let layer = AdmitLayer::chain(Some(inner), probe("c", true, &log));
+        let app = router().layer(layer).with_state(());
+        assert_eq!(run(app, 1).await, [StatusCode::TOO_MANY_REQUESTS]);
+        let log = taken(&log);
+        assert_eq!(
+            log[3..],
+            [
+                "a asked",
+                "b asked",
+                "c asked",
+                "a rejected 429",
+                "b rejected 429",
+                "a dropped",
+                "b dropped",
+            ],
+            "{log:?}"
+        );
     }
 
     #[tokio::test]

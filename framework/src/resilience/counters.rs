@@ -48,8 +48,8 @@ impl DecisionCounters {
         }
     }
 
-    /// Counts one decision for `route`; `cache` is the calling service instance's slot.
-    /// The counters of `route`, to count a decision made later (an asynchronous one).
+    /// The counters of `route`, to count a decision made later (an asynchronous one);
+    /// `cache` is the calling service instance's slot.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn pair_for(&self, cache: &FirstLabel<Arc<Pair>>, route: &str) -> Arc<Pair> {
         cache.get_or(route, || self.pair(route))

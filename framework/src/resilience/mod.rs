@@ -7,11 +7,11 @@
 //! speak the caller's protocol: a gRPC request (content-type `application/grpc…`) gets a
 //! trailers-only gRPC status, anything else a plain HTTP status.
 //!
-//! The app applies them outermost first in this order (in-flight limit, rate limits,
-//! shedding): shedding sits innermost so that its window measures handler work, not cheap
-//! rejections. Each is an [`AdmitLayer`] over a [`Policy`]; the server breaker is one too.
-//! [`admission_layer`] decides them in one layer (a [`Chain`] of policies), and the app
-//! chains the server breaker after them.
+//! The app decides them first to last in this order (in-flight limit, rate limits,
+//! shedding), then the server breaker: shedding comes last of the three so that its window
+//! measures handler work, not cheap rejections. Each is a [`Policy`], usable alone as an
+//! [`AdmitLayer`]; [`admission_layer`] decides the three in one layer (a [`Chain`]), and
+//! the app chains the server breaker after them.
 //!
 //! | layer | HTTP | gRPC | when |
 //! | --- | --- | --- | --- |
@@ -82,9 +82,9 @@ pub type RedisAdmissionLayer = ServiceBuilder<
 >;
 
 /// Builds the [`AdmissionLayer`] for one listener. Shedding reads `cpu` (when
-/// `config.shed.enabled`; `None` disables shedding). Apply it with a single
-/// `Router::layer` call: axum boxes every layer it applies, so one stacked layer costs one
-/// box per request instead of three.
+/// `config.shed.enabled`; `None` disables shedding). Apply it in the same
+/// `Router::layer` call as your other layers (a `ServiceBuilder`): axum boxes each layer it
+/// applies, one box per request per call.
 ///
 /// ```
 /// use truss::resilience::{AdmissionConfig, admission_layer, shed::SystemCpu};

@@ -6,7 +6,7 @@ use axum::body::Body;
 use http::{Response, StatusCode};
 use pin_project::pin_project;
 
-/// The response future of the guarding layers (admission, breaker, metrics, deadline): the
+/// The response future of the guarding layers (admission with the breaker, metrics): the
 /// inner service's future holding `G`, a guard released when the request completes or is
 /// dropped, or a ready rejection.
 #[pin_project(project = Proj)]
@@ -49,8 +49,9 @@ pub trait Completion {
 
     /// Called instead of [`completed`](Self::completed), before the guard is dropped, when a
     /// policy after this guard's in the same admission layer (a
-    /// [`Chain`](crate::resilience::Chain)) turned the request away with `status`: what
-    /// `completed` would have seen had the policies been layers of their own.
+    /// [`Chain`](crate::resilience::Chain)) turned the request away with the HTTP `status`
+    /// of its rejection (503, 429…), also for a gRPC caller, whose response says 200 and
+    /// the gRPC code.
     fn rejected(&mut self, _status: StatusCode) {}
 }
 

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::labels::{BoundedMap, FirstLabel};
 use crate::wire::{Completion, GuardedFuture};
-use crate::wire::{Transport, grpc_status, is_http_route, route_label};
+use crate::wire::{Transport, grpc_status, is_grpc, is_http_route, route_label};
 
 /// Counts and times every request of one listener (rejections by inner layers included).
 /// Clones share state.
@@ -36,7 +36,8 @@ struct Shared {
 
 struct RouteMeters {
     transport: Transport,
-    /// Whether responses may carry a `grpc-status`: not for an HTTP route's.
+    /// Whether every response may carry a `grpc-status`: not an HTTP route's, whose
+    /// responses are read for one only when their content type is gRPC.
     grpc: bool,
     route: String,
     duration: Histogram,
@@ -164,7 +165,10 @@ pub struct Observation {
 
 impl Completion for Observation {
     fn completed(&mut self, response: &Response<Body>) {
-        let grpc = self.meters.grpc.then(|| grpc_status(response.headers()));
+        // On an HTTP route, only a response that says it is gRPC (a gRPC-framed caller
+        // answered in gRPC form by a layer inside) has a `grpc-status` worth reading.
+        let headers = response.headers();
+        let grpc = (self.meters.grpc || is_grpc(headers)).then(|| grpc_status(headers));
         let code = match grpc.flatten() {
             Some(code) => code as u16,
             None if self.meters.transport == Transport::Grpc && response.status().is_success() => 0,
@@ -277,7 +281,9 @@ mod tests {
                 "/says-grpc",
                 get(|| async { ([("grpc-status", "14")], "") }),
             )
-            .route_service("/pkg.Svc/{*rest}", grpc)
+            .route_service("/pkg.Svc/{*rest}", grpc.clone())
+            // An HTTP route answering in gRPC (a proxy, a layer answering a gRPC caller).
+            .route_service("/proxy/{name}", grpc)
             .layer(MetricsLayer::new(Transport::Http))
     }
 
@@ -298,6 +304,7 @@ mod tests {
                     "/users/3",
                     "/says-grpc",
                     "/pkg.Svc/Get",
+                    "/proxy/x",
                 ] {
                     let req = Request::get(path).body(Body::empty()).unwrap();
                     app.clone().oneshot(req).await.unwrap();
@@ -306,6 +313,7 @@ mod tests {
         });
         let expected = [
             ("/pkg.Svc/Get", "14", 1),
+            ("/proxy/{name}", "14", 1),
             ("/says-grpc", "200", 1),
             ("/users/{id}", "200", 3),
             ("/users/{id}", "404", 2),

@@ -7,10 +7,10 @@ pub trait Classify: Send + Sync + 'static {
     /// `true` when the response (status and headers) is a failure.
     fn is_failure(&self, status: StatusCode, headers: &HeaderMap) -> bool;
 
-    /// [`is_failure`](Self::is_failure) for the response of an HTTP route (an axum route
-    /// template, not a gRPC method), which the server breaker knows from the route:
-    /// [`DefaultClassifier`] does not look for a `grpc-status` there. By default the same
-    /// as `is_failure`.
+    /// [`is_failure`](Self::is_failure) for a plain HTTP response of an HTTP route (an axum
+    /// route template, not a gRPC method, and a content type other than gRPC), which the
+    /// server breaker knows from the route and the response: [`DefaultClassifier`] does not
+    /// look for a `grpc-status` there. By default the same as `is_failure`.
     fn is_http_failure(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         self.is_failure(status, headers)
     }

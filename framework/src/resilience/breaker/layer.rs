@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::{Breaker, Breakers};
 use crate::BoxError;
 use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
-use crate::wire::{Completion, is_http_route};
+use crate::wire::{Completion, is_grpc, is_http_route};
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
 pub type BreakerLayer = AdmitLayer<Breakers>;
@@ -45,8 +45,9 @@ pub struct Ticket {
 }
 
 /// A route's breaker as [`BreakerLayer`] keeps it: none for a route in `skip` (or with the
-/// breakers off), and whether the route is an HTTP one, whose responses are classified
-/// without looking for a gRPC status ([`Classify::is_http_failure`](super::Classify::is_http_failure)).
+/// breakers off), and whether the route is an HTTP one, whose responses (unless their
+/// content type is gRPC) are classified without looking for a gRPC status
+/// ([`Classify::is_http_failure`](super::Classify::is_http_failure)).
 #[derive(Debug)]
 pub struct RouteBreaker {
     breaker: Option<Arc<Breaker>>,
@@ -62,7 +63,9 @@ impl Completion for Ticket {
         }
         let classify = self.breakers.classifier();
         let (status, headers) = (response.status(), response.headers());
-        let failed = if self.http {
+        // An HTTP route's response is HTTP unless it says it is gRPC (a gRPC-framed caller
+        // answered in gRPC form by a layer inside, a proxied gRPC call).
+        let failed = if self.http && !is_grpc(headers) {
             classify.is_http_failure(status, headers)
         } else {
             classify.is_failure(status, headers)

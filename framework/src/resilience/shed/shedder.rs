@@ -192,6 +192,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_permit_told_of_a_later_5xx_rejection_is_not_a_pass() {
+        let shedder = Shedder::new(&config(), SystemCpu::manual(0.0));
+        let mut permit = shedder.try_acquire().expect("admitted");
+        permit.rejected(StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        drop(permit);
+        // Past the bucket: the estimate reads finished buckets only.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        // No history yet: a slow (1 s) service is assumed, 1 × 10 buckets/s × 1 s.
+        assert_eq!(shedder.max_flight(), 10.0, "no pass recorded: {shedder:?}");
+        assert_eq!(shedder.in_flight(), 0);
+
+        let mut permit = shedder.try_acquire().expect("admitted");
+        permit.rejected(StatusCode::TOO_MANY_REQUESTS);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        drop(permit);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        // One pass of 10 ms in a 100 ms bucket: 1 × 10 buckets/s × 0.01 s.
+        assert!((shedder.max_flight() - 0.1).abs() < 1e-9, "{shedder:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn admits_everything_below_the_cpu_threshold() {
         let cpu = SystemCpu::manual(0.79);
         let shedder = Shedder::new(&config(), cpu);
