@@ -281,7 +281,7 @@ mod tests {
                 "/says-grpc",
                 get(|| async { ([("grpc-status", "14")], "") }),
             )
-            .route_service("/pkg.Svc/{*rest}", grpc.clone())
+            .route_service("/pkg.Svc/{*rest}", grpc)
             // An HTTP route answering in gRPC (a proxy, a layer answering a gRPC caller).
             .route_service("/proxy/{name}", grpc)
             .layer(MetricsLayer::new(Transport::Http))
