@@ -41,6 +41,14 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// Whether a response may carry a `grpc-status` worth reading: any response of a route that
+/// is not an HTTP one, and on an HTTP route one whose content type says gRPC (a gRPC caller
+/// answered in gRPC form by a layer, a proxied call).
+#[inline]
+pub(crate) fn is_grpc_response(http_route: bool, headers: &HeaderMap) -> bool {
+    !http_route || is_grpc(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

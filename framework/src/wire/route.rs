@@ -10,7 +10,8 @@ pub fn route_label<B>(req: &Request<B>) -> &str {
 }
 
 /// Whether `req` matched an HTTP route (an axum template, not a gRPC service's mount): its
-/// responses carry no `grpc-status` worth looking for.
+/// responses are plain HTTP unless their content type says gRPC (see
+/// [`is_grpc_response`](super::headers::is_grpc_response)).
 pub(crate) fn is_http_route<B>(req: &Request<B>) -> bool {
     req.extensions()
         .get::<MatchedPath>()

@@ -10,8 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::labels::{BoundedMap, FirstLabel};
+use crate::wire::headers::is_grpc_response;
 use crate::wire::{Completion, GuardedFuture};
-use crate::wire::{Transport, grpc_status, is_grpc, is_http_route, route_label};
+use crate::wire::{Transport, grpc_status, is_http_route, route_label};
 
 /// Counts and times every request of one listener (rejections by inner layers included).
 /// Clones share state.
@@ -36,9 +37,9 @@ struct Shared {
 
 struct RouteMeters {
     transport: Transport,
-    /// Whether every response may carry a `grpc-status`: not an HTTP route's, whose
-    /// responses are read for one only when their content type is gRPC.
-    grpc: bool,
+    /// Whether these are an HTTP route's meters, whose responses are read for a
+    /// `grpc-status` only when their content type is gRPC (see `is_grpc_response`).
+    http: bool,
     route: String,
     duration: Histogram,
     /// The first code counted, the one a route answers nearly always: counted without a
@@ -50,17 +51,11 @@ struct RouteMeters {
 impl RouteMeters {
     #[inline]
     fn count(&self, code: u16) {
-        match self.first.get() {
-            Some((first, counter)) if *first == code => counter.increment(1),
-            Some(_) => self.count_other(code),
-            None => {
-                let made = self.first.get_or_init(|| (code, self.counter(code)));
-                if made.0 == code {
-                    made.1.increment(1);
-                } else {
-                    self.count_other(code);
-                }
-            }
+        let (first, counter) = self.first.get_or_init(|| (code, self.counter(code)));
+        if *first == code {
+            counter.increment(1);
+        } else {
+            self.count_other(code);
         }
     }
 
@@ -119,7 +114,7 @@ impl MetricsLayer {
             Arc::new(RouteMeters {
                 transport,
                 // `other` is shared by labels past the bound, gRPC methods among them.
-                grpc: transport == Transport::Grpc || !http || label == "other",
+                http: http && transport != Transport::Grpc && label != "other",
                 route: label.to_owned(),
                 duration: metrics::histogram!(
                     "truss_server_request_duration_seconds",
@@ -165,10 +160,8 @@ pub struct Observation {
 
 impl Completion for Observation {
     fn completed(&mut self, response: &Response<Body>) {
-        // On an HTTP route, only a response that says it is gRPC (a gRPC-framed caller
-        // answered in gRPC form by a layer inside) has a `grpc-status` worth reading.
         let headers = response.headers();
-        let grpc = (self.meters.grpc || is_grpc(headers)).then(|| grpc_status(headers));
+        let grpc = is_grpc_response(self.meters.http, headers).then(|| grpc_status(headers));
         let code = match grpc.flatten() {
             Some(code) => code as u16,
             None if self.meters.transport == Transport::Grpc && response.status().is_success() => 0,

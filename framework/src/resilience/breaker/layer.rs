@@ -12,7 +12,8 @@ use tower_service::Service;
 use super::{Breaker, Breakers};
 use crate::BoxError;
 use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
-use crate::wire::{Completion, is_grpc, is_http_route};
+use crate::wire::headers::is_grpc_response;
+use crate::wire::{Completion, is_http_route};
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
 pub type BreakerLayer = AdmitLayer<Breakers>;
@@ -63,12 +64,10 @@ impl Completion for Ticket {
         }
         let classify = self.breakers.classifier();
         let (status, headers) = (response.status(), response.headers());
-        // An HTTP route's response is HTTP unless it says it is gRPC (a gRPC-framed caller
-        // answered in gRPC form by a layer inside, a proxied gRPC call).
-        let failed = if self.http && !is_grpc(headers) {
-            classify.is_http_failure(status, headers)
-        } else {
+        let failed = if is_grpc_response(self.http, headers) {
             classify.is_failure(status, headers)
+        } else {
+            classify.is_http_failure(status, headers)
         };
         self.breaker.record(!failed);
     }
