@@ -76,6 +76,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 mod labels;
+mod local;
 pub mod observe;
 pub mod openapi;
 pub mod queue;

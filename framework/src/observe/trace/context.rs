@@ -2,9 +2,7 @@ use std::fmt;
 
 use http::HeaderValue;
 
-tokio::task_local! {
-    pub(super) static CURRENT: TraceContext;
-}
+use super::current::{Current, TraceScope};
 
 /// A 16-byte trace id (never all zero).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,16 +124,13 @@ impl TraceContext {
 
     /// The context of the request this task is serving, if any.
     pub fn current() -> Option<TraceContext> {
-        CURRENT.try_with(Clone::clone).ok()
+        super::current::get()
     }
 
     /// Runs `fut` with this context as [`current`](Self::current): how work that is not a
     /// request (a message, say) carries its trace.
-    pub fn scope<F: std::future::Future>(
-        self,
-        fut: F,
-    ) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
-        CURRENT.scope(self, fut)
+    pub fn scope<F: std::future::Future>(self, fut: F) -> TraceScope<F> {
+        TraceScope::new(Current::new(self), fut)
     }
 
     /// The trace id as 32 lowercase hex digits.

@@ -7,13 +7,13 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{HeaderValue, Method, Request, Response};
 use pin_project::{pin_project, pinned_drop};
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
-use super::context::{CURRENT, TraceContext};
+use super::context::TraceContext;
+use super::current::{Current, TraceScope};
 use crate::observe::log::Digits;
 use crate::wire::RouteLabel;
 use crate::wire::headers::{GRPC_STATUS, TRACEPARENT, TRACESTATE, X_TRACE_ID};
@@ -86,34 +86,59 @@ where
                 TraceContext::from_traceparent(tp.as_bytes(), state)
             })
             .unwrap_or_else(|| TraceContext::new_root_sampled(self.sample_ratio));
-        // The ids as hex once, for the span and the response header. Fields are `&str`:
-        // truss's formatter writes them as they are, where `%` would cost a `fmt` call each
-        // (about 150 instructions); a formatter of `tracing-subscriber`'s own quotes them.
-        // (The span's values are evaluated only when the span is enabled.)
         let trace_id = Hex::of(&ctx.trace_id.0);
-        let span = tracing::info_span!(
-            "request",
-            trace_id = trace_id.as_str(),
-            span_id = Hex::of(&ctx.span_id.0).as_str(),
-            method = req.method().as_str(),
-            route = route_label(&req),
-            subject = tracing::field::Empty,
-        );
+        let span = request_span(&req, &ctx, &trace_id);
         #[cfg(feature = "otlp")]
         crate::observe::otel::link(&span, &ctx);
         let header = HeaderValue::from_bytes(trace_id.as_bytes()).ok();
-        let access = self.access_log.then(|| Access::of(&req));
+        let access = (self.access_log && writes_access_lines()).then(|| Access::of(&req));
         // The context is the task's (not a request extension: one map insert, and often a
         // map growth, less per request); inner layers see it already while building their
         // futures.
-        let inner = CURRENT.sync_scope(ctx.clone(), || self.inner.call(req));
+        let mut current = Current::new(ctx);
+        let inner = current.enter(|| self.inner.call(req));
         TraceFuture {
-            inner: Some(CURRENT.scope(ctx, inner)),
+            inner: TraceScope::new(current, inner),
             span,
             header,
             access,
         }
     }
+}
+
+/// The request's span, carrying its ids, method and route.
+///
+/// The ids are hex once, shared with the response header. Fields are `&str`: truss's
+/// formatter writes them as they are, where `%` would cost a `fmt` call each (about 150
+/// instructions); a formatter of `tracing-subscriber`'s own quotes them. The values are
+/// evaluated only when the span is enabled.
+fn request_span<B>(req: &Request<B>, ctx: &TraceContext, trace_id: &Hex<16>) -> Span {
+    if !tracing::dispatcher::has_been_set() && !log_takes_info() {
+        // Nothing could see it: `tracing`'s `log` fallback (which sqlx turns on) would
+        // still evaluate its fields, for about 250 instructions.
+        return Span::none();
+    }
+    tracing::info_span!(
+        "request",
+        trace_id = trace_id.as_str(),
+        span_id = Hex::of(&ctx.span_id.0).as_str(),
+        method = req.method().as_str(),
+        route = route_label(req),
+        subject = tracing::field::Empty,
+    )
+}
+
+/// Whether an access line may be written: always once a `tracing` subscriber has been set
+/// (asking it per request would cost as much as collecting), and while none has, only when
+/// the `log` crate's logger takes `INFO` (where `tracing`'s `log` fallback sends the line).
+/// When not, nothing is collected for it: no route label, peer or clock read.
+fn writes_access_lines() -> bool {
+    tracing::dispatcher::has_been_set() || log_takes_info()
+}
+
+/// Whether the `log` crate's logger takes `INFO` records.
+fn log_takes_info() -> bool {
+    log::max_level() >= log::LevelFilter::Info
 }
 
 /// What the access line needs from the request, kept while it is served.
@@ -137,25 +162,30 @@ impl Access {
         }
     }
 
-    /// Writes the line for `response`, in `span`.
+    /// Writes the line for `response`, in `span`. (The fields are evaluated only when the
+    /// line is written.)
     fn log(&self, span: &Span, response: &Response<Body>) {
-        let grpc_status = response
-            .headers()
-            .get(GRPC_STATUS)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         tracing::info!(
             target: "truss::access",
             parent: span,
             method = self.method.as_str(),
             route = self.route.as_str(),
             status = response.status().as_u16(),
-            grpc_status,
+            grpc_status = grpc_status(response),
             duration_us = self.start.elapsed().as_micros() as u64,
             peer = Peer::of(self.peer).as_str(),
             "access"
         );
     }
+}
+
+/// The response's `grpc-status`, empty when it has none.
+fn grpc_status(response: &Response<Body>) -> &str {
+    response
+        .headers()
+        .get(GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// The caller's address as text on the stack, `-` when the server did not record one (a
@@ -219,10 +249,10 @@ impl Peer {
 /// request's span and with its trace context as the task's.
 #[pin_project(PinnedDrop)]
 pub struct TraceFuture<F: Future> {
-    /// `None` once it has completed (dropped in `poll`, inside the span) or once this future
-    /// is dropped (see the `PinnedDrop` impl).
+    /// Drops the inner future as soon as it completes (in `poll`, inside the span), or,
+    /// when cut short, in the `PinnedDrop` impl.
     #[pin]
-    inner: Option<TaskLocalFuture<TraceContext, F>>,
+    inner: TraceScope<F>,
     span: Span,
     header: Option<HeaderValue>,
     access: Option<Access>,
@@ -235,17 +265,12 @@ where
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            panic!("TraceFuture polled after completion");
-        };
+        let this = self.project();
         let mut out = {
             let _entered = this.span.enter();
-            let out = std::task::ready!(inner.poll(cx));
-            // What is left of it (the task-local scope and its context) is dropped now,
-            // while the span is entered: `drop` need not enter the span a second time.
-            this.inner.set(None);
-            out
+            // A completed inner future is dropped in there, while the span is entered:
+            // `drop` need not enter the span a second time.
+            std::task::ready!(this.inner.poll(cx))
         };
         if let Ok(response) = &mut out {
             if let Some(id) = this.header.take() {
@@ -265,10 +290,10 @@ where
 #[pinned_drop]
 impl<F: Future> PinnedDrop for TraceFuture<F> {
     fn drop(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        if this.inner.is_some() {
+        let this = self.project();
+        if this.inner.is_running() {
             let _entered = this.span.enter();
-            this.inner.set(None);
+            this.inner.cancel();
         }
     }
 }

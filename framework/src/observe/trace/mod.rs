@@ -19,7 +19,9 @@
 //! ```
 
 mod context;
+mod current;
 mod layer;
 
 pub use context::{SpanId, TraceContext, TraceId};
+pub use current::TraceScope;
 pub use layer::{InjectTrace, InjectTraceLayer, TraceLayer, TraceService};

@@ -30,8 +30,10 @@
 
 pub mod grpc_timeout;
 mod propagate;
+mod scope;
 mod server;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -43,10 +45,12 @@ use crate::section::duration::{self, HumanDuration};
 use crate::section::{Section, ValidationError};
 
 pub use propagate::{PropagateDeadline, PropagateDeadlineLayer};
+pub use scope::DeadlineScope;
 pub use server::{DeadlineLayer, DeadlineService};
 
-tokio::task_local! {
-    static CURRENT: Deadline;
+thread_local! {
+    /// The deadline of the request being served: set around its `call` and each poll.
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
 
 /// The moment by which a request must be answered.
@@ -84,17 +88,29 @@ impl Deadline {
     /// Set for the handler's own task; a task it spawns does not inherit it (wrap the
     /// spawned future in [`Deadline::scope`] to pass it on).
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|d| *d).ok()
+        crate::local::get(&CURRENT)
     }
 
     /// Runs `f` (synchronously) with this as the [`current`](Self::current) deadline.
     pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
+        crate::local::enter(&CURRENT, self, f)
     }
 
     /// Runs `fut` with this as its [`current`](Self::current) deadline.
-    pub fn scope<F: Future>(self, fut: F) -> tokio::task::futures::TaskLocalFuture<Deadline, F> {
-        CURRENT.scope(self, fut)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use truss::resilience::deadline::Deadline;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let deadline = Deadline::after(Duration::from_secs(1));
+    /// let seen = deadline.scope(async { Deadline::current() }).await;
+    /// assert_eq!(seen, Some(deadline));
+    /// assert_eq!(Deadline::current(), None);
+    /// # });
+    /// ```
+    pub fn scope<F: Future>(self, fut: F) -> DeadlineScope<F> {
+        DeadlineScope::new(self, fut)
     }
 }
 

@@ -6,12 +6,11 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
 use pin_project::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Deadline, TimeoutConfig, grpc_timeout};
+use super::{Deadline, DeadlineScope, TimeoutConfig, grpc_timeout};
 use crate::wire::RouteLabel;
 use crate::wire::headers::GRPC_TIMEOUT;
 use crate::wire::is_grpc;
@@ -132,7 +131,7 @@ where
 enum Inner<F: Future> {
     Scoped {
         #[pin]
-        future: TaskLocalFuture<Deadline, F>,
+        future: DeadlineScope<F>,
     },
     Plain {
         #[pin]
