@@ -25,7 +25,7 @@
 //!   handler's trace context and span, so its logs carry the producer's trace id.
 //! * **Admission.** At most [`ConsumerConfig::max_in_flight`] messages are handled at once;
 //!   no more are fetched until one finishes.
-//! * **Deadline.** Each handler runs under [`ConsumerConfig::deadline`] (the task-local
+//! * **Deadline.** Each handler runs under [`ConsumerConfig::deadline`] (the request-scoped
 //!   [`Deadline`](crate::resilience::deadline::Deadline) clients pass on).
 //! * **Retries, then a dead letter.** A handler error with a 5xx (or 408/429) code, a
 //!   deadline passed or a panic is retried after an exponential backoff, up to

@@ -11,6 +11,10 @@
 //! ```sh
 //! cargo run --release -p truss-benches --bin load -- --instructions
 //! ```
+//!
+//! With `LOAD_CALLGRIND_DIR=<dir>` the profiles stay in that directory (`<server>.callgrind.2`
+//! is the counted window, `.3` the idle one) for `callgrind_annotate --inclusive=yes`, which
+//! is how the README's table of where the remaining cost goes was made.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -42,7 +46,7 @@ pub async fn run(filters: &[String]) {
         println!("instructions: valgrind not found (Debian: apt-get install valgrind); skipped");
         return;
     }
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = Profiles::new();
     println!(
         "whole-server instructions per request (callgrind, all threads, {REQUESTS} sequential \
          requests on one connection after {WARM_UP}; the kernel is not counted)"
@@ -70,6 +74,34 @@ pub async fn run(filters: &[String]) {
             })
         };
         println!("| {kind} | {count} | {ratio} |");
+    }
+}
+
+/// Where the profiles are written: a temporary directory, or `LOAD_CALLGRIND_DIR`, kept.
+enum Profiles {
+    Temporary(tempfile::TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl Profiles {
+    fn new() -> Self {
+        match std::env::var_os("LOAD_CALLGRIND_DIR") {
+            Some(dir) => {
+                let dir = std::path::PathBuf::from(dir);
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    panic!("LOAD_CALLGRIND_DIR={}: {e}", dir.display());
+                }
+                Profiles::Kept(dir)
+            }
+            None => Profiles::Temporary(tempfile::tempdir().expect("temporary directory")),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Profiles::Temporary(dir) => dir.path(),
+            Profiles::Kept(dir) => dir,
+        }
     }
 }
 

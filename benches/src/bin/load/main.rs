@@ -32,7 +32,8 @@
 //! `LOAD_LOG_LEVEL=warn` turns truss's request logging off entirely.
 //!
 //! `--instructions` counts each server's instructions per request under callgrind instead
-//! (see the `instructions` module): exact, repeatable, kernel excluded.
+//! (see the `instructions` module): exact, repeatable, kernel excluded;
+//! `LOAD_CALLGRIND_DIR=<dir>` keeps the profiles there for `callgrind_annotate`.
 //!
 //! With two or more CPUs the servers are pinned (`taskset`) to the last CPU and the
 //! generator to the others. Load shedding stays in the stack but with a 100 % threshold: it
