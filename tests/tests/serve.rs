@@ -117,8 +117,9 @@ async fn read_until_closed(conn: &mut tokio::net::TcpStream, limit: Duration) ->
 
 /// The HTTP listener tells HTTP/1.1 from h2c by the first bytes: a request starting with
 /// `P` (like the HTTP/2 preface) that arrives a byte at a time is still HTTP/1.1, an h2c
-/// preface split in two is still HTTP/2, and a connection that sends nothing is closed after
-/// the header timeout (slow-loris guard) instead of held forever.
+/// preface split in two is still HTTP/2, and a connection that sends nothing, a prefix of
+/// the preface or the preface alone is closed after the header timeout (slow-loris guard)
+/// instead of held forever.
 #[tokio::test]
 async fn the_http_listener_tells_http1_from_h2c_by_the_first_bytes() {
     use tokio::io::AsyncWriteExt;
@@ -171,6 +172,20 @@ async fn the_http_listener_tells_http1_from_h2c_by_the_first_bytes() {
     stuck.write_all(b"PRI * HT").await.unwrap();
     let (_, closed) = read_until_closed(&mut stuck, Duration::from_secs(20)).await;
     assert!(closed, "a connection stuck in the preface was held open");
+    // And one that sends the whole preface and then no frame (hyper's HTTP/2 server would
+    // wait for ever).
+    let mut mute = tokio::net::TcpStream::connect(http).await.unwrap();
+    mute.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut mute, Duration::from_secs(20)).await;
+    assert!(
+        closed,
+        "an h2c client silent after its preface was held open"
+    );
+    // The h2c client that greeted is still served, well past the header timeout.
+    let (_, closed) = read_until_closed(&mut split, Duration::from_millis(50)).await;
+    assert!(!closed, "an idle h2c client that had greeted was cut off");
 
     running.shutdown().await.unwrap();
 }

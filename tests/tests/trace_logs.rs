@@ -147,4 +147,68 @@ async fn trace_id_follows_the_request_into_handlers_calls_and_logs() {
     assert!(access.contains(" duration_us="), "{access}");
     // The caller's address: the test's connection, from loopback.
     assert!(access.contains(" peer=\"127.0.0.1:"), "{access}");
+    assert!(!access.contains("grpc_status"), "an HTTP line: {access}");
+}
+
+// A gRPC call's access line carries its `grpc-status`: from the trailers for a successful
+// call (written when the body ends), from the head for an error sent trailers-only.
+#[tokio::test(flavor = "current_thread")]
+async fn grpc_access_lines_carry_the_calls_status() {
+    use hello::pb::HelloRequest;
+    use hello::pb::greeter_client::GreeterClient;
+
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app_config = hello::HelloConfig::default();
+    let server = App::builder("greeter")
+        .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+        .grpc(hello::Greeter::new(&app_config).into_service())
+        .start()
+        .await
+        .unwrap();
+    let endpoint = format!("http://{}", server.grpc_addr().unwrap());
+    let mut client = GreeterClient::connect(endpoint).await.unwrap();
+    let reply = client
+        .say_hello(HelloRequest { name: "ok".into() })
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().message, "Hello, ok!");
+    let status = client
+        .say_hello(HelloRequest {
+            name: "x".repeat(300),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    drop(client);
+    server.shutdown().await.unwrap();
+
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("truss::access") && l.contains("/hello.v1.Greeter/SayHello"))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per call:\n{text}");
+    assert!(
+        lines[0].contains("status=200 grpc_status=\"0\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("status=200 grpc_status=\"3\""),
+        "{}",
+        lines[1]
+    );
+    for line in lines {
+        assert!(line.contains("trace_id="), "{line}");
+        assert!(line.contains(" duration_us="), "{line}");
+        assert!(line.contains(" peer=\"127.0.0.1:"), "{line}");
+    }
 }

@@ -25,8 +25,9 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// How long a client may take to send a request head on HTTP/1.1, and, on a new
     /// connection to this listener or the admin one, to show which protocol it speaks (an
-    /// HTTP/1.1 request line or HTTP/2's preface): a connection silent for longer is closed.
-    /// Must be above zero. Default `10s`.
+    /// HTTP/1.1 request line or HTTP/2's preface) and, for HTTP/2, to send its first frame:
+    /// a connection silent for longer is closed. An HTTP/2 client that has greeted may stay
+    /// idle. Must be above zero. Default `10s`.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
     /// Serve the OpenAPI 3.1 document of the routes at `GET /openapi.json` (public when

@@ -3,5 +3,6 @@
 //! instance of the one [`listener::Listener`] abstraction.
 
 pub(crate) mod admin;
+mod greeting;
 pub(crate) mod listener;
 pub(crate) mod server;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_service::Service;
 
+use super::greeting::{self, Greeted};
 use super::listener::{Drain, Listener};
 use crate::registry::BoxFuture;
 
@@ -192,13 +194,16 @@ async fn serve_connection(
     router: RouterSlot,
     mut stop: watch::Receiver<bool>,
 ) {
-    let h2 = match builders.protocol {
-        Protocol::Http2 { .. } => true,
+    // On the HTTP listener, a client that picked HTTP/2 must greet (preface, then its first
+    // frame) within the header timeout, as an HTTP/1.1 one must send its head: hyper's
+    // HTTP/2 server would wait for ever.
+    let (h2, greet_within) = match builders.protocol {
+        Protocol::Http2 { .. } => (true, None),
         // Boxed: the sniffing state (timers) is not kept in every connection's task.
         Protocol::Auto {
             header_read_timeout,
         } => match Box::pin(sniff(&stream, header_read_timeout, &mut stop)).await {
-            Some(h2) => h2,
+            Some(h2) => (h2, h2.then_some(header_read_timeout)),
             // Closed, silent past the header timeout, or shutting down: nothing to serve.
             None => return,
         },
@@ -209,19 +214,37 @@ async fn serve_connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         Router::clone(&router.load()).call(req)
     });
-    let io = TokioIo::new(stream);
     // Boxed, so a connection holds only its own protocol's state (an HTTP/1.1 connection
     // does not carry the room an HTTP/2 one needs).
-    let mut conn: Pin<Box<dyn Connection>> = if h2 {
-        Box::pin(builders.http2.serve_connection(io, service))
-    } else {
-        Box::pin(builders.http1.serve_connection(io, service).with_upgrades())
+    let (mut conn, mut silent): (Pin<Box<dyn Connection>>, _) = match greet_within {
+        Some(wait) => {
+            let greeted = Arc::new(AtomicBool::new(false));
+            let io = TokioIo::new(Greeted::new(stream, greeted.clone()));
+            let conn = builders.http2.serve_connection(io, service);
+            (Box::pin(conn), greeting::silent_past(wait, greeted))
+        }
+        None if h2 => {
+            let conn = builders
+                .http2
+                .serve_connection(TokioIo::new(stream), service);
+            (Box::pin(conn), greeting::never())
+        }
+        None => {
+            let conn = builders
+                .http1
+                .serve_connection(TokioIo::new(stream), service);
+            (Box::pin(conn.with_upgrades()), greeting::never())
+        }
     };
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
+            return;
+        }
+        () = silent.as_mut() => {
+            tracing::debug!(%peer, "HTTP/2 client sent no frame after its preface: closed");
             return;
         }
         _ = stopped(&mut stop) => {}

@@ -62,6 +62,11 @@ impl RouteLabel {
         }
     }
 
+    /// Whether it is an HTTP route's, as [`is_http_route`] says of the request.
+    pub(crate) fn is_http_route(&self) -> bool {
+        matches!(self, RouteLabel::Template(matched) if !is_grpc_mount(matched))
+    }
+
     /// The label as text.
     pub(crate) fn as_str(&self) -> &str {
         match self {

@@ -1,22 +1,18 @@
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project::{pin_project, pinned_drop};
-use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
+use super::access::Access;
 use super::context::TraceContext;
 use super::current::{Current, TraceScope};
-use crate::observe::log::Digits;
-use crate::wire::RouteLabel;
-use crate::wire::headers::{GRPC_STATUS, TRACEPARENT, TRACESTATE, X_TRACE_ID};
+use crate::wire::headers::{TRACEPARENT, TRACESTATE, X_TRACE_ID};
 use crate::wire::route_label;
 
 /// Server side: extracts or starts the trace, runs the request in a `tracing` span carrying
@@ -141,110 +137,6 @@ fn log_takes_info() -> bool {
     log::max_level() >= log::LevelFilter::Info
 }
 
-/// What the access line needs from the request, kept while it is served.
-struct Access {
-    method: Method,
-    route: RouteLabel,
-    peer: Option<SocketAddr>,
-    start: Instant,
-}
-
-impl Access {
-    fn of<B>(req: &Request<B>) -> Self {
-        Access {
-            method: req.method().clone(),
-            route: RouteLabel::of(req),
-            peer: req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-            start: Instant::now(),
-        }
-    }
-
-    /// Writes the line for `response`, in `span`. (The fields are evaluated only when the
-    /// line is written.)
-    fn log(&self, span: &Span, response: &Response<Body>) {
-        tracing::info!(
-            target: "truss::access",
-            parent: span,
-            method = self.method.as_str(),
-            route = self.route.as_str(),
-            status = response.status().as_u16(),
-            grpc_status = grpc_status(response),
-            duration_us = self.start.elapsed().as_micros() as u64,
-            peer = Peer::of(self.peer).as_str(),
-            "access"
-        );
-    }
-}
-
-/// The response's `grpc-status`, empty when it has none.
-fn grpc_status(response: &Response<Body>) -> &str {
-    response
-        .headers()
-        .get(GRPC_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-/// The caller's address as text on the stack, `-` when the server did not record one (a
-/// router served without truss's listener, in a test). IPv4 is written digit by digit:
-/// `fmt` would cost more than the rest of the access line's fields together.
-struct Peer {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Peer {
-    fn of(addr: Option<SocketAddr>) -> Self {
-        let mut peer = Peer {
-            buf: [0; 64],
-            len: 0,
-        };
-        match addr {
-            None => peer.push(b"-"),
-            Some(SocketAddr::V4(v4)) => {
-                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        peer.push(b".");
-                    }
-                    peer.number(u16::from(octet));
-                }
-                peer.push(b":");
-                peer.number(v4.port());
-            }
-            Some(v6) => {
-                use std::io::Write;
-                let mut rest = &mut peer.buf[..];
-                // `[addr%scope]:port` is at most 58 bytes: it always fits.
-                let _ = write!(rest, "{v6}");
-                peer.len = 64 - rest.len();
-            }
-        }
-        peer
-    }
-
-    /// Byte by byte: the pieces are 1 to 5 bytes, where a `memcpy` call costs more than
-    /// the copy.
-    fn push(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = byte;
-                self.len += 1;
-            }
-        }
-    }
-
-    fn number(&mut self, n: u16) {
-        self.push(Digits::of(u64::from(n)).as_bytes());
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("-")
-    }
-}
-
 /// The response future of [`TraceService`]: the inner future, polled (and dropped) in the
 /// request's span and with its trace context as the task's.
 #[pin_project(PinnedDrop)]
@@ -277,7 +169,7 @@ where
                 response.headers_mut().insert(X_TRACE_ID, id);
             }
             if let Some(access) = this.access.take() {
-                access.log(this.span, response);
+                access.finish(this.span, response);
             }
         }
         Poll::Ready(out)
@@ -379,27 +271,6 @@ impl<const N: usize> Hex<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn peers_are_written_as_socket_addresses() {
-        for addr in [
-            "127.0.0.1:8080",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "10.20.3.4:5",
-            "[::1]:443",
-            "[fe80::1%4]:65535",
-            "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535",
-        ] {
-            let parsed: SocketAddr = addr.parse().unwrap();
-            assert_eq!(
-                Peer::of(Some(parsed)).as_str(),
-                parsed.to_string(),
-                "{addr}"
-            );
-        }
-        assert_eq!(Peer::of(None).as_str(), "-");
-    }
 
     #[test]
     fn ids_are_lowercase_hex() {

@@ -18,6 +18,7 @@
 //! # let _ = app;
 //! ```
 
+mod access;
 mod context;
 mod current;
 mod layer;

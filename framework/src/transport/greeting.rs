@@ -1,0 +1,149 @@
+//! The h2c handshake guard. hyper's HTTP/2 server waits for a client's first frame without
+//! a timeout, so a client that sends the connection preface and then nothing would hold its
+//! connection until shutdown. On the HTTP listener (where a client picks HTTP/2 by its
+//! preface), such a connection gets what a silent HTTP/1.1 one gets: it is closed once
+//! `header_read_timeout` has passed without the first frame (the `SETTINGS` that must follow
+//! the preface). A client that has greeted may then stay idle as long as it likes.
+//!
+//! [`Greeted`] counts the bytes read from the client until there are enough for the preface
+//! and one frame header; [`silent_past`] completes when the time is up and they are not.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The preface (24 bytes) and one frame header (9).
+const GREETING: usize = 24 + 9;
+
+/// A connection's stream, noting when the client's greeting has been read.
+pub(crate) struct Greeted<T> {
+    io: T,
+    read: usize,
+    greeted: Arc<AtomicBool>,
+}
+
+impl<T> Greeted<T> {
+    /// Wraps `io`; `greeted` turns true once the greeting has been read.
+    pub(crate) fn new(io: T, greeted: Arc<AtomicBool>) -> Self {
+        Greeted {
+            io,
+            read: 0,
+            greeted,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Greeted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if self.read < GREETING {
+            self.read += buf.filled().len() - before;
+            if self.read >= GREETING {
+                self.greeted.store(true, Ordering::Release);
+            }
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Greeted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Completes when `wait` has passed and `greeted` is still false; otherwise never.
+pub(crate) fn silent_past(
+    wait: Duration,
+    greeted: Arc<AtomicBool>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        tokio::time::sleep(wait).await;
+        if greeted.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// Never completes, without allocating: the guard of a connection that needs none.
+pub(crate) fn never() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(std::future::pending())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn greeted_once_the_preface_and_a_frame_header_are_read() {
+        let (client, server) = tokio::io::duplex(64);
+        let greeted = Arc::new(AtomicBool::new(false));
+        let mut server = Greeted::new(server, greeted.clone());
+        let mut client = client;
+        let mut buf = [0u8; 64];
+        client.write_all(&[0; 32]).await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 32);
+        assert!(
+            !greeted.load(Ordering::Acquire),
+            "32 bytes are not a greeting"
+        );
+        client.write_all(&[0; 1]).await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 1);
+        assert!(greeted.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_guard_fires_only_for_a_silent_client() {
+        let silent = Arc::new(AtomicBool::new(false));
+        let guard = silent_past(Duration::from_secs(10), silent);
+        tokio::time::timeout(Duration::from_secs(11), guard)
+            .await
+            .expect("a silent client is cut off after the wait");
+
+        let greeted = Arc::new(AtomicBool::new(true));
+        let guard = silent_past(Duration::from_secs(10), greeted);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), guard)
+                .await
+                .is_err(),
+            "a client that greeted is never cut off"
+        );
+    }
+}
