@@ -189,3 +189,37 @@ async fn the_http_listener_tells_http1_from_h2c_by_the_first_bytes() {
 
     running.shutdown().await.unwrap();
 }
+
+/// The gRPC listener closes a connection that does not send HTTP/2's preface and first
+/// frame within `grpc.handshake_timeout` (hyper's HTTP/2 server would wait for ever), and
+/// keeps serving a client that greeted and then sat idle for longer than that.
+#[tokio::test]
+async fn the_grpc_listener_closes_connections_that_never_greet() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    config.grpc.handshake_timeout = Duration::from_millis(300);
+    let running = hello_app().config(&config).start().await.unwrap();
+    let grpc = running.grpc_addr().unwrap();
+
+    let mut client = GreeterClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let hello = |name: &str| HelloRequest { name: name.into() };
+    client.say_hello(hello("first")).await.unwrap();
+
+    let mut silent = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(20)).await;
+    assert!(closed, "a connection that sent nothing was held open");
+    let mut mute = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    mute.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut mute, Duration::from_secs(20)).await;
+    assert!(closed, "a client silent after its preface was held open");
+
+    // Both waits together outlast the timeout: the client that greeted is still served.
+    let reply = client.say_hello(hello("again")).await.unwrap();
+    assert_eq!(reply.into_inner().message, "Hello, again!");
+    running.shutdown().await.unwrap();
+}

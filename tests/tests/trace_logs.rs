@@ -36,6 +36,18 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// Sets `tracing-subscriber`'s own formatter, writing here at INFO, as this thread's
+    /// default subscriber.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
@@ -75,13 +87,7 @@ async fn upstream_chain(State(downstream): State<String>) -> String {
 #[tokio::test(flavor = "current_thread")]
 async fn trace_id_follows_the_request_into_handlers_calls_and_logs() {
     let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.install();
 
     let config = local_config(Duration::ZERO, Duration::from_secs(5));
     let down = App::builder("down")
@@ -158,13 +164,7 @@ async fn grpc_access_lines_carry_the_calls_status() {
     use hello::pb::greeter_client::GreeterClient;
 
     let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.install();
 
     let app_config = hello::HelloConfig::default();
     let server = App::builder("greeter")

@@ -170,6 +170,7 @@ impl AppBuilder {
             let stack = live_stack(base, Transport::Grpc, config, shared)?;
             let protocol = Protocol::Http2 {
                 max_concurrent_streams: config.grpc.max_concurrent_streams,
+                handshake_timeout: config.grpc.handshake_timeout,
             };
             let slot = stack.slot.clone();
             listeners.push(Box::new(

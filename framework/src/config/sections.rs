@@ -55,6 +55,7 @@ impl Default for HttpConfig {
 /// [grpc]
 /// addr = "0.0.0.0:9090"          # default
 /// max_concurrent_streams = 1024  # default
+/// handshake_timeout = "10s"      # default; slow-loris guard (see the field)
 /// reflection = true              # default; false: no grpc.reflection services
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -64,6 +65,11 @@ pub struct GrpcConfig {
     pub addr: SocketAddr,
     /// Maximum concurrent HTTP/2 streams per connection. Default 1024.
     pub max_concurrent_streams: u32,
+    /// How long a new connection may take to send HTTP/2's preface and its first frame: a
+    /// connection silent for longer is closed (hyper's HTTP/2 server would wait for it for
+    /// ever). A client that has greeted may stay idle. Must be above zero. Default `10s`.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
     /// Serve gRPC server reflection (`grpc.reflection.v1` and `grpc.reflection.v1alpha`)
     /// next to the app's services, so `grpcurl`, `grpcui` or Postman can list and describe
     /// them without the `.proto` files. Default `true`.
@@ -82,6 +88,7 @@ impl Default for GrpcConfig {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             max_concurrent_streams: 1024,
+            handshake_timeout: Duration::from_secs(10),
             reflection: true,
         }
     }
@@ -240,7 +247,17 @@ impl Section for HttpConfig {
         Ok(())
     }
 }
-impl Section for GrpcConfig {}
+impl Section for GrpcConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.handshake_timeout.is_zero() {
+            return Err(ValidationError::new(
+                "handshake_timeout",
+                "must be above zero: every connection would be closed before its first call",
+            ));
+        }
+        Ok(())
+    }
+}
 impl Section for ShutdownConfig {}
 impl Section for NoAppConfig {}
 
@@ -280,5 +297,16 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("header_read_timeout"), "{error}");
         assert!(HttpConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_zero_grpc_handshake_timeout_is_refused_naming_the_key() {
+        let config = GrpcConfig {
+            handshake_timeout: Duration::ZERO,
+            ..GrpcConfig::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("handshake_timeout"), "{error}");
+        assert!(GrpcConfig::default().validate().is_ok());
     }
 }

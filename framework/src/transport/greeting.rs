@@ -1,9 +1,11 @@
-//! The h2c handshake guard. hyper's HTTP/2 server waits for a client's first frame without
-//! a timeout, so a client that sends the connection preface and then nothing would hold its
-//! connection until shutdown. On the HTTP listener (where a client picks HTTP/2 by its
-//! preface), such a connection gets what a silent HTTP/1.1 one gets: it is closed once
-//! `header_read_timeout` has passed without the first frame (the `SETTINGS` that must follow
-//! the preface). A client that has greeted may then stay idle as long as it likes.
+//! The HTTP/2 handshake guard. hyper's HTTP/2 server waits for a client's preface and first
+//! frame without a timeout, so a client that connects and sends nothing, or the preface and
+//! then nothing, would hold its connection (and its task) until shutdown. On the gRPC
+//! listener such a connection is closed once `grpc.handshake_timeout` has passed without the
+//! preface and the first frame after it (the `SETTINGS` that must follow); on the HTTP and
+//! admin listeners, where a client picks HTTP/2 by its preface, once `header_read_timeout`
+//! has, as a silent HTTP/1.1 connection is. A client that has greeted may then stay idle as
+//! long as it likes.
 //!
 //! [`Greeted`] counts the bytes read from the client until there are enough for the preface
 //! and one frame header; [`silent_past`] completes when the time is up and they are not.

@@ -31,7 +31,10 @@ pub(crate) enum Protocol {
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
     Auto { header_read_timeout: Duration },
     /// HTTP/2 only (gRPC).
-    Http2 { max_concurrent_streams: u32 },
+    Http2 {
+        max_concurrent_streams: u32,
+        handshake_timeout: Duration,
+    },
 }
 
 /// The router a listener serves, replaced whole when the config is reloaded. Every request
@@ -79,6 +82,7 @@ impl Builders {
             }
             Protocol::Http2 {
                 max_concurrent_streams,
+                ..
             } => {
                 http2.max_concurrent_streams(max_concurrent_streams);
             }
@@ -194,16 +198,18 @@ async fn serve_connection(
     router: RouterSlot,
     mut stop: watch::Receiver<bool>,
 ) {
-    // On the HTTP listener, a client that picked HTTP/2 must greet (preface, then its first
-    // frame) within the header timeout, as an HTTP/1.1 one must send its head: hyper's
-    // HTTP/2 server would wait for ever.
-    let (h2, greet_within) = match builders.protocol {
-        Protocol::Http2 { .. } => (true, None),
+    // An HTTP/2 client must greet (preface, then its first frame) within the listener's
+    // handshake or header timeout, as an HTTP/1.1 one must send its head: hyper's HTTP/2
+    // server would wait for ever.
+    let greet_within = match builders.protocol {
+        Protocol::Http2 {
+            handshake_timeout, ..
+        } => Some(handshake_timeout),
         // Boxed: the sniffing state (timers) is not kept in every connection's task.
         Protocol::Auto {
             header_read_timeout,
         } => match Box::pin(sniff(&stream, header_read_timeout, &mut stop)).await {
-            Some(h2) => (h2, h2.then_some(header_read_timeout)),
+            Some(h2) => h2.then_some(header_read_timeout),
             // Closed, silent past the header timeout, or shutting down: nothing to serve.
             None => return,
         },
@@ -215,19 +221,14 @@ async fn serve_connection(
         Router::clone(&router.load()).call(req)
     });
     // Boxed, so a connection holds only its own protocol's state (an HTTP/1.1 connection
-    // does not carry the room an HTTP/2 one needs).
+    // does not carry the room an HTTP/2 one needs). Every HTTP/2 connection has a greeting
+    // to wait for.
     let (mut conn, mut silent): (Pin<Box<dyn Connection>>, _) = match greet_within {
         Some(wait) => {
             let greeted = Arc::new(AtomicBool::new(false));
             let io = TokioIo::new(Greeted::new(stream, greeted.clone()));
             let conn = builders.http2.serve_connection(io, service);
             (Box::pin(conn), greeting::silent_past(wait, greeted))
-        }
-        None if h2 => {
-            let conn = builders
-                .http2
-                .serve_connection(TokioIo::new(stream), service);
-            (Box::pin(conn), greeting::never())
         }
         None => {
             let conn = builders
@@ -244,7 +245,7 @@ async fn serve_connection(
             return;
         }
         () = silent.as_mut() => {
-            tracing::debug!(%peer, "HTTP/2 client sent no frame after its preface: closed");
+            tracing::debug!(%peer, "HTTP/2 client sent no preface and frame in time: closed");
             return;
         }
         _ = stopped(&mut stop) => {}

@@ -58,26 +58,27 @@ impl Access {
     }
 
     /// Writes the line for `response` in `span` now, or, when its `grpc-status` is still to
-    /// come in trailers, makes its body write it when it ends.
-    pub(super) fn finish(self, span: &Span, response: &mut Response<Body>) {
+    /// come in trailers, makes its body write it when it ends (the body then keeps the
+    /// span open).
+    pub(super) fn finish(self, span: Span, response: &mut Response<Body>) {
         let status = response.status().as_u16();
         let headers = response.headers();
         // An HTTP route's response is gRPC only by its content type (a proxied call); the
         // header lookups are skipped for the rest.
         if self.route.is_http_route() && !is_grpc(headers) {
-            return self.log(span, status, None);
+            return self.log(&span, status, None);
         }
         if let Some(code) = headers.get(GRPC_STATUS) {
-            return self.log(span, status, Some(code.to_str().unwrap_or("invalid")));
+            return self.log(&span, status, Some(code.to_str().unwrap_or("invalid")));
         }
         if !is_grpc(headers) {
             // Not gRPC at all: no route matched, a plain answer from a layer.
-            return self.log(span, status, None);
+            return self.log(&span, status, None);
         }
         let body = std::mem::take(response.body_mut());
         let pending = Pending {
             access: self,
-            span: span.clone(),
+            span,
             status,
         };
         *response.body_mut() = Body::new(AccessBody {
@@ -340,38 +341,53 @@ mod tests {
         data
     }
 
+    /// `response`, finished by the `Access` of a request to `path` on a route mounted at
+    /// `mount`, and the one access line written so far (if any).
+    async fn finished(
+        logs: &Captured,
+        mount: &'static str,
+        path: &str,
+        mut response: Response<Body>,
+    ) -> (Response<Body>, Option<String>) {
+        access(mount, path)
+            .await
+            .finish(Span::none(), &mut response);
+        let mut lines = logs.access_lines();
+        assert!(lines.len() <= 1, "{lines:?}");
+        (response, lines.pop())
+    }
+
+    /// The one access line written by now.
+    fn only_line(logs: &Captured) -> String {
+        let lines = logs.access_lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0].clone()
+    }
+
     #[tokio::test]
     async fn http_lines_have_no_grpc_status() {
         let logs = Captured::default();
         let _guard = logs.install();
-        let mut response = Response::new(Body::from("ok"));
-        access("/users/{id}", "/users/7")
-            .await
-            .finish(&Span::none(), &mut response);
-        let lines = logs.access_lines();
-        assert_eq!(lines.len(), 1, "{lines:?}");
+        let response = Response::new(Body::from("ok"));
+        let (_, line) = finished(&logs, "/users/{id}", "/users/7", response).await;
+        let line = line.expect("an HTTP line is written with the head");
         assert!(
-            lines[0].contains("route=\"/users/{id}\" status=200 duration_us="),
-            "{}",
-            lines[0]
+            line.contains("route=\"/users/{id}\" status=200 duration_us="),
+            "{line}"
         );
-        assert!(!lines[0].contains("grpc_status"), "{}", lines[0]);
+        assert!(!line.contains("grpc_status"), "{line}");
     }
 
     #[tokio::test]
     async fn a_grpc_status_in_the_head_is_logged_with_the_head() {
         let logs = Captured::default();
         let _guard = logs.install();
-        let mut response = grpc_response(Some("5"), Body::empty());
-        access("/pkg.Svc/{*rest}", "/pkg.Svc/Get")
-            .await
-            .finish(&Span::none(), &mut response);
-        let lines = logs.access_lines();
-        assert_eq!(lines.len(), 1, "{lines:?}");
+        let response = grpc_response(Some("5"), Body::empty());
+        let (_, line) = finished(&logs, "/pkg.Svc/{*rest}", "/pkg.Svc/Get", response).await;
+        let line = line.expect("a trailers-only answer is logged with the head");
         assert!(
-            lines[0].contains("route=\"/pkg.Svc/Get\" status=200 grpc_status=\"5\""),
-            "{}",
-            lines[0]
+            line.contains("route=\"/pkg.Svc/Get\" status=200 grpc_status=\"5\""),
+            "{line}"
         );
     }
 
@@ -379,36 +395,22 @@ mod tests {
     async fn a_grpc_status_in_trailers_is_logged_when_the_body_ends() {
         let logs = Captured::default();
         let _guard = logs.install();
-        let mut response = grpc_response(None, body_with_trailers("0"));
-        access("/pkg.Svc/{*rest}", "/pkg.Svc/Get")
-            .await
-            .finish(&Span::none(), &mut response);
-        assert_eq!(
-            logs.access_lines(),
-            Vec::<String>::new(),
-            "logged before the body"
-        );
+        let response = grpc_response(None, body_with_trailers("0"));
+        let (response, line) = finished(&logs, "/pkg.Svc/{*rest}", "/pkg.Svc/Get", response).await;
+        assert_eq!(line, None, "logged before the body");
         assert_eq!(drain(response).await, [Bytes::from_static(b"reply")]);
-        let lines = logs.access_lines();
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(
-            lines[0].contains("status=200 grpc_status=\"0\""),
-            "{}",
-            lines[0]
-        );
+        let line = only_line(&logs);
+        assert!(line.contains("status=200 grpc_status=\"0\""), "{line}");
     }
 
     #[tokio::test]
     async fn a_grpc_body_dropped_before_its_end_still_gets_its_line() {
         let logs = Captured::default();
         let _guard = logs.install();
-        let mut response = grpc_response(None, body_with_trailers("0"));
-        access("/pkg.Svc/{*rest}", "/pkg.Svc/Get")
-            .await
-            .finish(&Span::none(), &mut response);
+        let response = grpc_response(None, body_with_trailers("0"));
+        let (response, _) = finished(&logs, "/pkg.Svc/{*rest}", "/pkg.Svc/Get", response).await;
         drop(response);
-        let lines = logs.access_lines();
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(!lines[0].contains("grpc_status"), "{}", lines[0]);
+        let line = only_line(&logs);
+        assert!(!line.contains("grpc_status"), "{line}");
     }
 }

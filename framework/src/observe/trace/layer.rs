@@ -169,7 +169,9 @@ where
                 response.headers_mut().insert(X_TRACE_ID, id);
             }
             if let Some(access) = this.access.take() {
-                access.finish(this.span, response);
+                // The request is served: the span is the access line's now (a gRPC body
+                // still streaming keeps it open), not cloned.
+                access.finish(std::mem::replace(this.span, Span::none()), response);
             }
         }
         Poll::Ready(out)
