@@ -207,6 +207,13 @@ async fn the_grpc_listener_closes_connections_that_never_greet() {
         .unwrap();
     let hello = |name: &str| HelloRequest { name: name.into() };
     client.say_hello(hello("first")).await.unwrap();
+    // A raw client that greets (preface and an empty SETTINGS frame) and then sits idle
+    // (tonic's channel would reconnect unseen if its connection were closed).
+    let mut greeted = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    greeted
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
 
     let mut silent = tokio::net::TcpStream::connect(grpc).await.unwrap();
     let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(20)).await;
@@ -218,7 +225,9 @@ async fn the_grpc_listener_closes_connections_that_never_greet() {
     let (_, closed) = read_until_closed(&mut mute, Duration::from_secs(20)).await;
     assert!(closed, "a client silent after its preface was held open");
 
-    // Both waits together outlast the timeout: the client that greeted is still served.
+    // Both waits together outlast the timeout: the clients that greeted are still served.
+    let (_, closed) = read_until_closed(&mut greeted, Duration::from_millis(50)).await;
+    assert!(!closed, "an idle client that had greeted was cut off");
     let reply = client.say_hello(hello("again")).await.unwrap();
     assert_eq!(reply.into_inner().message, "Hello, again!");
     running.shutdown().await.unwrap();

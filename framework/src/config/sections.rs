@@ -25,9 +25,9 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// How long a client may take to send a request head on HTTP/1.1, and, on a new
     /// connection to this listener or the admin one, to show which protocol it speaks (an
-    /// HTTP/1.1 request line or HTTP/2's preface) and, for HTTP/2, to send its first frame:
-    /// a connection silent for longer is closed. An HTTP/2 client that has greeted may stay
-    /// idle. Must be above zero. Default `10s`.
+    /// HTTP/1.1 request line or HTTP/2's preface) and, for HTTP/2, to send the header of its
+    /// first frame, all from the accept: a connection silent for longer is closed. An HTTP/2
+    /// client that has greeted may stay idle. Must be above zero. Default `10s`.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
     /// Serve the OpenAPI 3.1 document of the routes at `GET /openapi.json` (public when
@@ -65,9 +65,10 @@ pub struct GrpcConfig {
     pub addr: SocketAddr,
     /// Maximum concurrent HTTP/2 streams per connection. Default 1024.
     pub max_concurrent_streams: u32,
-    /// How long a new connection may take to send HTTP/2's preface and its first frame: a
-    /// connection silent for longer is closed (hyper's HTTP/2 server would wait for it for
-    /// ever). A client that has greeted may stay idle. Must be above zero. Default `10s`.
+    /// How long a new connection may take to send HTTP/2's preface and the header of its
+    /// first frame: a connection silent for longer is closed (hyper's HTTP/2 server would
+    /// wait for it for ever, even through a graceful shutdown). A client that has greeted
+    /// may stay idle. Must be above zero. Default `10s`.
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
     /// Serve gRPC server reflection (`grpc.reflection.v1` and `grpc.reflection.v1alpha`)

@@ -1,11 +1,12 @@
 //! The HTTP/2 handshake guard. hyper's HTTP/2 server waits for a client's preface and first
 //! frame without a timeout, so a client that connects and sends nothing, or the preface and
-//! then nothing, would hold its connection (and its task) until shutdown. On the gRPC
-//! listener such a connection is closed once `grpc.handshake_timeout` has passed without the
-//! preface and the first frame after it (the `SETTINGS` that must follow); on the HTTP and
-//! admin listeners, where a client picks HTTP/2 by its preface, once `header_read_timeout`
-//! has, as a silent HTTP/1.1 connection is. A client that has greeted may then stay idle as
-//! long as it likes.
+//! then nothing, would hold its connection (and its task) until shutdown, even through a
+//! graceful one. On the gRPC listener such a connection is closed once
+//! `grpc.handshake_timeout` has passed since the accept without the preface and the header
+//! of the first frame after it (the `SETTINGS` that must follow); on the HTTP and admin
+//! listeners, where a client picks HTTP/2 by its preface, once `header_read_timeout` has, as
+//! a silent HTTP/1.1 connection is. A client that has greeted may then stay idle as long as
+//! it likes: this guards against clients that send nothing, not against every slow one.
 //!
 //! [`Greeted`] counts the bytes read from the client until there are enough for the preface
 //! and one frame header; [`silent_past`] completes when the time is up and they are not.
@@ -16,9 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
-
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 /// The preface (24 bytes) and one frame header (9).
 const GREETING: usize = 24 + 9;
@@ -89,13 +89,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Greeted<T> {
     }
 }
 
-/// Completes when `wait` has passed and `greeted` is still false; otherwise never.
+/// Completes at `deadline` if `greeted` is still false then; otherwise never.
 pub(crate) fn silent_past(
-    wait: Duration,
+    deadline: Instant,
     greeted: Arc<AtomicBool>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep_until(deadline).await;
         if greeted.load(Ordering::Acquire) {
             std::future::pending::<()>().await;
         }
@@ -109,6 +109,8 @@ pub(crate) fn never() -> Pin<Box<dyn Future<Output = ()> + Send>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -133,14 +135,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_guard_fires_only_for_a_silent_client() {
+        let in_10s = Instant::now() + Duration::from_secs(10);
         let silent = Arc::new(AtomicBool::new(false));
-        let guard = silent_past(Duration::from_secs(10), silent);
+        let guard = silent_past(in_10s, silent);
         tokio::time::timeout(Duration::from_secs(11), guard)
             .await
             .expect("a silent client is cut off after the wait");
 
         let greeted = Arc::new(AtomicBool::new(true));
-        let guard = silent_past(Duration::from_secs(10), greeted);
+        let guard = silent_past(in_10s, greeted);
         assert!(
             tokio::time::timeout(Duration::from_secs(3600), guard)
                 .await

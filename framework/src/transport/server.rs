@@ -201,15 +201,17 @@ async fn serve_connection(
     // An HTTP/2 client must greet (preface, then its first frame) within the listener's
     // handshake or header timeout, as an HTTP/1.1 one must send its head: hyper's HTTP/2
     // server would wait for ever.
-    let greet_within = match builders.protocol {
+    // One budget from the accept: the sniff's time counts.
+    let accepted = tokio::time::Instant::now();
+    let greet_by = match builders.protocol {
         Protocol::Http2 {
             handshake_timeout, ..
-        } => Some(handshake_timeout),
+        } => Some(accepted + handshake_timeout),
         // Boxed: the sniffing state (timers) is not kept in every connection's task.
         Protocol::Auto {
             header_read_timeout,
         } => match Box::pin(sniff(&stream, header_read_timeout, &mut stop)).await {
-            Some(h2) => h2.then_some(header_read_timeout),
+            Some(h2) => h2.then_some(accepted + header_read_timeout),
             // Closed, silent past the header timeout, or shutting down: nothing to serve.
             None => return,
         },
@@ -223,12 +225,12 @@ async fn serve_connection(
     // Boxed, so a connection holds only its own protocol's state (an HTTP/1.1 connection
     // does not carry the room an HTTP/2 one needs). Every HTTP/2 connection has a greeting
     // to wait for.
-    let (mut conn, mut silent): (Pin<Box<dyn Connection>>, _) = match greet_within {
-        Some(wait) => {
+    let (mut conn, mut silent): (Pin<Box<dyn Connection>>, _) = match greet_by {
+        Some(deadline) => {
             let greeted = Arc::new(AtomicBool::new(false));
             let io = TokioIo::new(Greeted::new(stream, greeted.clone()));
             let conn = builders.http2.serve_connection(io, service);
-            (Box::pin(conn), greeting::silent_past(wait, greeted))
+            (Box::pin(conn), greeting::silent_past(deadline, greeted))
         }
         None => {
             let conn = builders
@@ -251,8 +253,15 @@ async fn serve_connection(
         _ = stopped(&mut stop) => {}
     }
     conn.as_mut().shutdown();
-    if let Err(error) = conn.await {
-        tracing::debug!(%peer, %error, "connection ended with an error while draining");
+    // hyper's graceful shutdown of an HTTP/2 connection still in its handshake waits for
+    // the client's preface: the guard stays on while draining.
+    tokio::select! {
+        result = conn => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error while draining");
+            }
+        }
+        () = silent => {}
     }
 }
 

@@ -16,6 +16,9 @@
 //!   that fails part-way) is logged when its body ends, with the trailers' `grpc-status`;
 //!   `duration_us` covers the whole call. A call whose body is dropped before it ends (the
 //!   client went away) is logged then, without `grpc_status`.
+//! * A request dropped before its response head (the client went away, or shutdown cut it
+//!   off after the grace period) is logged then with status `499`, nginx's "client closed
+//!   request"; one whose service failed without a response, with `500`.
 //!
 //! Every request gets exactly one line.
 
@@ -26,7 +29,7 @@ use std::task::{Context, Poll, ready};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
 use tokio::time::Instant;
@@ -85,6 +88,12 @@ impl Access {
             inner: body,
             pending: Some(pending),
         });
+    }
+
+    /// Writes the line of a request that got no response: dropped before it (`499`), or its
+    /// service failed (`500`).
+    pub(super) fn unanswered(self, span: &Span, status: StatusCode) {
+        self.log(span, status.as_u16(), None);
     }
 
     /// Writes the line. (The fields are evaluated only when it is written.)

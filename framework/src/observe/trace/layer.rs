@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project::{pin_project, pinned_drop};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -164,14 +164,21 @@ where
             // `drop` need not enter the span a second time.
             std::task::ready!(this.inner.poll(cx))
         };
-        if let Ok(response) = &mut out {
-            if let Some(id) = this.header.take() {
-                response.headers_mut().insert(X_TRACE_ID, id);
+        match &mut out {
+            Ok(response) => {
+                if let Some(id) = this.header.take() {
+                    response.headers_mut().insert(X_TRACE_ID, id);
+                }
+                if let Some(access) = this.access.take() {
+                    // The request is served: the span is the access line's now (a gRPC body
+                    // still streaming keeps it open), not cloned.
+                    access.finish(std::mem::replace(this.span, Span::none()), response);
+                }
             }
-            if let Some(access) = this.access.take() {
-                // The request is served: the span is the access line's now (a gRPC body
-                // still streaming keeps it open), not cloned.
-                access.finish(std::mem::replace(this.span, Span::none()), response);
+            Err(_) => {
+                if let Some(access) = this.access.take() {
+                    access.unanswered(this.span, StatusCode::INTERNAL_SERVER_ERROR);
+                }
             }
         }
         Poll::Ready(out)
@@ -179,8 +186,8 @@ where
 }
 
 /// A request cut short (the client went away, a timeout) drops its handler's future inside
-/// the span, so what its `Drop` code logs still carries the trace id. (A completed request's
-/// was dropped in `poll` already: no second enter.)
+/// the span, so what its `Drop` code logs still carries the trace id, and still gets its
+/// access line. (A completed request's was dropped in `poll` already: no second enter.)
 #[pinned_drop]
 impl<F: Future> PinnedDrop for TraceFuture<F> {
     fn drop(self: Pin<&mut Self>) {
@@ -189,8 +196,18 @@ impl<F: Future> PinnedDrop for TraceFuture<F> {
             let _entered = this.span.enter();
             this.inner.cancel();
         }
+        if let Some(access) = this.access.take() {
+            access.unanswered(this.span, CLIENT_CLOSED_REQUEST);
+        }
     }
 }
+
+/// The status an access line gives a request dropped before its response (nginx's "client
+/// closed request"): the client went away, or shutdown cut the request off.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 /// Client side: sends the current trace onward as `traceparent` (a new child span of it) and
 /// `tracestate`. The trace is the request's `TraceContext` extension if set, else
@@ -337,7 +354,7 @@ mod tests {
                 .unwrap();
             rt.block_on(async {
                 let inner = tower::service_fn(move |_req: Request<Body>| LogsOnDrop { finishes });
-                let mut svc = TraceLayer::new(false).layer(inner);
+                let mut svc = TraceLayer::new(true).layer(inner);
                 let req = Request::builder()
                     .header(
                         TRACEPARENT,
@@ -352,25 +369,40 @@ mod tests {
             });
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .filter(|l| l.contains("handler dropped"))
-            .map(str::to_owned)
-            .collect()
+        text.lines().map(str::to_owned).collect()
     }
 
     /// The handler (one that `finishes`, or not) is dropped exactly once, inside the span.
-    fn assert_dropped_once_inside_the_span(finishes: bool) {
+    /// and the request gets one access line with `status`.
+    fn assert_dropped_once_inside_the_span(finishes: bool, status: &str) {
         let lines = drop_lines(finishes);
-        assert_eq!(lines.len(), 1, "{lines:?}");
+        let dropped: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("handler dropped"))
+            .collect();
+        assert_eq!(dropped.len(), 1, "{lines:?}");
         assert!(
-            lines[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+            dropped[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{lines:?}"
+        );
+        let access: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("truss::access"))
+            .collect();
+        assert_eq!(access.len(), 1, "{lines:?}");
+        assert!(
+            access[0].contains(&format!(" status={status} ")),
+            "{lines:?}"
+        );
+        assert!(
+            access[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
             "{lines:?}"
         );
     }
 
     #[test]
-    fn a_handler_cut_short_is_dropped_inside_the_request_span() {
-        assert_dropped_once_inside_the_span(false);
+    fn a_handler_cut_short_is_dropped_inside_the_request_span_and_logged_as_499() {
+        assert_dropped_once_inside_the_span(false, "499");
     }
 
     #[test]
@@ -410,6 +442,6 @@ mod tests {
 
     #[test]
     fn a_finished_handler_is_dropped_once_inside_the_request_span() {
-        assert_dropped_once_inside_the_span(true);
+        assert_dropped_once_inside_the_span(true, "200");
     }
 }
