@@ -256,23 +256,11 @@ mod tests {
     fn lines_have_the_default_layout_without_colours() {
         use tracing_subscriber::layer::SubscriberExt;
 
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let sink = buf.clone();
+        let buf = super::super::Captured::default();
         let layer = tracing_subscriber::fmt::layer()
             .event_format(Line)
             .fmt_fields(Fields)
-            .with_writer(move || sink.clone());
+            .with_writer(buf.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", trace_id = %"abc", route = "/x");
@@ -287,7 +275,7 @@ mod tests {
                 "access"
             );
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         let line = text.lines().next().unwrap();
         assert_eq!(line.find("Z "), Some(26), "{line}");
         assert!(

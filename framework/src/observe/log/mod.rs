@@ -6,10 +6,14 @@
 //! out everything buffered before it returns. Written to a file or a pipe, the text format
 //! is the plain one of `format.rs`; on a terminal it is `tracing-subscriber`'s, in colour.
 
+#[cfg(test)]
+mod captured;
 mod format;
 mod switch;
 mod writer;
 
+#[cfg(test)]
+pub(crate) use captured::Captured;
 pub(crate) use format::Digits;
 pub use writer::{LineWriter, NonBlocking};
 

@@ -37,7 +37,7 @@ use tracing::Span;
 
 use crate::observe::log::Digits;
 use crate::wire::RouteLabel;
-use crate::wire::headers::{GRPC_STATUS, is_grpc};
+use crate::wire::headers::{GRPC_STATUS, is_grpc, is_grpc_response};
 
 /// What the access line needs from the request, kept while it is served.
 pub(super) struct Access {
@@ -66,13 +66,13 @@ impl Access {
     pub(super) fn finish(self, span: Span, response: &mut Response<Body>) {
         let status = response.status().as_u16();
         let headers = response.headers();
-        // An HTTP route's response is gRPC only by its content type (a proxied call); the
-        // header lookups are skipped for the rest.
-        if self.route.is_http_route() && !is_grpc(headers) {
+        // The rule the breaker and the request counter follow: an HTTP route's response is
+        // gRPC only by its content type (a proxied call).
+        if !is_grpc_response(self.route.is_http_route(), headers) {
             return self.log(&span, status, None);
         }
-        if let Some(code) = headers.get(GRPC_STATUS) {
-            return self.log(&span, status, Some(code.to_str().unwrap_or("invalid")));
+        if let Some(code) = grpc_status_text(headers) {
+            return self.log(&span, status, Some(code));
         }
         if !is_grpc(headers) {
             // Not gRPC at all: no route matched, a plain answer from a layer.
@@ -121,11 +121,16 @@ struct Pending {
 
 impl Pending {
     fn log(self, trailers: Option<&HeaderMap>) {
-        let code = trailers
-            .and_then(|t| t.get(GRPC_STATUS))
-            .map(|v| v.to_str().unwrap_or("invalid"));
+        let code = trailers.and_then(grpc_status_text);
         self.access.log(&self.span, self.status, code);
     }
+}
+
+/// The `grpc-status` in `headers` (a head or trailers) as the line shows it: its text, or
+/// `invalid` when it is not text.
+fn grpc_status_text(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(GRPC_STATUS)?;
+    Some(value.to_str().unwrap_or("invalid"))
 }
 
 /// A gRPC response body that writes its access line when it ends (trailers, end of stream,
@@ -243,6 +248,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::observe::log::Captured;
 
     #[test]
     fn peers_are_written_as_socket_addresses() {
@@ -265,37 +271,17 @@ mod tests {
         assert_eq!(Peer::of(None).as_str(), "-");
     }
 
-    /// Log lines written through `tracing-subscriber`'s own formatter, captured.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+    /// Log lines written through `tracing-subscriber`'s own formatter, captured: set as this
+    /// thread's default subscriber while the guard lives.
+    fn install(logs: &Captured) -> tracing::subscriber::DefaultGuard {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(logs.clone());
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
     }
 
-    impl Captured {
-        /// Sets a subscriber writing here as this thread's default.
-        fn install(&self) -> tracing::subscriber::DefaultGuard {
-            let sink = self.clone();
-            let layer = tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(move || sink.clone());
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
-        }
-
-        fn access_lines(&self) -> Vec<String> {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            text.lines()
-                .filter(|l| l.contains("truss::access"))
-                .map(str::to_owned)
-                .collect()
-        }
+    fn access_lines(logs: &Captured) -> Vec<String> {
+        logs.lines_with("truss::access")
     }
 
     /// The `Access` of a request to `path`, served by a route mounted at `mount`.
@@ -361,14 +347,14 @@ mod tests {
         access(mount, path)
             .await
             .finish(Span::none(), &mut response);
-        let mut lines = logs.access_lines();
+        let mut lines = access_lines(logs);
         assert!(lines.len() <= 1, "{lines:?}");
         (response, lines.pop())
     }
 
     /// The one access line written by now.
     fn only_line(logs: &Captured) -> String {
-        let lines = logs.access_lines();
+        let lines = access_lines(logs);
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].clone()
     }
@@ -376,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn http_lines_have_no_grpc_status() {
         let logs = Captured::default();
-        let _guard = logs.install();
+        let _guard = install(&logs);
         let response = Response::new(Body::from("ok"));
         let (_, line) = finished(&logs, "/users/{id}", "/users/7", response).await;
         let line = line.expect("an HTTP line is written with the head");
@@ -390,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_grpc_status_in_the_head_is_logged_with_the_head() {
         let logs = Captured::default();
-        let _guard = logs.install();
+        let _guard = install(&logs);
         let response = grpc_response(Some("5"), Body::empty());
         let (_, line) = finished(&logs, "/pkg.Svc/{*rest}", "/pkg.Svc/Get", response).await;
         let line = line.expect("a trailers-only answer is logged with the head");
@@ -403,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn a_grpc_status_in_trailers_is_logged_when_the_body_ends() {
         let logs = Captured::default();
-        let _guard = logs.install();
+        let _guard = install(&logs);
         let response = grpc_response(None, body_with_trailers("0"));
         let (response, line) = finished(&logs, "/pkg.Svc/{*rest}", "/pkg.Svc/Get", response).await;
         assert_eq!(line, None, "logged before the body");
@@ -415,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn a_grpc_body_dropped_before_its_end_still_gets_its_line() {
         let logs = Captured::default();
-        let _guard = logs.install();
+        let _guard = install(&logs);
         let response = grpc_response(None, body_with_trailers("0"));
         let (response, _) = finished(&logs, "/pkg.Svc/{*rest}", "/pkg.Svc/Get", response).await;
         drop(response);

@@ -330,21 +330,9 @@ mod tests {
     /// The lines logged when a request whose handler `finishes` (or not) is polled once and
     /// then dropped.
     fn drop_lines(finishes: bool) -> Vec<String> {
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let sink = buf.clone();
+        let buf = crate::observe::log::Captured::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
+            .with_writer(buf.clone())
             .with_ansi(false)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
@@ -368,8 +356,7 @@ mod tests {
                 assert_eq!(polled.is_ready(), finishes);
             });
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(str::to_owned).collect()
+        buf.text().lines().map(str::to_owned).collect()
     }
 
     /// The handler (one that `finishes`, or not) is dropped exactly once, inside the span.
