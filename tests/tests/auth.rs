@@ -399,6 +399,59 @@ async fn scopes_and_public_routes_follow_config() {
     app.stop().await;
 }
 
+/// Route policies at the layer: `HEAD` takes `GET`'s policy (axum answers it with the `GET`
+/// handler), and a public route ignores an `Authorization` header of another scheme (a
+/// login route taking `Basic` credentials), which is still a 401 elsewhere.
+#[tokio::test]
+async fn head_takes_gets_policy_and_public_routes_ignore_other_schemes() {
+    use tower::ServiceExt;
+
+    let mut auth = auth_config(vec![key(None, "HS256")]);
+    let route = |public: bool, scope: Option<&str>| truss::auth::RouteConfig {
+        public,
+        scope: scope.map(str::to_owned),
+    };
+    auth.routes
+        .insert("GET /admin".into(), route(false, Some("admin")));
+    auth.routes.insert("POST /login".into(), route(true, None));
+    auth.default = truss::auth::DefaultPolicy::Public;
+    let verifier = Arc::new(truss::auth::Verifier::new(&auth).unwrap());
+    let app = Router::new()
+        .route("/admin", get(|| async { "secret" }))
+        .route("/login", axum::routing::post(|| async { "welcome" }))
+        .layer(truss::auth::AuthLayer::new(&auth, verifier));
+    let status = |method: &str, path: &str, authorization: Option<&str>| {
+        let mut request = http::Request::builder().method(method).uri(path);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let request = request.body(axum::body::Body::empty()).unwrap();
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    let reader = format!("Bearer {}", sign(Algorithm::HS256, None, &claims()));
+    let mut admin = claims();
+    admin["scope"] = json!("admin");
+    let admin = format!("Bearer {}", sign(Algorithm::HS256, None, &admin));
+    for method in ["GET", "HEAD"] {
+        assert_eq!(status(method, "/admin", None).await, 401, "{method}");
+        assert_eq!(
+            status(method, "/admin", Some(&reader)).await,
+            403,
+            "{method}"
+        );
+        assert_eq!(
+            status(method, "/admin", Some(&admin)).await,
+            200,
+            "{method}"
+        );
+    }
+    let basic = "Basic YWRhOnB3";
+    assert_eq!(status("POST", "/login", Some(basic)).await, 200);
+    assert_eq!(status("POST", "/login", Some("Bearer garbage")).await, 200);
+    assert_eq!(status("GET", "/admin", Some(basic)).await, 401);
+}
+
 /// A JWKS served by a test HTTP server: fetched at start, one early refresh for an unknown
 /// kid however many requests carry it, and the cached keys keep working once it is down.
 #[tokio::test]

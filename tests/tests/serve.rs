@@ -89,6 +89,49 @@ async fn malformed_input_gets_4xx_not_a_panic() {
     running.shutdown().await.unwrap();
 }
 
+/// A handler that panics answers 500 with the error body, on a connection that stays open;
+/// the request is counted as a 500 and the panic in `truss_panics_total`.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_connection_goes_on() {
+    async fn boom() -> &'static str {
+        panic!("a bug in a handler")
+    }
+    let routes = axum::Router::new()
+        .route("/boom", axum::routing::get(boom))
+        .route("/fine", axum::routing::get(|| async { "fine" }));
+    let running = App::builder("boom")
+        .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+        .http(routes)
+        .start()
+        .await
+        .unwrap();
+    let mut h1 = H1::connect(running.http_addr().unwrap()).await.unwrap();
+    let (status, body) = h1.get("/boom").await.unwrap();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("\"INTERNAL\""), "{body}");
+    let (status, body) = h1.get("/fine").await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "fine"));
+    let (_, metrics) = get(running.admin_addr(), "/metrics").await.unwrap();
+    let has = |needle: &[&str]| {
+        metrics
+            .lines()
+            .any(|l| needle.iter().all(|n| l.contains(n)) && l.ends_with(" 1"))
+    };
+    assert!(
+        has(&["truss_panics_total{", "route=\"/boom\""]),
+        "{metrics}"
+    );
+    assert!(
+        has(&[
+            "truss_server_requests_total{",
+            "route=\"/boom\"",
+            "code=\"500\""
+        ]),
+        "{metrics}"
+    );
+    running.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn port_in_use_is_a_clear_error() {
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,13 +10,15 @@ use crate::observe::metrics::MetricsLayer;
 use crate::observe::trace::TraceLayer;
 use crate::resilience::breaker::{BreakerLayer, Breakers, DefaultClassifier};
 use crate::resilience::deadline::DeadlineLayer;
-use crate::resilience::{AdmitLayer, CpuSource, admission_layer};
+use crate::resilience::{AdmitLayer, CatchPanicLayer, CpuSource, admission_layer};
 use crate::wire::Transport;
 
 /// Wraps a listener's router in the server stack the config asks for, as the app does for
 /// its HTTP and gRPC listeners, outermost first: trace context, request metrics,
-/// authentication (feature `auth`, when `[auth]` has keys), in-flight limit, rate limits, load shedding, circuit breaker (per route), deadline. `transport` is
-/// the metrics label; `cpu` replaces the CPU sampler of load shedding.
+/// authentication (feature `auth`, when `[auth]` has keys), in-flight limit, rate limits,
+/// load shedding, circuit breaker (per route), deadline, and a handler's panic turned into
+/// a `500` ([`CatchPanicLayer`]). `transport` is the metrics label; `cpu` replaces the CPU
+/// sampler of load shedding.
 ///
 /// One `Router::layer` call: axum boxes each layer it applies. Useful to measure the stack
 /// or to serve a router with it outside an [`App`](super::App):
@@ -211,7 +213,8 @@ pub(crate) fn build(
                 .layer(MetricsLayer::new(transport))
                 .option_layer(auth)
                 .layer($admission)
-                .layer(DeadlineLayer::new(config.timeout.clone()));
+                .layer(DeadlineLayer::new(config.timeout.clone()))
+                .layer(CatchPanicLayer);
             // `with_state(())` turns every handler into a finished service now; a `Router<()>`
             // that skips it rebuilds each handler with its layers on every request (found
             // profiling the load harness: a clone, the stack's layer calls and a drop per

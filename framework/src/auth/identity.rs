@@ -12,12 +12,24 @@ use crate::Error;
 
 /// The caller of a request whose token verified: its subject, scopes and every claim.
 /// The auth layer puts it in the request's extensions (an `Arc<Identity>`), on HTTP and gRPC.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output leaves the token out: `tracing::debug!(?who)` never logs a credential.
+#[derive(Clone)]
 pub struct Identity {
     subject: Option<String>,
     scopes: Vec<String>,
     claims: Value,
     token: Arc<str>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("subject", &self.subject)
+            .field("scopes", &self.scopes)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Identity {
@@ -159,5 +171,24 @@ impl Identity {
         fut: F,
     ) -> tokio::task::futures::TaskLocalFuture<Arc<Identity>, F> {
         CURRENT.scope(identity, fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_the_token_out() {
+        let who = Identity::new(
+            serde_json::json!({"sub": "ada", "scope": "users:read"}),
+            "eyJhbGciOi.secret-payload.signature".into(),
+        );
+        let text = format!("{who:?}");
+        assert!(
+            text.contains("ada") && text.contains("users:read"),
+            "{text}"
+        );
+        assert!(!text.contains("secret-payload"), "{text}");
     }
 }

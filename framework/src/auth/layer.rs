@@ -71,15 +71,22 @@ impl Policies {
         entries.push((method, policy));
     }
 
+    /// The policy of `method` on `route`: its own entry; for `HEAD`, which axum answers
+    /// with the `GET` handler, the `GET` entry next; then the any-method entry; then the
+    /// default.
     fn of(&self, method: &Method, route: &str) -> &RoutePolicy {
         let entries = self
             .by_route
             .get(route)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        entries
-            .iter()
-            .find(|(m, _)| m.as_ref() == Some(method))
+        let exact = |wanted: &Method| entries.iter().find(|(m, _)| m.as_ref() == Some(wanted));
+        exact(method)
+            .or_else(|| {
+                (*method == Method::HEAD)
+                    .then(|| exact(&Method::GET))
+                    .flatten()
+            })
             .or_else(|| entries.iter().find(|(m, _)| m.is_none()))
             .map(|(_, p)| p)
             .or(self.default.as_ref())
@@ -185,13 +192,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let token = match bearer(req.headers()) {
-            Ok(token) => token,
-            Err(e) => return self.reject(&req, e),
-        };
-        let presented = match token {
-            None => Presented::None,
-            Some(token) => match self.shared.verifier.verify_now(token) {
+        // A header that is not `Bearer <token>` (say `Basic`, for a login route) is refused
+        // like a bad token: ignored on a public route, a 401 elsewhere.
+        let presented = match bearer(req.headers()) {
+            Err(e) => Presented::Refused(e),
+            Ok(None) => Presented::None,
+            Ok(Some(token)) => match self.shared.verifier.verify_now(token) {
                 Ok(Ok(identity)) => Presented::Verified(identity),
                 Ok(Err(e)) => Presented::Refused(e),
                 Err(_needs_refresh) => return self.slow(req),

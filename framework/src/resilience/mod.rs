@@ -38,6 +38,7 @@ mod config;
 mod counters;
 pub mod deadline;
 pub mod inflight;
+pub mod panic;
 pub mod ratelimit;
 pub mod retry;
 pub mod shed;
@@ -47,6 +48,7 @@ pub use chain::Chain;
 pub use clock::TokioClock;
 pub use config::AdmissionConfig;
 pub use inflight::{InFlight, InFlightLimit, InFlightLimitLayer};
+pub use panic::CatchPanicLayer;
 pub use ratelimit::{Backend, KeySpec, RateLimit, RateLimitLayer, RateLimitRule, RateLimits};
 #[cfg(feature = "redis")]
 pub use ratelimit::{RedisRateLimit, RedisRateLimitLayer, RedisRateLimits};
