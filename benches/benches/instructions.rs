@@ -78,6 +78,7 @@ const ROWS: &[(&str, bool)] = &[
     ("breaker_adaptive", false),
     ("breaker_open_rejects", false),
     ("deadline", false),
+    ("catch_panic", false),
     ("metrics", false),
     ("trace", false),
     ("trace_access_log", false),

@@ -104,7 +104,7 @@ pub fn variants() -> Vec<(&'static str, Router)> {
     let list = vec![
         ("passthrough", base()),
         // The whole stack the app applies with its default config (trace with access log,
-        // metrics, in-flight limit, shedding, breaker, deadline).
+        // metrics, in-flight limit, shedding, breaker, deadline, panic catcher).
         ("full_default_stack", full),
         ("full_stack_no_access_log", full_quiet),
         // The default stack sent a valid HS256 bearer token: `[auth]` off (the header is
@@ -148,6 +148,10 @@ pub fn variants() -> Vec<(&'static str, Router)> {
         (
             "deadline",
             base().layer(DeadlineLayer::new(TimeoutConfig::default())),
+        ),
+        (
+            "catch_panic",
+            base().layer(truss::resilience::CatchPanicLayer),
         ),
         ("trace", base().layer(TraceLayer::new(false))),
         ("trace_access_log", base().layer(TraceLayer::new(true))),

@@ -154,7 +154,8 @@ async fn grpc_status_counts_on_grpc_responses_only() {
         )
         .route_service("/proxy/{name}", tower::service_fn(move |_| unavailable()))
         .route("/http", get(|| async { ([("grpc-status", "14")], "fine") }))
-        .layer(layer.clone());
+        .layer(layer.clone())
+        .layer(truss::wire::GrpcRoutesLayer::new());
     for _ in 0..3 {
         call(&app, "/pkg.Svc/Get").await;
         call(&app, "/proxy/x").await;

@@ -400,8 +400,9 @@ async fn scopes_and_public_routes_follow_config() {
 }
 
 /// Route policies at the layer: `HEAD` takes `GET`'s policy (axum answers it with the `GET`
-/// handler), and a public route ignores an `Authorization` header of another scheme (a
-/// login route taking `Basic` credentials), which is still a 401 elsewhere.
+/// handler); a public route ignores an `Authorization` header of another scheme (a login
+/// route taking `Basic` credentials), which is still a 401 elsewhere; and an HTTP catch-all
+/// named like tonic's mount (`/files/{*rest}`) keeps its own policy.
 #[tokio::test]
 async fn head_takes_gets_policy_and_public_routes_ignore_other_schemes() {
     use tower::ServiceExt;
@@ -414,11 +415,15 @@ async fn head_takes_gets_policy_and_public_routes_ignore_other_schemes() {
     auth.routes
         .insert("GET /admin".into(), route(false, Some("admin")));
     auth.routes.insert("POST /login".into(), route(true, None));
+    // The shape of a tonic mount, on an HTTP route: still found by its template.
+    auth.routes
+        .insert("GET /files/{*rest}".into(), route(false, None));
     auth.default = truss::auth::DefaultPolicy::Public;
     let verifier = Arc::new(truss::auth::Verifier::new(&auth).unwrap());
     let app = Router::new()
         .route("/admin", get(|| async { "secret" }))
         .route("/login", axum::routing::post(|| async { "welcome" }))
+        .route("/files/{*rest}", get(|| async { "a file" }))
         .layer(truss::auth::AuthLayer::new(&auth, verifier));
     let status = |method: &str, path: &str, authorization: Option<&str>| {
         let mut request = http::Request::builder().method(method).uri(path);
@@ -450,6 +455,8 @@ async fn head_takes_gets_policy_and_public_routes_ignore_other_schemes() {
     assert_eq!(status("POST", "/login", Some(basic)).await, 200);
     assert_eq!(status("POST", "/login", Some("Bearer garbage")).await, 200);
     assert_eq!(status("GET", "/admin", Some(basic)).await, 401);
+    assert_eq!(status("GET", "/files/a/b.txt", None).await, 401);
+    assert_eq!(status("GET", "/files/a/b.txt", Some(&reader)).await, 200);
 }
 
 /// A JWKS served by a test HTTP server: fetched at start, one early refresh for an unknown

@@ -54,7 +54,7 @@ pub struct AppBuilder {
     /// The message consumers, one listener each.
     pub(super) consumers: Vec<crate::queue::Consumer>,
     /// Consumers whose backend and settings come from `[consumers]` at start.
-    pub(super) configured_consumers: Vec<(String, crate::queue::Erased)>,
+    pub(super) configured_consumers: Vec<super::consumers::Configured>,
 }
 
 impl AppBuilder {
@@ -141,7 +141,11 @@ impl AppBuilder {
         handler: H,
     ) -> Self {
         self.configured_consumers
-            .push((subscription.into(), handler.erase()));
+            .push(super::consumers::Configured {
+                subscription: subscription.into(),
+                handler: handler.erase(),
+                relay: false,
+            });
         self
     }
 
@@ -150,7 +154,10 @@ impl AppBuilder {
     /// transactional outbox), is published unchanged and acknowledged only once the publish
     /// succeeded. A crash between the two publishes it again, with the same `message-id`,
     /// which consumers' [`first_delivery`](crate::queue::first_delivery) absorbs; a broker
-    /// that is down leaves the messages in the outbox, retried with backoff.
+    /// that is down leaves the messages in the outbox, retried with backoff (up to
+    /// `backoff_max`) for as long as it stays down: a relay never dead-letters a failure
+    /// that may pass (`max_attempts` counts only for the others, such as a message the
+    /// broker refuses).
     ///
     /// ```no_run
     /// # async fn demo(config: truss::Config) -> Result<(), truss::AppError> {
@@ -168,7 +175,11 @@ impl AppBuilder {
         producer: crate::queue::Producer,
     ) -> Self {
         self.configured_consumers
-            .push((subscription.into(), producer.relay_handler()));
+            .push(super::consumers::Configured {
+                subscription: subscription.into(),
+                handler: producer.relay_handler(),
+                relay: true,
+            });
         self
     }
 

@@ -16,20 +16,37 @@ use crate::config::{Config, ConfigError, NoAppConfig};
 use crate::queue::ConsumerConfig;
 use crate::queue::{Backend, Consumer, Erased, MemoryBackend, QueueBackend};
 
+/// A consumer declared on the builder, connected at start.
+pub(super) struct Configured {
+    pub(super) subscription: String,
+    pub(super) handler: Erased,
+    /// An outbox relay ([`AppBuilder::relay`]): retries a failure that may pass for ever.
+    pub(super) relay: bool,
+}
+
 impl AppBuilder {
     /// A consumer as `[consumers."<subscription>"]` describes it (defaults when absent).
     pub(super) async fn configured_consumer(
         &self,
         config: &Config<NoAppConfig>,
-        subscription: String,
-        handler: Erased,
+        configured: Configured,
     ) -> Result<Consumer, AppError> {
-        let settings = config
+        let Configured {
+            subscription,
+            handler,
+            relay,
+        } = configured;
+        let mut settings = config
             .consumers
             .0
             .get(&subscription)
             .cloned()
             .unwrap_or_default();
+        if relay {
+            // A broker that is down must not move the outbox to the dead letters: its
+            // failures (503, 504) are retried at `backoff_max` for as long as it lasts.
+            settings.max_attempts = u32::MAX;
+        }
         let backend: Arc<dyn Backend> = match settings.backend {
             QueueBackend::Memory => MemoryBackend::shared(&subscription),
             #[cfg(feature = "redis")]

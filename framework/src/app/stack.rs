@@ -11,7 +11,7 @@ use crate::observe::trace::TraceLayer;
 use crate::resilience::breaker::{BreakerLayer, Breakers, DefaultClassifier};
 use crate::resilience::deadline::DeadlineLayer;
 use crate::resilience::{AdmitLayer, CatchPanicLayer, CpuSource, admission_layer};
-use crate::wire::Transport;
+use crate::wire::{GrpcRoutesLayer, Transport};
 
 /// Wraps a listener's router in the server stack the config asks for, as the app does for
 /// its HTTP and gRPC listeners, outermost first: trace context, request metrics,
@@ -209,6 +209,7 @@ pub(crate) fn build(
     macro_rules! protect {
         ($admission:expr) => {{
             let stack = tower::ServiceBuilder::new()
+                .layer(GrpcRoutesLayer::when(transport == Transport::Grpc))
                 .layer(TraceLayer::new(config.log.access).sample_ratio(config.trace.sample_ratio))
                 .layer(MetricsLayer::new(transport))
                 .option_layer(auth)

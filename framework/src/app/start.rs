@@ -181,10 +181,8 @@ impl AppBuilder {
         for consumer in std::mem::take(&mut self.consumers) {
             listeners.push(Box::new(consumer));
         }
-        for (subscription, handler) in std::mem::take(&mut self.configured_consumers) {
-            let consumer = self
-                .configured_consumer(config, subscription, handler)
-                .await?;
+        for configured in std::mem::take(&mut self.configured_consumers) {
+            let consumer = self.configured_consumer(config, configured).await?;
             listeners.push(Box::new(consumer));
         }
         Ok((listeners, grpc_health, stacks))

@@ -6,7 +6,8 @@
 //! (metrics and the access line count a client that went away, the breaker no failure).
 //! The app puts [`CatchPanicLayer`] innermost, inside the deadline, so everything outside
 //! sees the `500` as the handler's answer. The panic is logged at `ERROR` inside the
-//! request's span (with its `trace_id`) and counted in `truss_panics_total{route}`.
+//! request's span (with its `trace_id` and route) and counted in `truss_panics_total`;
+//! the request metrics count the `500` by route.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -35,8 +36,8 @@ use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::wire::is_grpc;
 use crate::wire::reject::reject;
-use crate::wire::{RouteLabel, is_grpc};
 
 /// Turns a panic of the inner service, while called or polled, into a `500` response; see
 /// the [module docs](self).
@@ -73,15 +74,14 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // gRPC is HTTP/2 only: an HTTP/1.1 request skips the header lookup.
         let grpc = req.version() == Version::HTTP_2 && is_grpc(req.headers());
-        let route = RouteLabel::of(&req);
         let inner = match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
             Ok(inner) => Some(inner),
             Err(payload) => {
-                report(route.as_str(), payload.as_ref());
+                report(payload.as_ref());
                 None
             }
         };
-        CatchPanicFuture { inner, grpc, route }
+        CatchPanicFuture { inner, grpc }
     }
 }
 
@@ -92,7 +92,6 @@ pub struct CatchPanicFuture<F> {
     #[pin]
     inner: Option<F>,
     grpc: bool,
-    route: RouteLabel,
 }
 
 impl<F, E> Future for CatchPanicFuture<F>
@@ -109,7 +108,7 @@ where
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(poll) => poll,
             Err(payload) => {
-                report(this.route.as_str(), payload.as_ref());
+                report(payload.as_ref());
                 // A future that panicked is never polled again.
                 this.inner.set(None);
                 Poll::Ready(Ok(internal(*this.grpc)))
@@ -118,19 +117,17 @@ where
     }
 }
 
-/// Logs and counts a panic.
-fn report(route: &str, payload: &(dyn Any + Send)) {
+/// Logs and counts a panic (the log line is in the request's span, with its route and
+/// trace id; the request metrics count the `500` by route).
+fn report(payload: &(dyn Any + Send)) {
     let message = payload
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(not a string)");
-    tracing::error!(route, panic = message, "the handler panicked: answered 500");
-    metrics::describe_counter!(
-        "truss_panics_total",
-        "Handler panics answered 500, by route."
-    );
-    metrics::counter!("truss_panics_total", "route" => route.to_owned()).increment(1);
+    tracing::error!(panic = message, "the handler panicked: answered 500");
+    metrics::describe_counter!("truss_panics_total", "Handler panics answered 500.");
+    metrics::counter!("truss_panics_total").increment(1);
 }
 
 /// The answer to a request whose handler panicked.

@@ -278,6 +278,8 @@ mod tests {
             // An HTTP route answering in gRPC (a proxy, a layer answering a gRPC caller).
             .route_service("/proxy/{name}", grpc)
             .layer(MetricsLayer::new(Transport::Http))
+            // As the app's gRPC stack does: `/pkg.Svc/{*rest}` is a tonic mount.
+            .layer(crate::wire::GrpcRoutesLayer::new())
     }
 
     #[test]

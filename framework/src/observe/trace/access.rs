@@ -290,13 +290,15 @@ mod tests {
 
         let slot = Arc::new(Mutex::new(None));
         let keep = slot.clone();
-        let app = axum::Router::new().route(
-            mount,
-            axum::routing::any(move |req: Request<Body>| {
-                *keep.lock().unwrap() = Some(Access::of(&req));
-                async {}
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                mount,
+                axum::routing::any(move |req: Request<Body>| {
+                    *keep.lock().unwrap() = Some(Access::of(&req));
+                    async {}
+                }),
+            )
+            .layer(crate::wire::GrpcRoutesLayer::new());
         let req = Request::post(path).body(Body::empty()).unwrap();
         app.oneshot(req).await.unwrap();
         slot.lock()
