@@ -72,3 +72,71 @@ async fn static_discovery_feeds_balanced_http_and_grpc_clients() {
         app.shutdown().await.unwrap();
     }
 }
+
+/// A service discovery reports without an instance fails at once with `UNAVAILABLE` (with
+/// no deadline, the balancer used to wait for ever), before discovery's first report calls
+/// wait, and calls are served again once an instance appears.
+#[tokio::test]
+async fn a_service_with_no_instance_fails_fast_and_recovers() {
+    let hello_config = hello::HelloConfig::default();
+    let app = App::builder("hello")
+        .config(&local_config(Duration::ZERO, Duration::from_secs(5)))
+        .grpc(hello::Greeter::new(&hello_config).into_service())
+        .start()
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    let channel = grpc_client("hello", rx, &ClientConfig::default()).unwrap();
+    let mut grpc = hello::pb::greeter_client::GreeterClient::new(channel);
+    let request = || hello::pb::HelloRequest {
+        name: "grpc".into(),
+    };
+    // No report yet: the call waits for an instance.
+    let waiting = tokio::time::timeout(Duration::from_millis(300), grpc.say_hello(request()));
+    assert!(
+        waiting.await.is_err(),
+        "a call before discovery's first report waits"
+    );
+    // Discovery answered: nobody. (A call made before the client saw the answer waits in
+    // the balancer's queue, as the first did: each try is bounded.)
+    tx.send(Vec::new()).unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let call = tokio::time::timeout(Duration::from_millis(200), grpc.say_hello(request()));
+            if let Ok(Err(status)) = call.await
+                && status.code() == tonic::Code::Unavailable
+            {
+                return status;
+            }
+        }
+    });
+    let status = refused
+        .await
+        .expect("a call to a service without instances fails fast");
+    assert!(status.message().contains("`hello`"), "{}", status.message());
+    // An instance appears: served.
+    tx.send(vec![truss::registry::Instance {
+        id: "hello-1".into(),
+        name: "hello".into(),
+        version: "0".into(),
+        http: None,
+        grpc: app.grpc_addr(),
+        metadata: BTreeMap::new(),
+    }])
+    .unwrap();
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(reply) = grpc.say_hello(request()).await {
+                return reply.into_inner().message;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(
+        served
+            .await
+            .expect("served once an instance appears")
+            .contains("grpc")
+    );
+    app.shutdown().await.unwrap();
+}

@@ -46,6 +46,14 @@ async fn until(
 async fn registered_app_is_discovered_and_gone_before_its_listener_closes() {
     let etcd = Etcd::start().await;
     let (mut rx, _task) = discover(config(&etcd), "svc-a");
+    // The first listing is reported even though it finds nobody: clients then know the
+    // service has no instance (and fail fast) instead of waiting for a first report.
+    let reported = tokio::time::timeout(Duration::from_secs(10), rx.changed()).await;
+    assert!(
+        matches!(reported, Ok(Ok(()))),
+        "the empty listing was not reported"
+    );
+    assert!(rx.borrow_and_update().is_empty());
     // A drain delay long enough for the deregistration to be seen on a loaded machine.
     let mut app_config = local_config(Duration::from_secs(3), Duration::from_secs(5));
     app_config.shutdown.hook_timeout = Duration::from_secs(2);

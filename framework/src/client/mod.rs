@@ -7,8 +7,12 @@
 //! them. An instance that refuses connections is ejected for 1 s (doubling to 30 s while it
 //! keeps refusing) before one probe call, so a dead instance discovery still lists does not
 //! attract calls (`truss_client_ejections_total` counts ejections). When every instance is
-//! ejected, calls go through anyway and fail fast rather than wait for their deadline. The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
-//! [`registry::etcd::discover`](crate::registry) or [`StaticDiscovery`](crate::registry::StaticDiscovery) provide.
+//! ejected, calls go through anyway and fail fast rather than wait for their deadline. When
+//! discovery reports no instance at all, calls fail at once with `UNAVAILABLE` (until its
+//! first report they wait, so a call made as the app starts is not refused for being early).
+//! The set of instances comes from a `watch::Receiver<Vec<Instance>>`, as
+//! [`registry::etcd::discover`](crate::registry) or
+//! [`StaticDiscovery`](crate::registry::StaticDiscovery) provide.
 //!
 //! ```no_run
 //! # async fn demo(rx: tokio::sync::watch::Receiver<Vec<truss::registry::Instance>>) {
@@ -37,8 +41,10 @@ use tower::load::{CompleteOnResponse, PeakEwma};
 use tower::util::BoxCloneSyncService;
 
 mod eject;
+mod empty;
 
 use eject::{Eject, Pool};
+use empty::{FailEmpty, Live};
 
 use crate::BoxError;
 use crate::observe::metrics::ClientMetricsLayer;
@@ -170,8 +176,10 @@ pub fn grpc_client(
     config: &ClientConfig,
 ) -> Result<GrpcChannel, ValidationError> {
     let timeout = config.attempt_timeout;
+    let live = Live::new();
     let discover = discover(
         instances,
+        live.clone(),
         |i| i.grpc,
         move |addr| {
             let endpoint =
@@ -182,7 +190,7 @@ pub fn grpc_client(
             ))
         },
     );
-    let inner = stack(service, discover, config)?;
+    let inner = stack(service, discover, live, config)?;
     Ok(GrpcChannel { inner })
 }
 
@@ -212,8 +220,10 @@ pub fn http_client(
     let timeout = config.attempt_timeout;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<axum::body::Body>();
+    let live = Live::new();
     let discover = discover(
         instances,
+        live.clone(),
         |i| i.http,
         move |addr| {
             Some(tower::timeout::Timeout::new(
@@ -225,10 +235,11 @@ pub fn http_client(
             ))
         },
     );
-    stack(service, discover, config)
+    stack(service, discover, live, config)
 }
 
-/// Balancer, buffer and the client layer stack over discovered endpoints.
+/// Balancer, buffer and the client layer stack over discovered endpoints; `live` counts
+/// them, so a service discovery reports empty fails fast.
 fn stack<S, B, R>(
     service: &str,
     discover: impl tower::discover::Discover<
@@ -238,6 +249,7 @@ fn stack<S, B, R>(
     > + Send
     + Unpin
     + 'static,
+    live: Arc<Live>,
     config: &ClientConfig,
 ) -> Result<BoxCloneSyncService<Request<B>, Response<R>, BoxError>, ValidationError>
 where
@@ -267,7 +279,7 @@ where
         .layer(PropagateDeadlineLayer::new(config.deadline_margin))
         .layer(retry)
         .layer(ClientBreakerLayer::new(service.to_owned(), breakers))
-        .service(buffer);
+        .service(FailEmpty::new(buffer, live, service));
     Ok(BoxCloneSyncService::new(stack))
 }
 
@@ -326,9 +338,11 @@ impl tower::Service<Request<axum::body::Body>> for HttpEndpoint {
 }
 
 /// Turns instance sets into insert/remove changes of peak-EWMA-measured endpoint services:
-/// `addr` picks the address an instance is reached on, `make` builds its service.
+/// `addr` picks the address an instance is reached on, `make` builds its service. `live`
+/// follows how many there are, once discovery has reported.
 fn discover<S>(
     mut instances: watch::Receiver<Vec<Instance>>,
+    live: Arc<Live>,
     addr: fn(&Instance) -> Option<SocketAddr>,
     make: impl Fn(SocketAddr) -> Option<S> + Send + 'static,
 ) -> impl tower::discover::Discover<Key = String, Service = PeakEwma<Eject<S>>, Error = Infallible>
@@ -342,6 +356,9 @@ where
     let pool = Arc::new(Pool::default());
     tokio::spawn(async move {
         let mut current = HashMap::<String, SocketAddr>::new();
+        // The first set is discovery's answer only when it names instances: etcd's starts
+        // out empty until its first listing. Every set sent after it is an answer.
+        let mut reported = false;
         loop {
             let next: HashMap<String, SocketAddr> = instances
                 .borrow_and_update()
@@ -375,9 +392,14 @@ where
                 }
             }
             current = next;
+            reported |= !current.is_empty();
+            if reported {
+                live.set(current.len());
+            }
             if instances.changed().await.is_err() || tx.is_closed() {
                 return;
             }
+            reported = true;
         }
     });
     UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>)

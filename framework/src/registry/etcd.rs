@@ -346,7 +346,9 @@ async fn follow(
             known.insert(kv.key().to_vec(), instance);
         }
     }
-    publish(tx, service, &known);
+    // A listing is an answer even when unchanged or empty: clients then know the service
+    // has no instance (and fail fast) rather than wait for a first report.
+    publish(tx, service, &known, true);
     let mut watch = client
         .watch(
             prefix,
@@ -378,21 +380,27 @@ async fn follow(
                 }
             }
         }
-        publish(tx, service, &known);
+        publish(tx, service, &known, false);
     }
 }
 
-fn publish(tx: &watch::Sender<Vec<Instance>>, service: &str, known: &BTreeMap<Vec<u8>, Instance>) {
+/// Sends the known instances to the watchers: when they changed, or always after a
+/// `listing`.
+fn publish(
+    tx: &watch::Sender<Vec<Instance>>,
+    service: &str,
+    known: &BTreeMap<Vec<u8>, Instance>,
+    listing: bool,
+) {
     let instances: Vec<Instance> = known.values().cloned().collect();
     metrics::gauge!("truss_registry_endpoints", "target" => service.to_owned())
         .set(instances.len() as f64);
     tx.send_if_modified(|current| {
-        if *current != instances {
+        let changed = *current != instances;
+        if changed {
             *current = instances;
-            true
-        } else {
-            false
         }
+        changed || listing
     });
 }
 
