@@ -260,3 +260,41 @@ async fn a_protobuf_body_survives_the_text_column_and_a_retry() -> Result<(), Bo
     assert_eq!((attempt, got), (2, truss_tests::proto_order()));
     Ok(())
 }
+
+/// A SQL producer with its own `url` writes to that database: it needs neither `[database]
+/// url` nor a `database` name (it was refused at start, asking for one), and the app's
+/// read replicas are not carried over to it.
+#[tokio::test]
+async fn a_sql_producer_with_its_own_url_writes_there() -> Result<(), BoxError> {
+    use truss::queue::{Producer, ProducerConfig, QueueBackend};
+
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("outbox.db");
+    let mut config = truss_tests::local_config(Duration::ZERO, Duration::from_secs(5));
+    config.database.data_dir = dir.path().join("data");
+    let settings = ProducerConfig {
+        backend: QueueBackend::Sql,
+        url: Some(format!("sqlite://{}?mode=rwc", file.display())),
+        ..ProducerConfig::default()
+    };
+    config.producers.0.insert("order.created".into(), settings);
+    let producer = Producer::from_config(&config, "order.created").await?;
+    producer.send(&serde_json::json!({"order_id": 7})).await?;
+    let outbox = Database::connect(
+        &DatabaseConfig {
+            url: Some(format!("sqlite://{}", file.display())),
+            ..DatabaseConfig::default()
+        },
+        "check",
+    )
+    .await?;
+    let rows: i64 = outbox
+        .read("count", async |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM truss_queue")
+                .fetch_one(&mut *c)
+                .await
+        })
+        .await?;
+    assert_eq!(rows, 1);
+    Ok(())
+}

@@ -126,7 +126,9 @@ async fn sql(
 ) -> Result<Arc<dyn Backend>, AppError> {
     let mut database = config.database.clone();
     if let Some(url) = &settings.url {
+        // Another database: the app's read replicas are not its.
         database.url = Some(url.clone());
+        database.replicas.clear();
     }
     let name = settings.database.as_deref().unwrap_or(service);
     let db = crate::sql::Database::connect(&database, name)

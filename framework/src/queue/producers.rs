@@ -145,12 +145,15 @@ async fn sql_sink<T>(
 ) -> Result<Arc<dyn Publish>, AppError> {
     let mut database = config.database.clone();
     if let Some(url) = &settings.url {
+        // Another database: the app's read replicas are not its.
         database.url = Some(url.clone());
+        database.replicas.clear();
     }
+    // With a server URL (the producer's own, or the app's) the name only labels the pool.
     let Some(name) = settings
         .database
         .as_deref()
-        .or(config.database.url.as_ref().map(|_| "queue"))
+        .or(database.url.as_ref().map(|_| "queue"))
     else {
         let key = format!("producers.\"{subject}\".database");
         let why = "\"sql\" on SQLite needs the database to write to: the name of its file in \

@@ -108,6 +108,14 @@ impl Section for RegistryConfig {
                     "must be at least 2s (etcd's minimum lease)",
                 ));
             }
+            // Zero would time every call out at once (never registered), or reconnect to
+            // an unreachable etcd in a tight loop.
+            if etcd.timeout.is_zero() {
+                return Err(ValidationError::new("etcd.timeout", "must be above zero"));
+            }
+            if etcd.retry_max.is_zero() {
+                return Err(ValidationError::new("etcd.retry_max", "must be above zero"));
+            }
             if cfg!(not(feature = "etcd")) {
                 return Err(ValidationError::new(
                     "etcd",
@@ -155,6 +163,38 @@ impl Default for EtcdConfig {
             tls: None,
             timeout: Duration::from_secs(2),
             retry_max: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_etcd_timings_are_refused_by_name() {
+        for (key, zero) in [
+            (
+                "etcd.timeout",
+                EtcdConfig {
+                    timeout: Duration::ZERO,
+                    ..EtcdConfig::default()
+                },
+            ),
+            (
+                "etcd.retry_max",
+                EtcdConfig {
+                    retry_max: Duration::ZERO,
+                    ..EtcdConfig::default()
+                },
+            ),
+        ] {
+            let config = RegistryConfig {
+                etcd: Some(zero),
+                ..RegistryConfig::default()
+            };
+            let error = config.validate().unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
         }
     }
 }

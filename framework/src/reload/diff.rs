@@ -40,7 +40,8 @@ impl Change {
 
 /// `new` with the old value of every key a running app cannot change: listener addresses
 /// and settings, shutdown timings, registry identity, connection pools, trace export,
-/// consumers and `[reload]` itself.
+/// consumers and producers (built once, at start), `[auth.token]` (read by the
+/// `TokenIssuer` the team built from it) and `[reload]` itself.
 fn keep_restart_only(old: &Config<NoAppConfig>, new: Config<NoAppConfig>) -> Config<NoAppConfig> {
     let mut kept = new;
     kept.http = old.http.clone();
@@ -52,6 +53,8 @@ fn keep_restart_only(old: &Config<NoAppConfig>, new: Config<NoAppConfig>) -> Con
     kept.redis = old.redis.clone();
     kept.reload = old.reload.clone();
     kept.consumers = old.consumers.clone();
+    kept.producers = old.producers.clone();
+    kept.auth.token = old.auth.token.clone();
     let sample_ratio = kept.trace.sample_ratio;
     kept.trace = old.trace.clone();
     kept.trace.sample_ratio = sample_ratio;
@@ -109,6 +112,47 @@ mod tests {
         assert!(change.touches("log.level"));
         assert!(!change.touches("log.access"));
         assert!(!change.touches("adm"));
+    }
+
+    #[test]
+    fn producers_and_service_tokens_wait_for_a_restart() {
+        let old = Config::<NoAppConfig>::default();
+        let mut new = old.clone();
+        new.producers.0.insert(
+            "order.created".into(),
+            crate::queue::ProducerConfig {
+                backend: crate::queue::QueueBackend::Redis,
+                ..Default::default()
+            },
+        );
+        new.auth.token = Some(crate::auth::TokenConfig {
+            key: crate::auth::KeyConfig {
+                kid: None,
+                alg: "HS256".into(),
+                secret: Some("a-secret-of-thirty-two-bytes-min".into()),
+                secret_file: None,
+                pem_file: None,
+            },
+            ttl: Duration::from_secs(60),
+            issuer: None,
+            audience: Vec::new(),
+            scope: None,
+        });
+        let change = Change::between(&old, new);
+        assert!(change.applied.is_empty(), "{:?}", change.applied);
+        assert!(
+            change
+                .needs_restart
+                .iter()
+                .any(|k| k.starts_with("producers"))
+                && change
+                    .needs_restart
+                    .iter()
+                    .any(|k| k.starts_with("auth.token")),
+            "{:?}",
+            change.needs_restart
+        );
+        assert_eq!(change.effective.producers, old.producers);
     }
 
     #[test]
