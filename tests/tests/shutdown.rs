@@ -82,6 +82,32 @@ async fn in_flight_request_completes_and_new_connections_are_refused() {
         .unwrap();
 }
 
+/// A before-stop hook that panics is logged and shutdown goes on: the request in flight
+/// finishes, the after-stop hook runs, and `shutdown` returns `Ok`.
+#[tokio::test]
+async fn a_panicking_hook_does_not_cut_shutdown_short() {
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let after = Arc::new(Mutex::new(false));
+    let ran = after.clone();
+    let running = App::builder("shutdown-test")
+        .config(&local_config(Duration::ZERO, Duration::from_secs(30)))
+        .http(probe_routes(entered_tx, 500))
+        .before_stop(|| async { panic!("a bug in a hook") })
+        .after_stop(move || async move {
+            *ran.lock().unwrap() = true;
+        })
+        .start()
+        .await
+        .unwrap();
+    let http = running.http_addr().unwrap();
+    let slow = tokio::spawn(async move { get(http, "/probe").await });
+    entered.recv().await.unwrap();
+    running.shutdown().await.unwrap();
+    let (status, body) = slow.await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "done"));
+    assert!(*after.lock().unwrap(), "the after-stop hook ran");
+}
+
 #[tokio::test]
 async fn handler_that_never_returns_is_cut_off_after_grace() {
     let (entered_tx, mut entered) = mpsc::unbounded_channel();

@@ -45,22 +45,16 @@ impl Lifecycle {
         }
         tracing::info!("shutdown: not ready, running before-stop hooks");
 
-        if let Some(registrar) = &self.registrar {
-            match bounded_by(
-                &self.handle,
-                "deregister",
-                hook_timeout,
-                registrar.deregister(),
-            )
-            .await
-            {
+        if let Some(registrar) = self.registrar.clone() {
+            let deregister = async move { registrar.deregister().await };
+            match contained(&self.handle, "deregister", hook_timeout, deregister).await {
                 Some(Err(error)) => tracing::error!(%error, "deregistration failed"),
                 Some(Ok(())) => tracing::info!("deregistered"),
                 None => {}
             }
         }
         for hook in self.before_stop {
-            bounded_by(&self.handle, "before-stop hook", hook_timeout, hook()).await;
+            contained(&self.handle, "before-stop hook", hook_timeout, hook()).await;
         }
         drain_delay(&self.handle, self.config.shutdown.drain_delay).await;
 
@@ -81,10 +75,35 @@ impl Lifecycle {
         }
 
         for hook in self.after_stop {
-            bounded_by(&self.handle, "after-stop hook", hook_timeout, hook()).await;
+            contained(&self.handle, "after-stop hook", hook_timeout, hook()).await;
         }
         let _ = self.phase_tx.send(Phase::Stopped);
         tracing::info!("shutdown complete");
+    }
+}
+
+/// Runs the team's `fut` (a hook, a deregistration) in a task of its own, [`bounded_by`]
+/// `limit`: one that panics is logged and shutdown goes on (a panic in the lifecycle task
+/// would stop the admin listener at once, skip the after-stop hooks and return while
+/// requests still drain); one that runs out of time is cancelled.
+async fn contained<T: Send + 'static>(
+    handle: &ShutdownHandle,
+    what: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let task = tokio::spawn(fut);
+    let abort = task.abort_handle();
+    match bounded_by(handle, what, limit, task).await {
+        Some(Ok(out)) => Some(out),
+        Some(Err(error)) => {
+            tracing::error!(%error, "{what} failed");
+            None
+        }
+        None => {
+            abort.abort();
+            None
+        }
     }
 }
 

@@ -145,7 +145,9 @@ impl Default for AdminConfig {
 /// readiness goes false → before-stop hooks (each bounded by `hook_timeout`) → `drain_delay`
 /// → listeners stop accepting → in-flight requests get up to `grace` to finish → remaining
 /// connections are closed by force → after-stop hooks → `run` returns. The whole sequence is
-/// bounded by `2 × hook_timeout × hooks + drain_delay + grace`.
+/// bounded by `hook_timeout × (hooks + 1) + drain_delay + grace + 1s`: each hook, before or
+/// after, gets at most `hook_timeout`, so does deregistering from the registry, and the admin
+/// listener drains last, for at most `min(grace, 1s)` more.
 ///
 /// ```toml
 /// [shutdown]

@@ -12,8 +12,8 @@
 //! * **Proto-backed routes** (`#[http]`) take their schemas from the service's descriptors,
 //!   registered with [`AppBuilder::file_descriptor_set`](crate::AppBuilder::file_descriptor_set)
 //!   (the same ones gRPC reflection serves), and describe the JSON those routes read and
-//!   write: proto field names, 64-bit integers as numbers, enums as their numbers, absent
-//!   messages as `null`. Path parameters fill the fields they name; the other fields come
+//!   write in the [`JsonMapping`] the app names (by default the proto3 JSON mapping: proto
+//!   field names, 64-bit integers as strings, enums as their names). Path parameters fill the fields they name; the other fields come
 //!   from the query (`GET`, `DELETE`, ...) or the JSON body (`POST`, `PUT`, `PATCH`).
 //!   Comments in the `.proto` file become descriptions.
 //! * **Plain routes** (`#[truss::route]`) take them from the handler's Rust types with
