@@ -90,7 +90,7 @@ pub fn document(api: &Api<'_>) -> Result<serde_json::Value, OpenApiError> {
         }
         .map_err(|e| OpenApiError(format!("route {name}: {e}")))?;
         finish(&mut op, protected, api.auth.is_on());
-        let methods = paths.entry(route.path.to_owned()).or_default();
+        let methods = paths.entry(openapi_path(route.path)).or_default();
         if methods
             .insert(route.method.to_ascii_lowercase(), Value::Object(op))
             .is_some()
@@ -322,10 +322,28 @@ fn takes_body(method: &str) -> bool {
     matches!(method, "POST" | "PUT" | "PATCH")
 }
 
+/// A route template as an OpenAPI path: a catch-all `{*rest}` is the parameter `{rest}`
+/// (OpenAPI has no wildcard; validators refuse a path whose parameters it does not name).
+fn openapi_path(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
 /// The parameter names of a route template: `{id}` and `{*rest}`.
 fn template_params(path: &str) -> Vec<String> {
     path.split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
         .map(|s| s.trim_start_matches('*').to_owned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_all_templates_become_plain_parameters() {
+        assert_eq!(openapi_path("/files/{*rest}"), "/files/{rest}");
+        assert_eq!(openapi_path("/users/{id}"), "/users/{id}");
+        assert_eq!(template_params("/files/{*rest}"), ["rest"]);
+    }
 }
