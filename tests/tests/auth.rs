@@ -524,6 +524,63 @@ async fn jwks_refreshes_once_for_an_unknown_kid_and_survives_its_server_going_do
     app.stop().await;
 }
 
+/// A reload that changes `[auth]` builds a new verifier: it starts from the JWKS keys in
+/// force, so a JWKS server that is down at that moment does not refuse their tokens.
+#[tokio::test]
+async fn a_new_verifier_keeps_the_jwks_keys_in_force() {
+    let rsa = std::fs::read(fixture("rsa.pub")).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&rsa).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(Algorithm::RS256)).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let document = json!({"keys": [jwk]});
+    let router = Router::new().route(
+        "/jwks.json",
+        get(move || {
+            let document = document.clone();
+            async move { axum::Json(document) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut auth = AuthConfig {
+        jwks: JwksConfig {
+            url: Some(format!("http://{jwks_addr}/jwks.json")),
+            ..JwksConfig::default()
+        },
+        ..auth_config(Vec::new())
+    };
+    let before = Arc::new(truss::auth::Verifier::new(&auth).unwrap());
+    let _refreshing = before.start().await;
+    let k1 = sign(Algorithm::RS256, Some("k1"), &claims());
+    assert!(before.verify(&k1).await.is_ok());
+
+    // The JWKS server goes away; a reload adds a route policy.
+    server.abort();
+    let _ = server.await;
+    auth.routes.insert(
+        "GET /admin".into(),
+        truss::auth::RouteConfig {
+            public: false,
+            scope: Some("admin".into()),
+        },
+    );
+    let after = Arc::new(truss::auth::Verifier::new(&auth).unwrap());
+    after.keep_jwks_keys_of(&before);
+    let _refreshing = after.start().await;
+    assert!(
+        after.verify(&k1).await.is_ok(),
+        "the JWKS keys stayed in force"
+    );
+    // Without them, the failed first fetch leaves no key at all.
+    let fresh = Arc::new(truss::auth::Verifier::new(&auth).unwrap());
+    let _refreshing = fresh.start().await;
+    assert!(matches!(
+        fresh.verify(&k1).await,
+        Err(truss::auth::AuthError::Unavailable)
+    ));
+}
+
 /// `n` concurrent `GET /hello` calls with `authorization`, each on its own connection.
 async fn futures_join(app: &Hello, authorization: &str, n: usize) -> Vec<u16> {
     let addr = app.running.http_addr().unwrap();

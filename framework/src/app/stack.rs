@@ -109,9 +109,14 @@ impl StackShared {
         let mut shared = self.clone();
         #[cfg(feature = "auth")]
         if auth_changed {
-            shared.verifier = None;
+            let previous = shared.verifier.take();
             if config.auth.is_on() {
                 let v = crate::auth::Verifier::new(&config.auth).map_err(|e| invalid("auth", e))?;
+                // Any `[auth]` change builds a new verifier: it keeps the JWKS keys in force
+                // (same URL), so a failed first fetch does not refuse every token of them.
+                if let Some(previous) = &previous {
+                    v.keep_jwks_keys_of(previous);
+                }
                 let v = Arc::new(v);
                 v.start().await;
                 shared.verifier = Some(v);

@@ -82,15 +82,24 @@ impl Jwks {
         self.refresh
     }
 
-    /// A scheduled fetch.
-    pub(crate) async fn fetch(&self) -> Option<KeySet> {
+    /// Whether `other` fetches from the same URL.
+    pub(crate) fn same_source(&self, other: &Jwks) -> bool {
+        self.uri == other.uri
+    }
+
+    /// A scheduled fetch; `store` takes the keys fetched before another fetch can start.
+    pub(crate) async fn fetch(&self, store: impl FnOnce(KeySet)) {
         let _fetching = self.fetching.lock().await;
-        self.fetch_counted("scheduled").await
+        if let Some(keys) = self.fetch_counted("scheduled").await {
+            store(keys);
+        }
     }
 
     /// A fetch for an unknown key id, unless such a fetch started less than `min_refresh`
-    /// ago. Callers arriving during a fetch wait for it and fetch nothing themselves.
-    pub(crate) async fn fetch_early(&self) -> Option<KeySet> {
+    /// ago. Callers arriving during a fetch wait for it and fetch nothing themselves: `store`
+    /// takes the keys while the fetch still holds its lock, so they are in force once those
+    /// callers go on.
+    pub(crate) async fn fetch_early(&self, store: impl FnOnce(KeySet)) {
         let _fetching = self.fetching.lock().await;
         {
             let mut last = self
@@ -98,11 +107,13 @@ impl Jwks {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
-                return None;
+                return;
             }
             *last = Some(Instant::now());
         }
-        self.fetch_counted("unknown_kid").await
+        if let Some(keys) = self.fetch_counted("unknown_kid").await {
+            store(keys);
+        }
     }
 
     async fn fetch_counted(&self, trigger: &'static str) -> Option<KeySet> {

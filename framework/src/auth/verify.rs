@@ -84,6 +84,9 @@ impl From<AuthError> for crate::Error {
 /// Verifies bearer tokens against the configured keys and the JWKS, if any.
 pub struct Verifier {
     static_keys: KeySet,
+    /// The JWKS's keys as last fetched, apart from the static ones (a reload's new verifier
+    /// starts from them).
+    fetched: RwLock<Arc<KeySet>>,
     keys: RwLock<Arc<KeySet>>,
     validations: Vec<(Algorithm, Validation)>,
     required: Vec<String>,
@@ -114,6 +117,7 @@ impl Verifier {
             .map(|url| Jwks::new(url, &config.jwks))
             .transpose()?;
         Ok(Self {
+            fetched: RwLock::new(Arc::new(KeySet::new(Vec::new()))),
             keys: RwLock::new(Arc::new(static_keys.clone())),
             static_keys,
             validations: validations(config),
@@ -153,9 +157,43 @@ impl Verifier {
     /// Fetches the JWKS now; on success its keys replace the previous JWKS keys.
     pub(crate) async fn refresh(&self) {
         let Some(jwks) = &self.jwks else { return };
-        if let Some(fetched) = jwks.fetch().await {
-            let merged = self.static_keys.merged(&fetched);
-            *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(merged);
+        jwks.fetch(|fetched| self.install(fetched)).await;
+    }
+
+    /// Puts `fetched` (the JWKS's keys) in force next to the static keys.
+    fn install(&self, fetched: KeySet) {
+        let merged = self.static_keys.merged(&fetched);
+        *self.fetched.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fetched);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(merged);
+    }
+
+    /// Starts from the JWKS keys `previous` last fetched, when both fetch the same JWKS URL:
+    /// a verifier built for a reloaded `[auth]` (a new route policy, say) then keeps
+    /// verifying tokens of those keys even if its own first fetch fails. Call it before
+    /// [`start`](Self::start), whose fetch replaces them when it succeeds.
+    ///
+    /// ```
+    /// use truss::auth::{AuthConfig, Verifier};
+    ///
+    /// let config = AuthConfig::default();
+    /// let before = Verifier::new(&config).unwrap();
+    /// let after = Verifier::new(&config).unwrap();
+    /// after.keep_jwks_keys_of(&before);
+    /// ```
+    pub fn keep_jwks_keys_of(&self, previous: &Verifier) {
+        let (Some(jwks), Some(before)) = (&self.jwks, &previous.jwks) else {
+            return;
+        };
+        if !jwks.same_source(before) {
+            return;
+        }
+        let fetched = previous
+            .fetched
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !fetched.is_empty() {
+            self.install(KeySet::clone(&fetched));
         }
     }
 
@@ -184,10 +222,7 @@ impl Verifier {
     /// however many requests name the unknown key at once).
     async fn refresh_early(&self) {
         let Some(jwks) = &self.jwks else { return };
-        if let Some(fetched) = jwks.fetch_early().await {
-            let merged = self.static_keys.merged(&fetched);
-            *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(merged);
-        }
+        jwks.fetch_early(|fetched| self.install(fetched)).await;
     }
 
     /// Verifies with the keys in force; `Err(NeedsRefresh)` when the token's `kid` is
