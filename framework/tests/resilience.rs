@@ -481,9 +481,40 @@ async fn client_breaker_stops_sending_to_a_failing_target() {
         "calls reached an open breaker's target"
     );
     let req = Request::post("/dep.v1.Dep/Get")
+        .header("content-type", "application/grpc")
         .body(Body::empty())
         .unwrap();
     let err = client.ready().await.unwrap().call(req).await.unwrap_err();
     let status = err.downcast_ref::<tonic::Status>().expect("a tonic status");
     assert_eq!(status.code(), tonic::Code::Unavailable);
+}
+
+/// Plain HTTP calls share one breaker per HTTP method, whatever ids their paths carry: a
+/// dependency failing on `/users/1`, `/users/2`, ... opens it (a breaker per raw path
+/// would never reach its threshold).
+#[tokio::test(start_paused = true)]
+async fn client_breaker_keys_http_calls_by_method_not_raw_path() {
+    use truss::resilience::breaker::ClientBreakerLayer;
+
+    let attempts = Arc::new(AtomicU64::new(0));
+    let config = BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            consecutive_failures: 3,
+            open_min: Duration::from_secs(60),
+            open_max: Duration::from_secs(60),
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    };
+    let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
+    let layer = ClientBreakerLayer::new("user", breakers);
+    let mut client = layer.layer(always_unavailable(attempts.clone()));
+    for id in 0..10 {
+        let req = Request::get(format!("/users/{id}"))
+            .body(Body::empty())
+            .unwrap();
+        let _ = client.ready().await.unwrap().call(req).await;
+    }
+    assert_eq!(attempts.load(Ordering::Relaxed), 3, "one breaker for GET");
 }

@@ -13,7 +13,7 @@ use super::{Breaker, Breakers};
 use crate::BoxError;
 use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
 use crate::wire::headers::is_grpc_response;
-use crate::wire::{Completion, is_http_route};
+use crate::wire::{Completion, is_grpc, is_http_route};
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
 pub type BreakerLayer = AdmitLayer<Breakers>;
@@ -118,8 +118,11 @@ impl Policy for Breakers {
     }
 }
 
-/// Client side: one breaker per `target` + method path; a rejected call fails with a boxed
-/// `tonic::Status::unavailable` without being sent. Transport errors count as failures.
+/// Client side: one breaker per `target` and gRPC method (`user/pkg.Users/Get`), or per
+/// `target` and HTTP method for plain HTTP calls (`user GET`: never the raw path, whose
+/// ids would make a breaker per resource, none reaching its threshold, and unbounded
+/// series); a rejected call fails with a boxed `tonic::Status::unavailable` without being
+/// sent. Transport errors count as failures.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -183,7 +186,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let name = format!("{}{}", self.target, req.uri().path());
+        let name = if is_grpc(req.headers()) {
+            format!("{}{}", self.target, req.uri().path())
+        } else {
+            format!("{} {}", self.target, req.method())
+        };
         let breaker = self.breakers.get(&name);
         if let Some(b) = &breaker
             && !b.allow()
