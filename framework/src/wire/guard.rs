@@ -9,9 +9,9 @@ use pin_project::pin_project;
 /// The response future of the guarding layers (admission with the breaker, metrics): the
 /// inner service's future holding `G`, a guard released when the request completes or is
 /// dropped, or a ready rejection.
-#[pin_project(project = Proj)]
+#[pin_project(project = Proj, PinnedDrop)]
 #[derive(Debug)]
-pub enum GuardedFuture<F, G = ()> {
+pub enum GuardedFuture<F, G: Completion = ()> {
     /// Admitted: the inner service is serving it.
     Admitted {
         /// The inner future.
@@ -27,7 +27,7 @@ pub enum GuardedFuture<F, G = ()> {
     },
 }
 
-impl<F, G> GuardedFuture<F, G> {
+impl<F, G: Completion> GuardedFuture<F, G> {
     pub(crate) fn admitted(future: F, guard: G) -> Self {
         Self::Admitted {
             future,
@@ -53,6 +53,11 @@ pub trait Completion {
     /// of its rejection (503, 429…), also for a gRPC caller, whose response says 200 and
     /// the gRPC code.
     fn rejected(&mut self, _status: StatusCode) {}
+
+    /// Called instead of [`completed`](Self::completed), before the guard is dropped, when
+    /// the request ended without a response: its future was dropped first (the client went
+    /// away, a timeout outside cut it off) or the inner service failed.
+    fn abandoned(&mut self) {}
 }
 
 impl Completion for () {}
@@ -69,6 +74,12 @@ impl<T: Completion> Completion for Option<T> {
             t.rejected(status);
         }
     }
+
+    fn abandoned(&mut self) {
+        if let Some(t) = self {
+            t.abandoned();
+        }
+    }
 }
 
 impl<A: Completion, B: Completion> Completion for (A, B) {
@@ -80,6 +91,11 @@ impl<A: Completion, B: Completion> Completion for (A, B) {
     fn rejected(&mut self, status: StatusCode) {
         self.0.rejected(status);
         self.1.rejected(status);
+    }
+
+    fn abandoned(&mut self) {
+        self.0.abandoned();
+        self.1.abandoned();
     }
 }
 
@@ -94,10 +110,11 @@ where
         match self.project() {
             Proj::Admitted { future, guard } => {
                 let out = std::task::ready!(future.poll(cx));
-                if let Some(mut guard) = guard.take()
-                    && let Ok(response) = &out
-                {
-                    guard.completed(response);
+                if let Some(mut guard) = guard.take() {
+                    match &out {
+                        Ok(response) => guard.completed(response),
+                        Err(_) => guard.abandoned(),
+                    }
                 }
                 Poll::Ready(out)
             }
@@ -106,5 +123,56 @@ where
                 None => panic!("GuardedFuture polled after completion"),
             },
         }
+    }
+}
+
+/// Dropped while the inner service was still serving: the guard hears it was abandoned.
+#[pin_project::pinned_drop]
+impl<F, G: Completion> PinnedDrop for GuardedFuture<F, G> {
+    fn drop(self: Pin<&mut Self>) {
+        if let Proj::Admitted { guard, .. } = self.project()
+            && let Some(mut guard) = guard.take()
+        {
+            guard.abandoned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records which of its calls came.
+    struct Heard(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Completion for Heard {
+        fn completed(&mut self, _response: &Response<Body>) {
+            self.0.lock().unwrap().push("completed");
+        }
+
+        fn abandoned(&mut self) {
+            self.0.lock().unwrap().push("abandoned");
+        }
+    }
+
+    type Served = Result<Response<Body>, ()>;
+
+    #[tokio::test]
+    async fn a_guard_hears_how_its_request_ended() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let ok = std::future::ready::<Served>(Ok(Response::new(Body::empty())));
+        GuardedFuture::admitted(ok, Heard(heard.clone()))
+            .await
+            .unwrap();
+        let failed = std::future::ready::<Served>(Err(()));
+        let _ = GuardedFuture::admitted(failed, Heard(heard.clone())).await;
+        let pending = std::future::pending::<Served>();
+        drop(GuardedFuture::admitted(pending, Heard(heard.clone())));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            ["completed", "abandoned", "abandoned"]
+        );
     }
 }
