@@ -489,6 +489,49 @@ async fn client_breaker_stops_sending_to_a_failing_target() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
 }
 
+/// A call an open client breaker refused was never sent: the retry layer does not retry
+/// it (the breaker would refuse it again). The downstream's own `UNAVAILABLE` is retried.
+#[tokio::test(start_paused = true)]
+async fn retry_does_not_retry_an_open_breakers_refusal() {
+    use truss::resilience::breaker::ClientBreakerLayer;
+
+    let downstream = Arc::new(AtomicU64::new(0));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let config = BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            consecutive_failures: 1,
+            open_min: Duration::from_secs(60),
+            open_max: Duration::from_secs(60),
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    };
+    let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
+    let counted = attempts.clone();
+    let mut client = ServiceBuilder::new()
+        .layer(RetryLayer::new("dep", &RetryConfig::default()).unwrap())
+        .map_request(move |req: Request<Body>| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            req
+        })
+        .layer(ClientBreakerLayer::new("dep", breakers))
+        .service(always_unavailable(downstream.clone()));
+    let req = Request::post("/dep.v1.Dep/Get")
+        .header("content-type", "application/grpc")
+        .body(Body::empty())
+        .unwrap();
+    let err = client.ready().await.unwrap().call(req).await.unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().expect("a tonic status");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(downstream.load(Ordering::Relaxed), 1, "sent once");
+    assert_eq!(
+        attempts.load(Ordering::Relaxed),
+        2,
+        "retried the downstream's UNAVAILABLE once, not the breaker's refusal"
+    );
+}
+
 /// Plain HTTP calls share one breaker per HTTP method, whatever ids their paths carry: a
 /// dependency failing on `/users/1`, `/users/2`, ... opens it (a breaker per raw path
 /// would never reach its threshold).

@@ -140,3 +140,80 @@ async fn a_service_with_no_instance_fails_fast_and_recovers() {
     );
     app.shutdown().await.unwrap();
 }
+
+/// Each retry sends the time left then, not the first attempt's budget: the second
+/// attempt's `grpc-timeout` is below the first's by at least the time the first took.
+#[tokio::test]
+async fn each_attempt_sends_the_time_left() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
+    let record = seen.clone();
+    let unavailable = move |headers: http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            let budget = headers
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(grpc_timeout)
+                .unwrap_or(Duration::MAX);
+            let first = {
+                let mut seen = record.lock().unwrap();
+                seen.push(budget);
+                seen.len() == 1
+            };
+            if first {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            [
+                ("content-type", "application/grpc"),
+                ("grpc-status", "14"),
+                ("grpc-message", "down"),
+            ]
+        }
+    };
+    let router = axum::Router::new().route(
+        "/hello.v1.Greeter/SayHello",
+        axum::routing::post(unavailable),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let instance = truss::registry::Instance {
+        id: "down-1".into(),
+        name: "hello".into(),
+        version: "0".into(),
+        http: None,
+        grpc: Some(addr),
+        metadata: BTreeMap::new(),
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(vec![instance]);
+    let channel = grpc_client("hello", rx, &ClientConfig::default()).unwrap();
+    let mut grpc = hello::pb::greeter_client::GreeterClient::new(channel);
+    let call = grpc.say_hello(hello::pb::HelloRequest {
+        name: "grpc".into(),
+    });
+    let deadline = truss::resilience::deadline::Deadline::after(Duration::from_secs(5));
+    let status = deadline.scope(call).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "retried: {seen:?}");
+    assert!(
+        seen[1] + Duration::from_millis(300) <= seen[0],
+        "the second attempt was sent the first's budget: {seen:?}"
+    );
+    server.abort();
+}
+
+/// A `grpc-timeout` value (`999m`, `5S`, ...).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}

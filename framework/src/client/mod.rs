@@ -1,7 +1,8 @@
 //! Clients addressed by service name: calls are balanced with power-of-two-choices over
 //! peak-EWMA latency across the instances discovery reports, through the client layer stack:
-//! credentials (feature `auth`: the caller's token or this service's) → trace injection → metrics → deadline → retry (budgeted) → breaker (per method) →
-//! balancer → per-attempt timeout → connection.
+//! credentials (feature `auth`: the caller's token or this service's) → trace injection →
+//! metrics → retry (budgeted) → deadline (each attempt sends the time left) → breaker (per
+//! method) → balancer → per-attempt timeout → connection.
 //!
 //! Instances that disappear from discovery stop receiving calls; new ones start receiving
 //! them. An instance that refuses connections is ejected for 1 s (doubling to 30 s while it
@@ -276,8 +277,9 @@ where
         .layer(auth)
         .layer(InjectTraceLayer)
         .layer(ClientMetricsLayer::new(service))
-        .layer(PropagateDeadlineLayer::new(config.deadline_margin))
         .layer(retry)
+        // Inside the retry: each attempt sends the time left then, not the first's budget.
+        .layer(PropagateDeadlineLayer::new(config.deadline_margin))
         .layer(ClientBreakerLayer::new(service.to_owned(), breakers))
         .service(FailEmpty::new(buffer, live, service));
     Ok(BoxCloneSyncService::new(stack))

@@ -22,6 +22,9 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// `x-trace-id`: the request's trace id, set on every response.
 pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+/// `truss-not-sent`: metadata of a client-side `tonic::Status` for a call a local layer
+/// refused before sending it (an open client breaker): retrying it at once cannot help.
+pub const TRUSS_NOT_SENT: &str = "truss-not-sent";
 
 /// The `grpc-status` in `headers`, when there is one and it is a number. Unknown numbers
 /// become [`tonic::Code::Unknown`], as tonic reads them.

@@ -122,7 +122,8 @@ impl Policy for Breakers {
 /// `target` and HTTP method for plain HTTP calls (`user GET`: never the raw path, whose
 /// ids would make a breaker per resource, none reaching its threshold, and unbounded
 /// series); a rejected call fails with a boxed `tonic::Status::unavailable` without being
-/// sent. Transport errors count as failures.
+/// sent (its metadata carries `truss-not-sent`, and the retry layer does not retry it).
+/// Transport errors count as failures.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -209,6 +210,17 @@ where
     }
 }
 
+/// A client call refused by an open breaker: `UNAVAILABLE`, marked as not sent (the retry
+/// layer does not retry it: the breaker would refuse it again, and each refusal counts).
+fn breaker_open() -> tonic::Status {
+    let mut status = tonic::Status::unavailable("circuit breaker open");
+    status.metadata_mut().insert(
+        crate::wire::headers::TRUSS_NOT_SENT,
+        tonic::metadata::MetadataValue::from_static("breaker-open"),
+    );
+    status
+}
+
 /// The response future of [`ClientBreaker`].
 #[pin_project]
 pub struct ClientBreakerFuture<F> {
@@ -228,9 +240,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Err(Box::new(tonic::Status::unavailable(
-                "circuit breaker open",
-            ))));
+            return Poll::Ready(Err(Box::new(breaker_open())));
         };
         let out = std::task::ready!(inner.poll(cx)).map_err(Into::into);
         if let Some(breaker) = this.breaker.take() {

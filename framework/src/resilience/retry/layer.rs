@@ -18,6 +18,7 @@ use super::config::RetryConfig;
 use crate::BoxError;
 use crate::resilience::deadline::Deadline;
 use crate::section::{Section, ValidationError};
+use crate::wire::headers::TRUSS_NOT_SENT;
 use crate::wire::{grpc_status, is_connect_error};
 
 /// Retries calls to one target within a shared budget. Clones share the budget.
@@ -230,6 +231,9 @@ where
             Err(e) => Err(e),
         };
         if !retryable(&result, idempotent, config) {
+            if failed(&result) {
+                record(&shared, "not_retryable");
+            }
             return result;
         }
         if attempt >= config.max_attempts {
@@ -251,6 +255,17 @@ where
     }
 }
 
+/// Whether a result is a failure (retryable or not): an error, a 5xx, a gRPC error status.
+fn failed<R>(result: &Result<Response<R>, BoxError>) -> bool {
+    match result {
+        Err(_) => true,
+        Ok(resp) => {
+            resp.status().is_server_error()
+                || grpc_status(resp.headers()).is_some_and(|code| code != tonic::Code::Ok)
+        }
+    }
+}
+
 /// Whether a result may be retried.
 fn retryable<R>(
     result: &Result<Response<R>, BoxError>,
@@ -266,6 +281,10 @@ fn retryable<R>(
         }
         Err(error) => {
             if let Some(status) = error.downcast_ref::<tonic::Status>() {
+                // Refused here before being sent (an open breaker): refused again at once.
+                if status.metadata().contains_key(TRUSS_NOT_SENT) {
+                    return false;
+                }
                 return config.grpc_codes.contains(&(status.code() as i32));
             }
             is_connect_error(error.as_ref()) || idempotent

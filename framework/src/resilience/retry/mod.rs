@@ -9,8 +9,12 @@
 //! Request bodies up to `max_body` (64 KiB) are buffered so they can be sent again; a larger
 //! body is sent once, never retried.
 //!
+//! Never retried: a call an open client breaker refused before sending it (its status
+//! carries `truss-not-sent`): the breaker would refuse it again, each refusal counting.
+//!
 //! Metrics: `truss_retry_decisions_total{target, decision}` with `decision` one of `retried`,
-//! `budget_exhausted`, `no_time_left`, `attempts_exhausted`, `not_retryable`.
+//! `budget_exhausted`, `no_time_left`, `attempts_exhausted`, `not_retryable` (a failure it
+//! may not retry: a POST's 503, a status not in `grpc_codes`, a refused call).
 //!
 //! ```no_run
 //! use tower::ServiceBuilder;
