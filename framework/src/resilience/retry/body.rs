@@ -4,7 +4,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use pin_project::pin_project;
 
 use crate::BoxError;
@@ -97,11 +96,12 @@ pub(crate) enum Buffered<B> {
         chunks: Vec<Bytes>,
         trailers: Option<HeaderMap>,
     },
-    /// Too large: what was read, then the rest. Sent once.
+    /// Too large, or not all there yet (a stream): what was read, then the rest. Sent once.
     Partial(Replay<B>),
 }
 
-/// Reads `body` until it ends or more than `limit` bytes were read.
+/// Reads `body` until it ends, more than `limit` bytes were read, or its next frame is not
+/// ready yet (a stream fed as it goes).
 pub(crate) async fn buffer<B>(mut body: B, limit: usize) -> Result<Buffered<B>, BoxError>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -110,8 +110,22 @@ where
     let mut chunks = Vec::new();
     let mut size = 0usize;
     let mut trailers = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Into::into)?;
+    loop {
+        let next = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx)));
+        let frame = match next.await {
+            Poll::Ready(Some(frame)) => frame.map_err(Into::into)?,
+            Poll::Ready(None) => break,
+            // Not all there yet: a stream its caller feeds as it goes (a client or
+            // bidirectional gRPC stream, a proxied upload). Waiting for its end could wait
+            // for the very answer the caller waits for: it is sent once, as it comes.
+            Poll::Pending => {
+                return Ok(Buffered::Partial(Replay {
+                    chunks: chunks.into(),
+                    trailers: None,
+                    rest: Some(body),
+                }));
+            }
+        };
         match frame.into_data() {
             Ok(data) => {
                 size += data.len();
@@ -132,4 +146,35 @@ where
         }
     }
     Ok(Buffered::Whole { chunks, trailers })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_still_being_fed_is_not_waited_for() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first message"))))
+            .await
+            .unwrap();
+        let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        // The caller feeds the rest only once it has the answer: waiting would hang.
+        match buffer(body, 1024).await.unwrap() {
+            Buffered::Partial(replay) => assert_eq!(replay.chunks.len(), 1),
+            Buffered::Whole { .. } => panic!("a stream still open was taken as whole"),
+        }
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_finished_body_is_kept_whole() {
+        let body = http_body_util::Full::new(Bytes::from_static(b"unary"));
+        match buffer(body, 1024).await.unwrap() {
+            Buffered::Whole { chunks, .. } => assert_eq!(chunks, [Bytes::from_static(b"unary")]),
+            Buffered::Partial(_) => panic!("a finished body was sent once"),
+        }
+    }
 }

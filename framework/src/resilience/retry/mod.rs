@@ -7,7 +7,9 @@
 //! requests plus a small per-second floor, as Linkerd and Envoy do), and is only made when the
 //! current [`Deadline`](crate::resilience::deadline::Deadline) leaves time for the backoff.
 //! Request bodies up to `max_body` (64 KiB) are buffered so they can be sent again; a larger
-//! body is sent once, never retried.
+//! body is sent once, never retried, and so is a body whose next frame is not ready yet (a
+//! client or bidirectional gRPC stream its caller feeds as answers come: waiting for its end
+//! would wait for ever).
 //!
 //! Never retried: a call an open client breaker refused before sending it (its status
 //! carries `truss-not-sent`): the breaker would refuse it again, each refusal counting.
