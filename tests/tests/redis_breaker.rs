@@ -119,3 +119,34 @@ async fn error_replies_never_open_the_breaker() {
     config.breaker.enabled = false;
     assert_eq!(Redis::connect(&config).await.unwrap().breaker_state(), None);
 }
+
+/// Calls cut off by their caller's deadline, before `command_timeout`, say nothing about
+/// Redis: however many, they do not open the breaker (which would send every cached read to
+/// its loader while Redis is healthy).
+#[tokio::test]
+async fn callers_short_of_time_do_not_open_the_breaker() {
+    let server = RedisServer::start().await;
+    let mut config = RedisConfig {
+        url: Some(server.url()),
+        command_timeout: Duration::from_secs(2),
+        ..RedisConfig::default()
+    };
+    config.breaker.strategy = Strategy::StateMachine;
+    config.breaker.state_machine.policy = OpenPolicy::ConsecutiveFailures;
+    config.breaker.state_machine.consecutive_failures = 2;
+    let redis = Redis::connect(&config).await.unwrap();
+    redis.ping().await.unwrap();
+    let get = cmd("GET").arg("k").clone();
+    // The server is slower than the callers' 20 ms, well within `command_timeout`.
+    let sleeping = server.sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        let deadline = truss::resilience::deadline::Deadline::after(Duration::from_millis(20));
+        let out = deadline
+            .scope(redis.query::<Option<String>>("get_k", &get))
+            .await;
+        assert!(matches!(out, Err(RedisError::DeadlineExceeded)), "{out:?}");
+    }
+    assert_eq!(redis.breaker_state(), Some(BreakerState::Closed));
+    sleeping.await.unwrap();
+    redis.query::<Option<String>>("get_k", &get).await.unwrap();
+}

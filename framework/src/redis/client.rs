@@ -272,7 +272,7 @@ impl Redis {
         budget: Option<Duration>,
         call: impl AsyncFnOnce(ConnectionManager) -> RedisResult<T>,
     ) -> Result<T, RedisError> {
-        let end = self.end_by(budget);
+        let (end, redis_bound) = self.end_by(budget);
         if end <= Instant::now() {
             return Err(RedisError::DeadlineExceeded);
         }
@@ -285,10 +285,16 @@ impl Redis {
             Err(_) => Err(RedisError::DeadlineExceeded),
         };
         if let Some(breaker) = breaker {
-            breaker.record(
-                out.as_ref()
-                    .map_or_else(RedisError::redis_answered, |_| true),
-            );
+            match &out {
+                // Cut off by the caller's deadline or budget before `command_timeout`: says
+                // nothing about Redis (counted, callers short of time would open the
+                // breaker on a healthy server and send every read to the loader).
+                Err(RedisError::DeadlineExceeded) if !redis_bound => {}
+                out => breaker.record(
+                    out.as_ref()
+                        .map_or_else(RedisError::redis_answered, |_| true),
+                ),
+            }
         }
         if matches!(out, Err(RedisError::Unavailable(_))) {
             self.reconnect_in_background();
@@ -296,17 +302,19 @@ impl Redis {
         out
     }
 
-    /// The earliest of the request deadline, `command_timeout` and `budget`.
-    fn end_by(&self, budget: Option<Duration>) -> Instant {
+    /// The earliest of the request deadline, `command_timeout` and `budget`, and whether it
+    /// is `command_timeout` (Redis's own limit, not the caller's).
+    fn end_by(&self, budget: Option<Duration>) -> (Instant, bool) {
         let now = Instant::now();
-        let mut end = now + self.inner.config.command_timeout;
+        let redis = now + self.inner.config.command_timeout;
+        let mut end = redis;
         if let Some(budget) = budget {
             end = end.min(now + budget);
         }
-        match Deadline::current() {
-            Some(deadline) => end.min(deadline.instant()),
-            None => end,
+        if let Some(deadline) = Deadline::current() {
+            end = end.min(deadline.instant());
         }
+        (end, end == redis)
     }
 
     /// Handles for the client metrics of `operation`.
