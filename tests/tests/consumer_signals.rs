@@ -156,15 +156,17 @@ impl Source {
 
     fn config(&self) -> String {
         match self {
-            // A killed process's claims lapse after 5 s (default: 30 s).
-            Source::Sql(_) => {
-                "backend = \"sql\"\ndatabase = \"order\"\nclaim_idle = \"5s\"".to_owned()
-            }
+            // A killed process's claims lapse after 7 s (default: 35 s): a claim lasts the
+            // longer of claim_idle and deadline + 5 s.
+            Source::Sql(_) => "backend = \"sql\"\ndatabase = \"order\"\nclaim_idle = \"5s\"\n\
+                               deadline = \"2s\""
+                .to_owned(),
             Source::Redis(server) => format!(
-                "backend = \"redis\"\nclaim_idle = \"2s\"\n\n[redis]\nurl = \"{}\"",
+                "backend = \"redis\"\nclaim_idle = \"2s\"\ndeadline = \"2s\"\n\n[redis]\n\
+                 url = \"{}\"",
                 server.url()
             ),
-            // ack_wait: the longer of claim_idle and deadline + 5 s.
+            // ack_wait, likewise.
             Source::Nats(server) => format!(
                 "backend = \"nats\"\nurl = \"{}\"\nclaim_idle = \"2s\"\ndeadline = \"2s\"",
                 server.url()

@@ -110,7 +110,7 @@ async fn redis(
     let group = settings.group.as_deref().unwrap_or(service);
     let consumer = instance_id(service);
     let streams =
-        crate::queue::RedisStreams::connect(url, stream, group, &consumer, settings.claim_idle)
+        crate::queue::RedisStreams::connect(url, stream, group, &consumer, settings.claim())
             .await
             .map_err(|e| unreachable_backend(subscription, "cannot reach Redis", e))?;
     Ok(Arc::new(streams))
@@ -138,7 +138,7 @@ async fn sql(
         .await
         .map_err(|e| unreachable_backend(subscription, "cannot create the queue tables", e))?;
     let consumer = instance_id(service);
-    let queue = crate::queue::SqlQueue::new(db, subscription, &consumer, settings.claim_idle);
+    let queue = crate::queue::SqlQueue::new(db, subscription, &consumer, settings.claim());
     Ok(Arc::new(queue))
 }
 
@@ -160,9 +160,7 @@ async fn nats(
     }
     // Redelivered only once a handler that started at once surely no longer runs (past its
     // deadline, settled); one kept waiting for its key's turn can outlast it.
-    js.ack_wait = settings
-        .claim_idle
-        .max(settings.deadline + std::time::Duration::from_secs(5));
+    js.ack_wait = settings.claim();
     let stream = crate::queue::NatsJetStream::connect(url, js)
         .await
         .map_err(|e| unreachable_backend(subscription, "cannot reach NATS", e))?;

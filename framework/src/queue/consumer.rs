@@ -30,7 +30,7 @@ use crate::transport::listener::{Drain, Listener};
 /// # database = "order"     # sql on SQLite: the file order.db in [database] data_dir
 /// stream = "orders"        # redis: the stream key; default the subscription's name
 /// group = "notify"         # redis: the consumer group; default the service's name
-/// claim_idle = "30s"       # redis: take over messages pending this long on a dead consumer
+/// claim_idle = "30s"       # a delivery stays claimed this long (at least deadline + 5s)
 /// max_in_flight = 64
 /// max_attempts = 5         # deliveries before the dead letter
 /// backoff_min = "100ms"    # first retry delay, doubled up to backoff_max
@@ -73,8 +73,10 @@ pub struct ConsumerConfig {
     /// Redis and Kafka: the consumer group. NATS: the durable consumer. Default: the
     /// service's name.
     pub group: Option<String>,
-    /// Redis: messages pending this long on another consumer are taken over. NATS: the
-    /// consumer's `ack_wait` is the longer of this and `deadline` + 5 s. Default `30s`.
+    /// How long a delivered message stays claimed before another consumer may take it
+    /// over (Redis: pending on a dead consumer; SQL: `claimed_until`; NATS: the consumer's
+    /// `ack_wait`): the longer of this and `deadline` + 5 s, so a handler that is still
+    /// within its deadline is never run a second time beside it. Default `30s`.
     #[serde(with = "duration")]
     pub claim_idle: Duration,
     /// Messages handled at once. Default 64.
@@ -261,6 +263,16 @@ impl Section for ConsumersConfig {
 }
 
 impl ConsumerConfig {
+    /// How long a delivery stays claimed: `claim_idle`, but past a handler's `deadline` with
+    /// 5 s to settle, so a message is not taken over while its handler may still run.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "sql", feature = "nats")),
+        allow(dead_code)
+    )]
+    pub(crate) fn claim(&self) -> Duration {
+        self.claim_idle.max(self.deadline + Duration::from_secs(5))
+    }
+
     /// The delay before delivery `attempt + 1`.
     fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
@@ -563,6 +575,21 @@ fn describe() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_outlasts_the_handlers_deadline() {
+        let config = ConsumerConfig::default();
+        assert_eq!(
+            config.claim(),
+            Duration::from_secs(35),
+            "30 s deadline + 5 s"
+        );
+        let long = ConsumerConfig {
+            claim_idle: Duration::from_secs(60),
+            ..ConsumerConfig::default()
+        };
+        assert_eq!(long.claim(), Duration::from_secs(60));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
