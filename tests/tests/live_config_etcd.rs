@@ -70,7 +70,11 @@ fn put(etcd: &Etcd, doc: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_changes_apply_live_and_survive_an_etcd_restart() -> Result<(), BoxError> {
     let mut etcd = Etcd::start().await;
-    put(&etcd, "[admission]\nmax_in_flight = 5000\n");
+    // A live key and a restart-only one: at start, nothing is bound yet, so both apply.
+    put(
+        &etcd,
+        "[admission]\nmax_in_flight = 5000\n[shutdown]\ngrace = \"3s\"\n",
+    );
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("svc.toml");
     std::fs::write(
@@ -114,6 +118,8 @@ key = "{KEY}"
         s["sources"]["admission.max_in_flight"],
         format!("etcd key {KEY}")
     );
+    assert_eq!(s["config"]["shutdown"]["grace"], "3s", "{s}");
+    assert_eq!(s["needs_restart"], serde_json::json!([]), "{s}");
 
     // Steady load, then a rate limit written to etcd.
     let start = Instant::now();

@@ -37,8 +37,13 @@ impl AppBuilder {
     pub async fn start(mut self) -> Result<RunningApp, AppError> {
         let config = self.resolve_config()?;
         let prometheus = crate::observe::metrics::install();
+        let logged = (config.log.level.clone(), config.log.format);
         let initial = reload::initial(config).await?;
         let config = initial.config;
+        if logged != (config.log.level.clone(), config.log.format) {
+            // `run` installed the subscriber from the file; etcd's `[log]` wins.
+            self.apply_log(&config)?;
+        }
         let cpu = cpu_source(&config, self.cpu.take());
         let shared = StackShared::start(&config, cpu, &self.name).await?;
         let (listeners, grpc_health, stacks) = self.bind_listeners(&config, &shared).await?;
@@ -118,6 +123,19 @@ impl AppBuilder {
         let result = running.wait().await;
         guard.shutdown().await;
         result
+    }
+
+    /// `[log]` as an etcd source set it at start, on the subscriber `run` installed.
+    fn apply_log(&self, config: &Config<NoAppConfig>) -> Result<(), AppError> {
+        let Some(log) = &self.log else { return Ok(()) };
+        if !log
+            .set_level(&config.log.level)
+            .map_err(|e| ConfigError::one("log.level", "the etcd config source", e))?
+        {
+            tracing::warn!("log.level from etcd does not apply: RUST_LOG is set and wins");
+        }
+        log.set_format(config.log.format);
+        Ok(())
     }
 
     /// The config given to the builder, or loaded now; checked either way.

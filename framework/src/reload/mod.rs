@@ -119,7 +119,11 @@ pub(crate) async fn initial(config: Config<NoAppConfig>) -> Result<Initial, Conf
     match origin.load(initial.overlay.as_ref()) {
         Ok(loaded) => {
             if initial.overlay.is_some() {
-                initial.config = diff::Change::between(&initial.config, loaded.config).effective;
+                // Nothing is bound yet: every key etcd sets applies, listener addresses
+                // and `[shutdown]` included (defaults < file < etcd < environment).
+                let mut config = loaded.config;
+                config.origin = initial.config.origin.clone();
+                initial.config = config;
                 origin.publish(&loaded.app);
             }
             initial.shown = loaded.shown;
