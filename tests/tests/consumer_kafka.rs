@@ -4,7 +4,8 @@
 //! consumer groups and committed offsets), the test broker the client library ships.
 //!
 //! * From `[consumers]` / `[producers]`: acked after success, retried with `attempt` + 1,
-//!   dead-lettered to `<topic>.dead` with the reason, the producer's trace continued.
+//!   dead-lettered to `<topic>.dead` with the reason, the producer's trace continued; a
+//!   foreign producer's own `attempt` header is its own, not the delivery count.
 //! * At-least-once across consumers: the committed position never passes a message still
 //!   in flight, so the next member of the group gets it again.
 
@@ -54,6 +55,34 @@ async fn read_all(
     Ok(got)
 }
 
+/// Produces `payload` to `orders` with one header, as a producer other than truss would.
+async fn send_foreign(
+    bootstrap: &str,
+    payload: &str,
+    (name, value): (&str, &str),
+) -> Result<(), BoxError> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let headers = OwnedHeaders::new().insert(Header {
+        key: name,
+        value: Some(value),
+    });
+    let record = FutureRecord::to("orders")
+        .payload(payload)
+        .key("order-4")
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn configured_kafka_consumers_ack_retry_dead_letter_and_keep_the_trace()
 -> Result<(), BoxError> {
@@ -82,12 +111,18 @@ async fn configured_kafka_consumers_ack_retry_dead_letter_and_keep_the_trace()
 
     let calls = Arc::new(AtomicUsize::new(0));
     let traces = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let foreign = Arc::new(std::sync::Mutex::new(None));
     let handler = {
-        let (calls, traces) = (calls.clone(), traces.clone());
+        let (calls, traces, foreign) = (calls.clone(), traces.clone(), foreign.clone());
         move |msg: Message<OrderCreated>| {
-            let (calls, traces) = (calls.clone(), traces.clone());
+            let (calls, traces, foreign) = (calls.clone(), traces.clone(), foreign.clone());
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
+                if msg.body.order_id == 4 {
+                    let seen = (msg.attempt, msg.headers.get("attempt").cloned());
+                    foreign.lock().map(|mut f| *f = Some(seen)).ok();
+                    return Ok(());
+                }
                 let trace = TraceContext::current().map(|t| t.trace_id_hex());
                 traces.lock().map(|mut t| t.push((msg.attempt, trace))).ok();
                 match msg.body.order_id {
@@ -117,11 +152,19 @@ async fn configured_kafka_consumers_ack_retry_dead_letter_and_keep_the_trace()
             .scope(producer.send_keyed(&key, &body))
             .await?;
     }
-    until("five handler calls", || calls.load(Ordering::SeqCst) >= 5).await?;
+    // Another producer's message with an `attempt` header of its own.
+    send_foreign(&bootstrap, r#"{"order_id":4}"#, ("attempt", "7")).await?;
+    until("six handler calls", || calls.load(Ordering::SeqCst) >= 6).await?;
     let dead = read_all(&bootstrap, "orders.dead", 2).await?;
     app.shutdown().await?;
 
-    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+    let foreign = foreign.lock().map_err(|_| "poisoned")?.clone();
+    assert_eq!(
+        foreign,
+        Some((1, Some("7".to_owned()))),
+        "a first delivery, its header kept"
+    );
     let traces = traces.lock().map_err(|_| "poisoned")?.clone();
     assert!(
         traces

@@ -19,8 +19,9 @@ use crate::registry::BoxFuture;
 
 type StreamConsumer = rdkafka::consumer::StreamConsumer<Tracking>;
 
-/// The header counting deliveries of a message (a retry is a copy with one more).
-const ATTEMPT_HEADER: &str = "attempt";
+/// The header counting deliveries of a message (a retry is a copy with one more). Named
+/// for truss: a producer's own `attempt` header is the application's, passed on untouched.
+const ATTEMPT_HEADER: &str = "truss-attempt";
 
 /// How long a produce may wait in librdkafka's queue and for the broker.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -211,7 +212,8 @@ impl KafkaTopic {
         let attempt = headers
             .remove(ATTEMPT_HEADER)
             .and_then(|a| a.parse().ok())
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .max(1);
         Delivery {
             id: format!("{partition}/{offset}"),
             key: message
