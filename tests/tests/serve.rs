@@ -160,6 +160,37 @@ async fn read_until_closed(conn: &mut tokio::net::TcpStream, limit: Duration) ->
     }
 }
 
+/// An HTTP/1.1 client's first request head must arrive within `header_read_timeout` of the
+/// accept: one silent for most of it that then sends a byte does not get a second whole
+/// timeout for the rest of its head (hyper's own timer starts at its first read).
+#[tokio::test]
+async fn the_first_head_must_arrive_within_the_header_timeout_of_the_accept() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = local_config(Duration::ZERO, Duration::from_secs(5));
+    config.http.header_read_timeout = Duration::from_secs(1);
+    let running = App::builder("slow-head")
+        .config(&config)
+        .http(axum::Router::new().route("/", axum::routing::get(|| async { "ok" })))
+        .start()
+        .await
+        .unwrap();
+    let http = running.http_addr().unwrap();
+    let mut slow = tokio::net::TcpStream::connect(http).await.unwrap();
+    slow.set_nodelay(true).unwrap();
+    // Silent for 0.9 s, a byte, the rest at 1.4 s: past the budget from the accept, within
+    // one from the first byte.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    slow.write_all(b"G").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = slow.write_all(b"ET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let (answer, closed) = read_until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert!(closed && answer.is_empty(), "served: {answer:?}");
+    // A prompt client on the same listener is served as ever.
+    let (status, body) = get(http, "/").await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    running.shutdown().await.unwrap();
+}
+
 /// The HTTP listener tells HTTP/1.1 from h2c by the first bytes: a request starting with
 /// `P` (like the HTTP/2 preface) that arrives a byte at a time is still HTTP/1.1, an h2c
 /// preface split in two is still HTTP/2, and a connection that sends nothing, a prefix of

@@ -4,12 +4,16 @@
 //! graceful one. On the gRPC listener such a connection is closed once
 //! `grpc.handshake_timeout` has passed since the accept without the preface and the header
 //! of the first frame after it (the `SETTINGS` that must follow); on the HTTP and admin
-//! listeners, where a client picks HTTP/2 by its preface, once `header_read_timeout` has, as
-//! a silent HTTP/1.1 connection is. A client that has greeted may then stay idle as long as
-//! it likes: this guards against clients that send nothing, not against every slow one.
+//! listeners, where a client picks HTTP/2 by its preface, once `header_read_timeout` has.
+//! An HTTP/1.1 connection there must deliver its first request's head within the same
+//! budget from the accept (hyper's own header timer starts only at its first read, after
+//! the sniff, so a client silent for most of the budget could otherwise trickle its head
+//! for another whole one). A client that has greeted may then stay idle as long as it likes:
+//! this guards against clients that send nothing, not against every slow one.
 //!
 //! [`Greeted`] counts the bytes read from the client until there are enough for the preface
-//! and one frame header; [`silent_past`] completes when the time is up and they are not.
+//! and one frame header (an HTTP/1.1 connection's flag is set by its first request instead);
+//! [`silent_past`] completes when the time is up and the flag is not set.
 
 use std::future::Future;
 use std::io;
@@ -100,11 +104,6 @@ pub(crate) fn silent_past(
             std::future::pending::<()>().await;
         }
     })
-}
-
-/// Never completes, without allocating: the guard of a connection that needs none.
-pub(crate) fn never() -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(std::future::pending())
 }
 
 #[cfg(test)]

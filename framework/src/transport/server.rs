@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -203,42 +203,43 @@ async fn serve_connection(
     // server would wait for ever.
     // One budget from the accept: the sniff's time counts.
     let accepted = tokio::time::Instant::now();
-    let greet_by = match builders.protocol {
+    let (greet_by, h2) = match builders.protocol {
         Protocol::Http2 {
             handshake_timeout, ..
-        } => Some(accepted + handshake_timeout),
+        } => (accepted + handshake_timeout, true),
         // Boxed: the sniffing state (timers) is not kept in every connection's task.
         Protocol::Auto {
             header_read_timeout,
         } => match Box::pin(sniff(&stream, header_read_timeout, &mut stop)).await {
-            Some(h2) => h2.then_some(accepted + header_read_timeout),
+            Some(h2) => (accepted + header_read_timeout, h2),
             // Closed, silent past the header timeout, or shutting down: nothing to serve.
             None => return,
         },
     };
+    // Greeted: an HTTP/2 client once its preface and first frame header are read, an
+    // HTTP/1.1 one once its first request's head is (hyper's own header timer starts only at
+    // its first read, after the sniff: the whole first head must come within the budget).
+    let greeted = Arc::new(AtomicBool::new(false));
+    let first_head = greeted.clone();
     // The router's own future, not an `async` block around it (which would hold it twice):
     // hyper keeps room for this future in every connection.
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        first_head.store(true, Ordering::Release);
         req.extensions_mut().insert(ConnectInfo(peer));
         Router::clone(&router.load()).call(req)
     });
     // Boxed, so a connection holds only its own protocol's state (an HTTP/1.1 connection
-    // does not carry the room an HTTP/2 one needs). Every HTTP/2 connection has a greeting
-    // to wait for.
-    let (mut conn, mut silent): (Pin<Box<dyn Connection>>, _) = match greet_by {
-        Some(deadline) => {
-            let greeted = Arc::new(AtomicBool::new(false));
-            let io = TokioIo::new(Greeted::new(stream, greeted.clone()));
-            let conn = builders.http2.serve_connection(io, service);
-            (Box::pin(conn), greeting::silent_past(deadline, greeted))
-        }
-        None => {
-            let conn = builders
-                .http1
-                .serve_connection(TokioIo::new(stream), service);
-            (Box::pin(conn.with_upgrades()), greeting::never())
-        }
+    // does not carry the room an HTTP/2 one needs).
+    let conn: Pin<Box<dyn Connection>> = if h2 {
+        let io = TokioIo::new(Greeted::new(stream, greeted.clone()));
+        Box::pin(builders.http2.serve_connection(io, service))
+    } else {
+        let conn = builders
+            .http1
+            .serve_connection(TokioIo::new(stream), service);
+        Box::pin(conn.with_upgrades())
     };
+    let (mut conn, mut silent) = (conn, greeting::silent_past(greet_by, greeted));
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(error) = result {
