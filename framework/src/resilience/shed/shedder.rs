@@ -7,7 +7,7 @@ use axum::body::Body;
 use http::{Response, StatusCode};
 use tokio::time::Instant;
 
-use crate::wire::{Completion, grpc_status};
+use crate::wire::Completion;
 
 use super::config::ShedConfig;
 use super::cpu::{CpuSource, SystemCpu};
@@ -130,9 +130,8 @@ impl Shedder {
 }
 
 /// An admitted request; dropping it records the completion and its response time, unless
-/// the response was a server error (a 5xx, or a gRPC status such as `UNAVAILABLE`) or the
-/// request never completed (its future dropped first, or its service failed: the layers
-/// call [`Completion::abandoned`]).
+/// the response was a server error (a 5xx) or the request never completed (its future
+/// dropped first, or its service failed: the layers call [`Completion::abandoned`]).
 #[derive(Debug)]
 pub struct Permit {
     shedder: Arc<Shedder>,
@@ -150,11 +149,9 @@ impl Permit {
 
 impl Completion for Permit {
     fn completed(&mut self, response: &Response<Body>) {
+        // By HTTP status only: a gRPC error answered in the head says 200 and counts as a
+        // pass (looking for `grpc-status` would cost every request a header lookup).
         self.rejected(response.status());
-        // A gRPC error answered in the head (trailers-only) says 200 over HTTP.
-        if grpc_status(response.headers()).is_some_and(is_server_side) {
-            self.fail();
-        }
     }
 
     fn rejected(&mut self, status: StatusCode) {
@@ -167,20 +164,6 @@ impl Completion for Permit {
     fn abandoned(&mut self) {
         self.fail();
     }
-}
-
-/// The gRPC codes that map to a 5xx: the server's failure, not the caller's.
-fn is_server_side(code: tonic::Code) -> bool {
-    use tonic::Code;
-    matches!(
-        code,
-        Code::Unknown
-            | Code::Internal
-            | Code::Unimplemented
-            | Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::DataLoss
-    )
 }
 
 impl Drop for Permit {
@@ -239,17 +222,12 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn abandoned_requests_and_grpc_errors_are_not_passes() {
+    async fn abandoned_requests_are_not_passes() {
         let shedder = Shedder::new(&config(), SystemCpu::manual(0.0));
         let mut cut_short = shedder.try_acquire().expect("admitted");
         cut_short.abandoned();
-        let mut unavailable = shedder.try_acquire().expect("admitted");
-        let (parts, ()) = tonic::Status::unavailable("down")
-            .into_http::<()>()
-            .into_parts();
-        unavailable.completed(&Response::from_parts(parts, Body::empty()));
         tokio::time::advance(Duration::from_millis(10)).await;
-        drop((cut_short, unavailable));
+        drop(cut_short);
         tokio::time::advance(Duration::from_millis(100)).await;
         // No pass recorded: the estimate still assumes a slow service.
         assert_eq!(shedder.max_flight(), 10.0, "{shedder:?}");
