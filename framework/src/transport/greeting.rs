@@ -1,63 +1,131 @@
-//! The HTTP/2 handshake guard. hyper's HTTP/2 server waits for a client's preface and first
-//! frame without a timeout, so a client that connects and sends nothing, or the preface and
-//! then nothing, would hold its connection (and its task) until shutdown, even through a
-//! graceful one. On the gRPC listener such a connection is closed once
-//! `grpc.handshake_timeout` has passed since the accept without the preface and the header
-//! of the first frame after it (the `SETTINGS` that must follow); on the HTTP and admin
-//! listeners, where a client picks HTTP/2 by its preface, once `header_read_timeout` has.
-//! An HTTP/1.1 connection there must deliver its first request's head within the same
-//! budget from the accept (hyper's own header timer starts only at its first read, after
-//! the sniff, so a client silent for most of the budget could otherwise trickle its head
-//! for another whole one). A client that has greeted may then stay idle as long as it likes:
-//! this guards against clients that send nothing, not against every slow one.
+//! The greeting guard. hyper's HTTP/2 server waits for a client's preface and first frame
+//! without a timeout, so a client that connects and sends nothing, or the preface and then
+//! nothing, would hold its connection (and its task) until shutdown, even through a graceful
+//! one. On the gRPC listener such a connection is closed once `grpc.handshake_timeout` has
+//! passed since the accept without the preface and the header of the first frame after it
+//! (the `SETTINGS` that must follow); on the HTTP and admin listeners, where a client picks
+//! HTTP/2 by its preface, once `header_read_timeout` has. An HTTP/1.1 connection there must
+//! deliver its first request's head within the same budget from the accept (hyper's own
+//! header timer starts only at its first read, after the sniff, so a client silent for most
+//! of the budget could otherwise trickle its head for another whole one). A client that has
+//! greeted may then stay idle as long as it likes: this guards against clients that send
+//! nothing, not against every slow one.
 //!
-//! [`Greeted`] counts the bytes read from the client until there are enough for the preface
-//! and one frame header (an HTTP/1.1 connection's flag is set by its first request instead);
-//! [`silent_past`] completes when the time is up and the flag is not set.
+//! [`Greeted`] wraps the connection's stream: until the greeting has been read it holds the
+//! deadline's timer, and a read past it fails, which ends the connection (hyper is always
+//! reading while it waits for a greeting, so the timer's wake-up reaches that read). Once
+//! greeted it drops the timer: an idle connection keeps nothing armed and no state beside
+//! its stream.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// The preface (24 bytes) and one frame header (9).
-const GREETING: usize = 24 + 9;
+const H2_GREETING: usize = 24 + 9;
 
-/// A connection's stream, noting when the client's greeting has been read.
+/// A connection's stream, closed by its first read past the deadline unless the client's
+/// greeting has been read by then.
 pub(crate) struct Greeted<T> {
     io: T,
-    read: usize,
-    greeted: Arc<AtomicBool>,
+    /// Until greeted: the deadline and what has been read towards the greeting.
+    waiting: Option<Waiting>,
+}
+
+struct Waiting {
+    deadline: Pin<Box<Sleep>>,
+    progress: Progress,
+}
+
+/// What counts as a greeting, and how far the client is.
+enum Progress {
+    /// HTTP/2: the preface and one frame header; bytes read so far.
+    H2 { read: usize },
+    /// HTTP/1.1: the first request's head, up to its empty line; whether the last byte
+    /// that was not `\r` ended a line.
+    H1 { at_line_start: bool },
+}
+
+impl Progress {
+    /// Takes `bytes` into account; whether the greeting is complete.
+    fn saw(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Progress::H2 { read } => {
+                *read += bytes.len();
+                *read >= H2_GREETING
+            }
+            Progress::H1 { at_line_start } => {
+                for &byte in bytes {
+                    match byte {
+                        b'\n' if *at_line_start => return true,
+                        b'\n' => *at_line_start = true,
+                        b'\r' => {}
+                        _ => *at_line_start = false,
+                    }
+                }
+                false
+            }
+        }
+    }
 }
 
 impl<T> Greeted<T> {
-    /// Wraps `io`; `greeted` turns true once the greeting has been read.
-    pub(crate) fn new(io: T, greeted: Arc<AtomicBool>) -> Self {
+    /// An HTTP/2 client's stream, which must bring the preface and a frame header by
+    /// `deadline`.
+    pub(crate) fn h2(io: T, deadline: Instant) -> Self {
+        Self::new(io, deadline, Progress::H2 { read: 0 })
+    }
+
+    /// An HTTP/1.1 client's stream, which must bring its first request's head by
+    /// `deadline`.
+    pub(crate) fn h1(io: T, deadline: Instant) -> Self {
+        // Not at a line's start: the request line comes first.
+        Self::new(
+            io,
+            deadline,
+            Progress::H1 {
+                at_line_start: false,
+            },
+        )
+    }
+
+    fn new(io: T, deadline: Instant, progress: Progress) -> Self {
         Greeted {
             io,
-            read: 0,
-            greeted,
+            waiting: Some(Waiting {
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                progress,
+            }),
         }
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Greeted<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(waiting) = &mut this.waiting
+            && waiting.deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not greet in time",
+            )));
+        }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if self.read < GREETING {
-            self.read += buf.filled().len() - before;
-            if self.read >= GREETING {
-                self.greeted.store(true, Ordering::Release);
-            }
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Some(waiting) = &mut this.waiting
+            && let Poll::Ready(Ok(())) = &polled
+            && waiting.progress.saw(&buf.filled()[before..])
+        {
+            this.waiting = None;
         }
         polled
     }
@@ -93,19 +161,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Greeted<T> {
     }
 }
 
-/// Completes at `deadline` if `greeted` is still false then; otherwise never.
-pub(crate) fn silent_past(
-    deadline: Instant,
-    greeted: Arc<AtomicBool>,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        tokio::time::sleep_until(deadline).await;
-        if greeted.load(Ordering::Acquire) {
-            std::future::pending::<()>().await;
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -114,40 +169,65 @@ mod tests {
 
     use super::*;
 
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
     #[tokio::test]
-    async fn greeted_once_the_preface_and_a_frame_header_are_read() {
-        let (client, server) = tokio::io::duplex(64);
-        let greeted = Arc::new(AtomicBool::new(false));
-        let mut server = Greeted::new(server, greeted.clone());
-        let mut client = client;
+    async fn h2_greeted_once_the_preface_and_a_frame_header_are_read() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut server = Greeted::h2(server, later());
         let mut buf = [0u8; 64];
         client.write_all(&[0; 32]).await.unwrap();
         assert_eq!(server.read(&mut buf).await.unwrap(), 32);
-        assert!(
-            !greeted.load(Ordering::Acquire),
-            "32 bytes are not a greeting"
-        );
+        assert!(server.waiting.is_some(), "32 bytes are not a greeting");
         client.write_all(&[0; 1]).await.unwrap();
         assert_eq!(server.read(&mut buf).await.unwrap(), 1);
-        assert!(greeted.load(Ordering::Acquire));
+        assert!(server.waiting.is_none(), "greeted: the timer is gone");
+    }
+
+    #[tokio::test]
+    async fn h1_greeted_by_the_end_of_its_first_head_in_any_pieces() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut server = Greeted::h1(server, later());
+        let mut buf = [0u8; 64];
+        for piece in [&b"GET / HTTP/1.1\r\nhost: x\r"[..], b"\n\r", b"\n"] {
+            assert!(server.waiting.is_some());
+            client.write_all(piece).await.unwrap();
+            let _: usize = server.read(&mut buf).await.unwrap();
+        }
+        assert!(server.waiting.is_none());
+        // Bare line feeds end a head too, as hyper's parser takes them.
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut server = Greeted::h1(server, later());
+        client
+            .write_all(b"GET / HTTP/1.1\nhost: x\n\n")
+            .await
+            .unwrap();
+        let _: usize = server.read(&mut buf).await.unwrap();
+        assert!(server.waiting.is_none());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_guard_fires_only_for_a_silent_client() {
-        let in_10s = Instant::now() + Duration::from_secs(10);
-        let silent = Arc::new(AtomicBool::new(false));
-        let guard = silent_past(in_10s, silent);
-        tokio::time::timeout(Duration::from_secs(11), guard)
-            .await
-            .expect("a silent client is cut off after the wait");
+    async fn a_read_past_the_deadline_fails_unless_greeted() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut silent = Greeted::h1(server, later());
+        let mut buf = [0u8; 64];
+        client.write_all(b"GET / HT").await.unwrap();
+        let _: usize = silent.read(&mut buf).await.unwrap();
+        // Waits for more; the deadline's wake-up ends the read with an error.
+        let error = silent.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
 
-        let greeted = Arc::new(AtomicBool::new(true));
-        let guard = silent_past(in_10s, greeted);
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut greeted = Greeted::h1(server, later());
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let _: usize = greeted.read(&mut buf).await.unwrap();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(
-            tokio::time::timeout(Duration::from_secs(3600), guard)
-                .await
-                .is_err(),
-            "a client that greeted is never cut off"
+            greeted.read(&mut buf).await.is_ok(),
+            "a greeted client stays"
         );
     }
 }

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -21,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_service::Service;
 
-use super::greeting::{self, Greeted};
+use super::greeting::Greeted;
 use super::listener::{Drain, Listener};
 use crate::registry::BoxFuture;
 
@@ -216,30 +215,24 @@ async fn serve_connection(
             None => return,
         },
     };
-    // Greeted: an HTTP/2 client once its preface and first frame header are read, an
-    // HTTP/1.1 one once its first request's head is (hyper's own header timer starts only at
-    // its first read, after the sniff: the whole first head must come within the budget).
-    let greeted = Arc::new(AtomicBool::new(false));
-    let first_head = greeted.clone();
     // The router's own future, not an `async` block around it (which would hold it twice):
     // hyper keeps room for this future in every connection.
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        first_head.store(true, Ordering::Release);
         req.extensions_mut().insert(ConnectInfo(peer));
         Router::clone(&router.load()).call(req)
     });
     // Boxed, so a connection holds only its own protocol's state (an HTTP/1.1 connection
-    // does not carry the room an HTTP/2 one needs).
-    let conn: Pin<Box<dyn Connection>> = if h2 {
-        let io = TokioIo::new(Greeted::new(stream, greeted.clone()));
+    // does not carry the room an HTTP/2 one needs). Either must greet by `greet_by`: an
+    // HTTP/2 client with its preface and first frame header, an HTTP/1.1 one with its first
+    // request's head (hyper's own header timer starts only at its first read, after the
+    // sniff: the whole first head must come within the budget).
+    let mut conn: Pin<Box<dyn Connection>> = if h2 {
+        let io = TokioIo::new(Greeted::h2(stream, greet_by));
         Box::pin(builders.http2.serve_connection(io, service))
     } else {
-        let conn = builders
-            .http1
-            .serve_connection(TokioIo::new(stream), service);
-        Box::pin(conn.with_upgrades())
+        let io = TokioIo::new(Greeted::h1(stream, greet_by));
+        Box::pin(builders.http1.serve_connection(io, service).with_upgrades())
     };
-    let (mut conn, mut silent) = (conn, greeting::silent_past(greet_by, greeted));
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(error) = result {
@@ -247,22 +240,13 @@ async fn serve_connection(
             }
             return;
         }
-        () = silent.as_mut() => {
-            tracing::debug!(%peer, "HTTP/2 client sent no preface and frame in time: closed");
-            return;
-        }
         _ = stopped(&mut stop) => {}
     }
     conn.as_mut().shutdown();
     // hyper's graceful shutdown of an HTTP/2 connection still in its handshake waits for
-    // the client's preface: the guard stays on while draining.
-    tokio::select! {
-        result = conn => {
-            if let Err(error) = result {
-                tracing::debug!(%peer, %error, "connection ended with an error while draining");
-            }
-        }
-        () = silent => {}
+    // the client's preface: the stream's deadline still ends it.
+    if let Err(error) = conn.await {
+        tracing::debug!(%peer, %error, "connection ended with an error while draining");
     }
 }
 
