@@ -114,6 +114,12 @@ async fn a_service_with_no_instance_fails_fast_and_recovers() {
         .await
         .expect("a call to a service without instances fails fast");
     assert!(status.message().contains("`hello`"), "{}", status.message());
+    // Refused without being sent: neither retried nor held against the service by the
+    // client breaker, however many.
+    for _ in 0..30 {
+        let status = grpc.say_hello(request()).await.unwrap_err();
+        assert!(status.message().contains("no instance"), "{status:?}");
+    }
     // An instance appears: served.
     tx.send(vec![truss::registry::Instance {
         id: "hello-1".into(),
@@ -126,8 +132,12 @@ async fn a_service_with_no_instance_fails_fast_and_recovers() {
     .unwrap();
     let served = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Ok(reply) = grpc.say_hello(request()).await {
-                return reply.into_inner().message;
+            match grpc.say_hello(request()).await {
+                Ok(reply) => return reply.into_inner().message,
+                Err(status) => assert!(
+                    !status.message().contains("breaker"),
+                    "the breaker counted the refusals: {status:?}"
+                ),
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -156,8 +156,9 @@ impl AppBuilder {
     /// which consumers' [`first_delivery`](crate::queue::first_delivery) absorbs; a broker
     /// that is down leaves the messages in the outbox, retried with backoff (up to
     /// `backoff_max`) for as long as it stays down: a relay never dead-letters a failure
-    /// that may pass (`max_attempts` counts only for the others, such as a message the
-    /// broker refuses).
+    /// that may pass, whatever `max_attempts` says. Every error of a publish is one (503 or
+    /// 504): a message the broker keeps refusing (too large, say) stays in the outbox too,
+    /// retried, and shows in the subscription's lag.
     ///
     /// ```no_run
     /// # async fn demo(config: truss::Config) -> Result<(), truss::AppError> {

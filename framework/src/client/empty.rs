@@ -76,8 +76,13 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         if self.empty {
-            let status =
+            let mut status =
                 tonic::Status::unavailable(format!("no instance of `{}` is known", self.service));
+            // Never sent: the retry layer does not retry it, the breaker does not count it.
+            status.metadata_mut().insert(
+                crate::wire::headers::TRUSS_NOT_SENT,
+                tonic::metadata::MetadataValue::from_static("no-instance"),
+            );
             return FailEmptyFuture::Refused(Some(status));
         }
         FailEmptyFuture::Called(self.inner.call(req))
@@ -135,6 +140,12 @@ mod tests {
         let status = error.downcast::<tonic::Status>().unwrap();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("`user`"), "{}", status.message());
+        assert!(
+            status
+                .metadata()
+                .contains_key(crate::wire::headers::TRUSS_NOT_SENT),
+            "marked as never sent"
+        );
         live.set(2);
         assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
     }

@@ -286,9 +286,9 @@ impl Redis {
         };
         if let Some(breaker) = breaker {
             match &out {
-                // Cut off by the caller's deadline or budget before `command_timeout`: says
-                // nothing about Redis (counted, callers short of time would open the
-                // breaker on a healthy server and send every read to the loader).
+                // Cut off by the request's deadline first: says nothing about Redis (counted,
+                // callers short of time would open the breaker on a healthy server and send
+                // every read to the loader).
                 Err(RedisError::DeadlineExceeded) if !redis_bound => {}
                 out => breaker.record(
                     out.as_ref()
@@ -303,18 +303,19 @@ impl Redis {
     }
 
     /// The earliest of the request deadline, `command_timeout` and `budget`, and whether it
-    /// is `command_timeout` (Redis's own limit, not the caller's).
+    /// comes before the request deadline (a limit on Redis's latency: `command_timeout`, or
+    /// the call's own budget, such as the cache's 100 ms), rather than being the caller's
+    /// time running out.
     fn end_by(&self, budget: Option<Duration>) -> (Instant, bool) {
         let now = Instant::now();
-        let redis = now + self.inner.config.command_timeout;
-        let mut end = redis;
+        let mut end = now + self.inner.config.command_timeout;
         if let Some(budget) = budget {
             end = end.min(now + budget);
         }
-        if let Some(deadline) = Deadline::current() {
-            end = end.min(deadline.instant());
+        match Deadline::current() {
+            Some(deadline) if deadline.instant() <= end => (deadline.instant(), false),
+            _ => (end, true),
         }
-        (end, end == redis)
     }
 
     /// Handles for the client metrics of `operation`.

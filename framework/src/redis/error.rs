@@ -8,7 +8,7 @@ use ::redis::{ErrorKind, ServerErrorKind};
 /// | kind | [`crate::Error`](struct@crate::Error) | breaker |
 /// | --- | --- | --- |
 /// | `Unavailable` (breaker open, connection refused or lost, server loading, read-only replica) | 503 `REDIS_UNAVAILABLE` | failure (a breaker rejection is not recorded) |
-/// | `DeadlineExceeded` (request deadline, `command_timeout` or the call's budget) | 504 `DEADLINE_EXCEEDED` | failure |
+/// | `DeadlineExceeded` (request deadline, `command_timeout` or the call's budget) | 504 `DEADLINE_EXCEEDED` | failure, unless the request's deadline ended the call first (not recorded) |
 /// | `Command` (an error reply such as `WRONGTYPE`, a reply of the wrong type, a bad config) | 500 `REDIS_ERROR` | success: Redis answered |
 ///
 /// The message sent to callers never holds Redis's own text; `Display` does, for logs.

@@ -12,7 +12,8 @@
 //! nothing, not against every slow one.
 //!
 //! [`Greeted`] wraps the connection's stream: until the greeting has been read it holds the
-//! deadline's timer, and a read past it fails, which ends the connection (hyper is always
+//! deadline's timer, and a read that finds nothing more past it fails, which ends the
+//! connection (hyper is always
 //! reading while it waits for a greeting, so the timer's wake-up reaches that read). Once
 //! greeted it drops the timer: an idle connection keeps nothing armed and no state beside
 //! its stream.
@@ -45,9 +46,10 @@ struct Waiting {
 enum Progress {
     /// HTTP/2: the preface and one frame header; bytes read so far.
     H2 { read: usize },
-    /// HTTP/1.1: the first request's head, up to its empty line; whether the last byte
-    /// that was not `\r` ended a line.
-    H1 { at_line_start: bool },
+    /// HTTP/1.1: the first request's head, up to its empty line. `started`: a byte other
+    /// than CR or LF came (empty lines before the request line, which HTTP allows, are not
+    /// a head); `at_line_start`: the last byte that was not `\r` ended a line.
+    H1 { started: bool, at_line_start: bool },
 }
 
 impl Progress {
@@ -58,13 +60,20 @@ impl Progress {
                 *read += bytes.len();
                 *read >= H2_GREETING
             }
-            Progress::H1 { at_line_start } => {
+            Progress::H1 {
+                started,
+                at_line_start,
+            } => {
                 for &byte in bytes {
                     match byte {
+                        b'\r' => {}
+                        b'\n' if !*started => {}
                         b'\n' if *at_line_start => return true,
                         b'\n' => *at_line_start = true,
-                        b'\r' => {}
-                        _ => *at_line_start = false,
+                        _ => {
+                            *started = true;
+                            *at_line_start = false;
+                        }
                     }
                 }
                 false
@@ -83,14 +92,11 @@ impl<T> Greeted<T> {
     /// An HTTP/1.1 client's stream, which must bring its first request's head by
     /// `deadline`.
     pub(crate) fn h1(io: T, deadline: Instant) -> Self {
-        // Not at a line's start: the request line comes first.
-        Self::new(
-            io,
-            deadline,
-            Progress::H1 {
-                at_line_start: false,
-            },
-        )
+        let progress = Progress::H1 {
+            started: false,
+            at_line_start: false,
+        };
+        Self::new(io, deadline, progress)
     }
 
     fn new(io: T, deadline: Instant, progress: Progress) -> Self {
@@ -111,21 +117,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for Greeted<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(waiting) = &mut this.waiting
-            && waiting.deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not greet in time",
-            )));
-        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Some(waiting) = &mut this.waiting
-            && let Poll::Ready(Ok(())) = &polled
-            && waiting.progress.saw(&buf.filled()[before..])
-        {
-            this.waiting = None;
+        let Some(waiting) = &mut this.waiting else {
+            return polled;
+        };
+        match &polled {
+            // What arrived counts, however late it is read.
+            Poll::Ready(Ok(())) => {
+                if waiting.progress.saw(&buf.filled()[before..]) {
+                    this.waiting = None;
+                }
+            }
+            // Nothing more yet: past the deadline, the connection ends; before it, the
+            // timer's wake-up brings hyper back to this read.
+            Poll::Pending => {
+                if waiting.deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not greet in time",
+                    )));
+                }
+            }
+            Poll::Ready(Err(_)) => {}
         }
         polled
     }
@@ -197,9 +211,16 @@ mod tests {
             let _: usize = server.read(&mut buf).await.unwrap();
         }
         assert!(server.waiting.is_none());
-        // Bare line feeds end a head too, as hyper's parser takes them.
+        // Empty lines before the request line are not a head; bare line feeds end one, as
+        // hyper's parser takes them.
         let (mut client, server) = tokio::io::duplex(64);
         let mut server = Greeted::h1(server, later());
+        client.write_all(b"\r\n\r\n\n").await.unwrap();
+        let _: usize = server.read(&mut buf).await.unwrap();
+        assert!(
+            server.waiting.is_some(),
+            "leading empty lines are not a head"
+        );
         client
             .write_all(b"GET / HTTP/1.1\nhost: x\n\n")
             .await

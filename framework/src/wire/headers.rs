@@ -23,7 +23,8 @@ pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// `x-trace-id`: the request's trace id, set on every response.
 pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 /// `truss-not-sent`: metadata of a client-side `tonic::Status` for a call a local layer
-/// refused before sending it (an open client breaker): retrying it at once cannot help.
+/// refused before sending it (an open client breaker, no instance to send it to): the retry
+/// layer does not retry it and the client breaker does not count it.
 pub const TRUSS_NOT_SENT: &str = "truss-not-sent";
 
 /// The `grpc-status` in `headers`, when there is one and it is a number. Unknown numbers

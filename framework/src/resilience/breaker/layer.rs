@@ -221,6 +221,14 @@ fn breaker_open() -> tonic::Status {
     status
 }
 
+/// Whether `error` is a call a local layer refused before sending it.
+fn not_sent(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error.downcast_ref::<tonic::Status>().is_some_and(|s| {
+        s.metadata()
+            .contains_key(crate::wire::headers::TRUSS_NOT_SENT)
+    })
+}
+
 /// The response future of [`ClientBreaker`].
 #[pin_project]
 pub struct ClientBreakerFuture<F> {
@@ -245,13 +253,19 @@ where
         let out = std::task::ready!(inner.poll(cx)).map_err(Into::into);
         if let Some(breaker) = this.breaker.take() {
             let failed = match &out {
-                Ok(resp) => this
-                    .breakers
-                    .classifier()
-                    .is_failure(resp.status(), resp.headers()),
-                Err(_) => true,
+                Ok(resp) => Some(
+                    this.breakers
+                        .classifier()
+                        .is_failure(resp.status(), resp.headers()),
+                ),
+                // Refused below before being sent (no instance to send it to): says nothing
+                // about how the target answers.
+                Err(e) if not_sent(e.as_ref()) => None,
+                Err(_) => Some(true),
             };
-            breaker.record(!failed);
+            if let Some(failed) = failed {
+                breaker.record(!failed);
+            }
         }
         Poll::Ready(out)
     }

@@ -225,7 +225,14 @@ where
             parts.clone(),
             B::from_replay(Replay::buffered(&chunks, trailers.as_ref())),
         );
-        let ready = inner.ready().await.map(|_| ()).map_err(Into::into);
+        // Bounded by the deadline: attempts wait for an instance in the balancer's queue.
+        let ready = async { inner.ready().await.map(|_| ()).map_err(Into::into) };
+        let ready = match deadline {
+            Some(d) => tokio::time::timeout_at(d.instant(), ready)
+                .await
+                .unwrap_or_else(|_| Err(deadline_passed())),
+            None => ready.await,
+        };
         let result = match ready {
             Ok(()) => inner.call(req).await.map_err(Into::into),
             Err(e) => Err(e),
@@ -253,6 +260,13 @@ where
         sleep.await;
         attempt += 1;
     }
+}
+
+/// A call whose deadline passed while it waited to be sent.
+fn deadline_passed() -> BoxError {
+    Box::new(tonic::Status::deadline_exceeded(
+        "deadline exceeded before the call could be sent",
+    ))
 }
 
 /// Whether a result is a failure (retryable or not): an error, a 5xx, a gRPC error status.

@@ -11,8 +11,8 @@
 //! client or bidirectional gRPC stream its caller feeds as answers come: waiting for its end
 //! would wait for ever).
 //!
-//! Never retried: a call an open client breaker refused before sending it (its status
-//! carries `truss-not-sent`): the breaker would refuse it again, each refusal counting.
+//! Never retried: a call a local layer refused before sending it (an open client breaker, no
+//! instance known; its status carries `truss-not-sent`): it would be refused again.
 //!
 //! Metrics: `truss_retry_decisions_total{target, decision}` with `decision` one of `retried`,
 //! `budget_exhausted`, `no_time_left`, `attempts_exhausted`, `not_retryable` (a failure it
