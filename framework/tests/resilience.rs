@@ -95,17 +95,7 @@ async fn adaptive_breaker_throttles_within_a_window_and_recovers() {
 #[tokio::test]
 async fn state_machine_breaker_opens_half_opens_and_closes() {
     let healthy = Arc::new(AtomicBool::new(false));
-    let config = BreakerConfig {
-        strategy: Strategy::StateMachine,
-        state_machine: StateMachineConfig {
-            policy: OpenPolicy::ConsecutiveFailures,
-            consecutive_failures: 3,
-            open_min: Duration::from_millis(40),
-            open_max: Duration::from_millis(40),
-            ..StateMachineConfig::default()
-        },
-        ..BreakerConfig::default()
-    };
+    let config = opens_after(3, Duration::from_millis(40));
     let (app, layer) = breaker_app(healthy.clone(), config);
     for _ in 0..3 {
         assert_eq!(call(&app, "/dep").await, StatusCode::INTERNAL_SERVER_ERROR);
@@ -135,17 +125,7 @@ async fn grpc_status_counts_on_grpc_responses_only() {
             .unwrap();
         Ok::<_, Infallible>(response)
     };
-    let config = BreakerConfig {
-        strategy: Strategy::StateMachine,
-        state_machine: StateMachineConfig {
-            policy: OpenPolicy::ConsecutiveFailures,
-            consecutive_failures: 3,
-            open_min: Duration::from_secs(600),
-            open_max: Duration::from_secs(600),
-            ..StateMachineConfig::default()
-        },
-        ..BreakerConfig::default()
-    };
+    let config = opens_after(3, Duration::from_secs(600));
     let layer = BreakerLayer::new(Breakers::new(config, Arc::new(DefaultClassifier)).unwrap());
     let app = Router::new()
         .route_service(
@@ -318,6 +298,21 @@ async fn malformed_grpc_timeout_is_refused() {
     assert_eq!(resp.headers()["grpc-status"], "3"); // INVALID_ARGUMENT
 }
 
+/// A state-machine breaker that opens after `failures` failures in a row, for `open`.
+fn opens_after(failures: u32, open: Duration) -> BreakerConfig {
+    BreakerConfig {
+        strategy: Strategy::StateMachine,
+        state_machine: StateMachineConfig {
+            policy: OpenPolicy::ConsecutiveFailures,
+            consecutive_failures: failures,
+            open_min: open,
+            open_max: open,
+            ..StateMachineConfig::default()
+        },
+        ..BreakerConfig::default()
+    }
+}
+
 /// A dependency that always answers gRPC UNAVAILABLE, counting attempts.
 fn always_unavailable(
     attempts: Arc<AtomicU64>,
@@ -455,16 +450,7 @@ async fn client_breaker_stops_sending_to_a_failing_target() {
     use truss::resilience::breaker::ClientBreakerLayer;
 
     let attempts = Arc::new(AtomicU64::new(0));
-    let config = BreakerConfig {
-        strategy: Strategy::StateMachine,
-        state_machine: StateMachineConfig {
-            consecutive_failures: 3,
-            open_min: Duration::from_secs(60),
-            open_max: Duration::from_secs(60),
-            ..StateMachineConfig::default()
-        },
-        ..BreakerConfig::default()
-    };
+    let config = opens_after(3, Duration::from_secs(60));
     let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
     let mut client =
         ClientBreakerLayer::new("dep", breakers).layer(always_unavailable(attempts.clone()));
@@ -497,16 +483,7 @@ async fn retry_does_not_retry_an_open_breakers_refusal() {
 
     let downstream = Arc::new(AtomicU64::new(0));
     let attempts = Arc::new(AtomicU64::new(0));
-    let config = BreakerConfig {
-        strategy: Strategy::StateMachine,
-        state_machine: StateMachineConfig {
-            consecutive_failures: 1,
-            open_min: Duration::from_secs(60),
-            open_max: Duration::from_secs(60),
-            ..StateMachineConfig::default()
-        },
-        ..BreakerConfig::default()
-    };
+    let config = opens_after(1, Duration::from_secs(60));
     let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
     let counted = attempts.clone();
     let mut client = ServiceBuilder::new()
@@ -540,16 +517,7 @@ async fn client_breaker_keys_http_calls_by_method_not_raw_path() {
     use truss::resilience::breaker::ClientBreakerLayer;
 
     let attempts = Arc::new(AtomicU64::new(0));
-    let config = BreakerConfig {
-        strategy: Strategy::StateMachine,
-        state_machine: StateMachineConfig {
-            consecutive_failures: 3,
-            open_min: Duration::from_secs(60),
-            open_max: Duration::from_secs(60),
-            ..StateMachineConfig::default()
-        },
-        ..BreakerConfig::default()
-    };
+    let config = opens_after(3, Duration::from_secs(60));
     let breakers = Breakers::new(config, Arc::new(DefaultClassifier)).unwrap();
     let layer = ClientBreakerLayer::new("user", breakers);
     let mut client = layer.layer(always_unavailable(attempts.clone()));

@@ -127,15 +127,10 @@ impl AppBuilder {
 
     /// `[log]` as an etcd source set it at start, on the subscriber `run` installed.
     fn apply_log(&self, config: &Config<NoAppConfig>) -> Result<(), AppError> {
-        let Some(log) = &self.log else { return Ok(()) };
-        if !log
-            .set_level(&config.log.level)
-            .map_err(|e| ConfigError::one("log.level", "the etcd config source", e))?
-        {
-            tracing::warn!("log.level from etcd does not apply: RUST_LOG is set and wins");
+        match &self.log {
+            Some(log) => Ok(log.apply(&config.log, "the etcd config source")?),
+            None => Ok(()),
         }
-        log.set_format(config.log.format);
-        Ok(())
     }
 
     /// The config given to the builder, or loaded now; checked either way.

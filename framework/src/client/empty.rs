@@ -15,6 +15,8 @@ use std::task::{Context, Poll};
 use pin_project::pin_project;
 use tower::BoxError;
 
+use crate::wire::headers::not_sent;
+
 /// How many instances discovery last reported; [`UNKNOWN`](Live::UNKNOWN) until it has.
 #[derive(Debug)]
 pub(crate) struct Live(AtomicUsize);
@@ -76,13 +78,9 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         if self.empty {
-            let mut status =
-                tonic::Status::unavailable(format!("no instance of `{}` is known", self.service));
+            let why = format!("no instance of `{}` is known", self.service);
             // Never sent: the retry layer does not retry it, the breaker does not count it.
-            status.metadata_mut().insert(
-                crate::wire::headers::TRUSS_NOT_SENT,
-                tonic::metadata::MetadataValue::from_static("no-instance"),
-            );
+            let status = not_sent(tonic::Status::unavailable(why), "no-instance");
             return FailEmptyFuture::Refused(Some(status));
         }
         FailEmptyFuture::Called(self.inner.call(req))
@@ -124,6 +122,7 @@ mod tests {
     use tower::{Service, ServiceExt};
 
     use super::*;
+    use crate::wire::headers::is_not_sent;
 
     fn echo() -> impl Service<u8, Response = u8, Error = BoxError> + Clone {
         tower::service_fn(|n: u8| ready(Ok::<_, BoxError>(n)))
@@ -140,12 +139,7 @@ mod tests {
         let status = error.downcast::<tonic::Status>().unwrap();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("`user`"), "{}", status.message());
-        assert!(
-            status
-                .metadata()
-                .contains_key(crate::wire::headers::TRUSS_NOT_SENT),
-            "marked as never sent"
-        );
+        assert!(is_not_sent(&status), "marked as never sent");
         live.set(2);
         assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
     }

@@ -190,14 +190,7 @@ impl Engine {
             );
             return Ok(());
         };
-        let set = log
-            .set_level(&config.log.level)
-            .map_err(|e| ConfigError::one("log.level", "the reloaded config", e))?;
-        if !set {
-            tracing::warn!("log.level changed but does not apply: RUST_LOG is set and wins");
-        }
-        log.set_format(config.log.format);
-        Ok(())
+        log.apply(&config.log, "the reloaded config")
     }
 
     fn reject(&self, error: ConfigError) -> ConfigError {

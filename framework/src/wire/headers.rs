@@ -27,6 +27,20 @@ pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 /// layer does not retry it and the client breaker does not count it.
 pub const TRUSS_NOT_SENT: &str = "truss-not-sent";
 
+/// `status`, marked [`TRUSS_NOT_SENT`] with `why` (`breaker-open`, `no-instance`).
+pub(crate) fn not_sent(mut status: tonic::Status, why: &'static str) -> tonic::Status {
+    status.metadata_mut().insert(
+        TRUSS_NOT_SENT,
+        tonic::metadata::MetadataValue::from_static(why),
+    );
+    status
+}
+
+/// Whether `status` is a call a local layer refused before sending it ([`not_sent`]).
+pub(crate) fn is_not_sent(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(TRUSS_NOT_SENT)
+}
+
 /// The `grpc-status` in `headers`, when there is one and it is a number. Unknown numbers
 /// become [`tonic::Code::Unknown`], as tonic reads them.
 #[inline]

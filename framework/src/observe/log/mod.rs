@@ -203,6 +203,19 @@ impl LogControl {
         }
     }
 
+    /// Puts `log`'s level and format in force; `source` names where they came from in the
+    /// error of a bad level.
+    pub(crate) fn apply(&self, log: &LogConfig, source: &str) -> Result<(), ConfigError> {
+        let set = self
+            .set_level(&log.level)
+            .map_err(|e| ConfigError::one("log.level", source, e))?;
+        if !set {
+            tracing::warn!(source, "log.level does not apply: RUST_LOG is set and wins");
+        }
+        self.set_format(log.format);
+        Ok(())
+    }
+
     /// Switches between text and JSON lines.
     pub(crate) fn set_format(&self, format: LogFormat) {
         self.json

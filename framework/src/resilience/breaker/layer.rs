@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::{Breaker, Breakers};
 use crate::BoxError;
 use crate::resilience::admit::{Admit, AdmitLayer, Policy, Rejection};
-use crate::wire::headers::is_grpc_response;
+use crate::wire::headers::{is_grpc_response, is_not_sent, not_sent};
 use crate::wire::{Completion, is_grpc, is_http_route};
 
 /// Server side: one breaker per route label; rejects with 503 / `UNAVAILABLE`.
@@ -213,20 +213,10 @@ where
 /// A client call refused by an open breaker: `UNAVAILABLE`, marked as not sent (the retry
 /// layer does not retry it: the breaker would refuse it again, and each refusal counts).
 fn breaker_open() -> tonic::Status {
-    let mut status = tonic::Status::unavailable("circuit breaker open");
-    status.metadata_mut().insert(
-        crate::wire::headers::TRUSS_NOT_SENT,
-        tonic::metadata::MetadataValue::from_static("breaker-open"),
-    );
-    status
-}
-
-/// Whether `error` is a call a local layer refused before sending it.
-fn not_sent(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    error.downcast_ref::<tonic::Status>().is_some_and(|s| {
-        s.metadata()
-            .contains_key(crate::wire::headers::TRUSS_NOT_SENT)
-    })
+    not_sent(
+        tonic::Status::unavailable("circuit breaker open"),
+        "breaker-open",
+    )
 }
 
 /// The response future of [`ClientBreaker`].
@@ -260,7 +250,7 @@ where
                 ),
                 // Refused below before being sent (no instance to send it to): says nothing
                 // about how the target answers.
-                Err(e) if not_sent(e.as_ref()) => None,
+                Err(e) if e.downcast_ref().is_some_and(is_not_sent) => None,
                 Err(_) => Some(true),
             };
             if let Some(failed) = failed {

@@ -18,7 +18,7 @@ use super::config::RetryConfig;
 use crate::BoxError;
 use crate::resilience::deadline::Deadline;
 use crate::section::{Section, ValidationError};
-use crate::wire::headers::TRUSS_NOT_SENT;
+use crate::wire::headers::is_not_sent;
 use crate::wire::{grpc_status, is_connect_error};
 
 /// Retries calls to one target within a shared budget. Clones share the budget.
@@ -296,7 +296,7 @@ fn retryable<R>(
         Err(error) => {
             if let Some(status) = error.downcast_ref::<tonic::Status>() {
                 // Refused here before being sent (an open breaker): refused again at once.
-                if status.metadata().contains_key(TRUSS_NOT_SENT) {
+                if is_not_sent(status) {
                     return false;
                 }
                 return config.grpc_codes.contains(&(status.code() as i32));
